@@ -1,0 +1,108 @@
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Role names one of the connections a DB hands out.
+type Role int
+
+const (
+	// RoleAdmin is the server's superuser.
+	RoleAdmin Role = iota
+	// RoleOwner owns the schema and runs migrations.
+	RoleOwner
+	// RoleApp serves requests; row-level security binds it.
+	RoleApp
+	// RoleSystem runs background work across tenants (BYPASSRLS).
+	RoleSystem
+)
+
+// DB is one test's own database, cloned from the migrated template, with a
+// pool per role. Pools connect lazily and are closed, and the database
+// dropped, when the test ends.
+type DB struct {
+	// Name is the database's name.
+	Name string
+	// Admin is connected as the server's superuser.
+	Admin *pgxpool.Pool
+	// Owner is connected as OwnerRole.
+	Owner *pgxpool.Pool
+	// App is connected as AppRole.
+	App *pgxpool.Pool
+	// System is connected as SystemRole.
+	System *pgxpool.Pool
+
+	adminURL string
+}
+
+// New creates a database for t from the template prepared by Main. It fails
+// t when Main was not called from TestMain.
+func New(t testing.TB) *DB {
+	t.Helper()
+	srv := current
+	if srv == nil {
+		t.Fatal("pgtest: call pgtest.Main from TestMain before pgtest.New")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	name := fmt.Sprintf("%s_%d", srv.template, srv.seq.Add(1))
+	if err := srv.cloneTemplate(ctx, name); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	db := &DB{Name: name, adminURL: srv.adminURL}
+	t.Cleanup(func() { db.drop(srv) })
+	for role, dst := range map[Role]**pgxpool.Pool{RoleAdmin: &db.Admin, RoleOwner: &db.Owner, RoleApp: &db.App, RoleSystem: &db.System} {
+		pool, err := newPool(ctx, db.URL(role))
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		*dst = pool
+	}
+	return db
+}
+
+// URL is the connection URL of this database as role, for code under test
+// that opens its own pool or for a child process.
+func (db *DB) URL(role Role) string {
+	switch role {
+	case RoleOwner:
+		return roleURL(db.adminURL, OwnerRole, db.Name)
+	case RoleApp:
+		return roleURL(db.adminURL, AppRole, db.Name)
+	case RoleSystem:
+		return roleURL(db.adminURL, SystemRole, db.Name)
+	default:
+		return roleURL(db.adminURL, "", db.Name)
+	}
+}
+
+func (s *server) cloneTemplate(ctx context.Context, name string) error {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() +
+		" TEMPLATE " + pgx.Identifier{s.template}.Sanitize() +
+		" OWNER " + pgx.Identifier{OwnerRole}.Sanitize()
+	if _, err := s.admin.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("create test database %s: %w", name, err)
+	}
+	return nil
+}
+
+func (db *DB) drop(srv *server) {
+	for _, pool := range []*pgxpool.Pool{db.Admin, db.Owner, db.App, db.System} {
+		if pool != nil {
+			pool.Close()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = srv.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db.Name}.Sanitize()+" WITH (FORCE)")
+}
