@@ -46,19 +46,23 @@ type DB struct {
 // t when Main was not called from TestMain.
 func New(t testing.TB) *DB {
 	t.Helper()
-	srv := current
-	if srv == nil {
+	if current == nil {
 		t.Fatal("pgtest: call pgtest.Main from TestMain before pgtest.New")
 	}
+	return current.newDB(t)
+}
+
+func (s *server) newDB(t testing.TB) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	name := fmt.Sprintf("%s_%d", srv.template, srv.seq.Add(1))
-	if err := srv.cloneTemplate(ctx, name); err != nil {
+	name := fmt.Sprintf("%s_%d", s.template, s.seq.Add(1))
+	if err := s.cloneTemplate(ctx, name); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	db := &DB{Name: name, adminURL: srv.adminURL}
-	t.Cleanup(func() { db.drop(srv) })
+	db := &DB{Name: name, adminURL: s.adminURL}
+	t.Cleanup(func() { db.drop(s) })
 	for role, dst := range map[Role]**pgxpool.Pool{RoleAdmin: &db.Admin, RoleOwner: &db.Owner, RoleApp: &db.App, RoleSystem: &db.System} {
 		pool, err := newPool(ctx, db.URL(role))
 		if err != nil {

@@ -62,6 +62,7 @@ func WithMigrations(fns ...MigrateFunc) Option {
 
 // server is the PostgreSQL server of one test binary.
 type server struct {
+	cfg         config
 	adminURL    string
 	containerID string
 	container   *postgres.PostgresContainer
@@ -113,35 +114,35 @@ func AdminURL() string {
 }
 
 func start(ctx context.Context, cfg config) (*server, error) {
-	srv := &server{adminURL: os.Getenv(EnvDatabaseURL)}
-	if err := srv.prepare(ctx, cfg); err != nil {
+	srv := &server{cfg: cfg, adminURL: os.Getenv(EnvDatabaseURL)}
+	if err := srv.prepare(ctx); err != nil {
 		srv.stop()
 		return nil, err
 	}
 	return srv, nil
 }
 
-func (srv *server) prepare(ctx context.Context, cfg config) (err error) {
-	if srv.adminURL == "" {
-		if err := srv.startContainer(ctx); err != nil {
+func (s *server) prepare(ctx context.Context, extra ...testcontainers.ContainerCustomizer) (err error) {
+	if s.adminURL == "" {
+		if err := s.startContainer(ctx, extra...); err != nil {
 			return fmt.Errorf("no PostgreSQL server for the tests: set %s to the URL of an existing server, or make a Docker engine reachable (%w)", EnvDatabaseURL, err)
 		}
 	}
-	if srv.admin, err = newPool(ctx, srv.adminURL); err != nil {
+	if s.admin, err = newPool(ctx, s.adminURL); err != nil {
 		return err
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := srv.admin.Ping(pingCtx); err != nil {
-		return fmt.Errorf("cannot reach the PostgreSQL server at %s: %w", redact(srv.adminURL), err)
+	if err := s.admin.Ping(pingCtx); err != nil {
+		return fmt.Errorf("cannot reach the PostgreSQL server at %s: %w", redact(s.adminURL), err)
 	}
-	if err := ensureRoles(ctx, srv.admin); err != nil {
+	if err := ensureRoles(ctx, s.admin); err != nil {
 		return err
 	}
-	return srv.createTemplate(ctx, cfg)
+	return s.createTemplate(ctx)
 }
 
-func (s *server) startContainer(ctx context.Context) (err error) {
+func (s *server) startContainer(ctx context.Context, extra ...testcontainers.ContainerCustomizer) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
 	// testcontainers panics in some set-ups without a Docker engine; that
@@ -159,7 +160,7 @@ func (s *server) startContainer(ctx context.Context) (err error) {
 	if image == "" {
 		image = DefaultImage
 	}
-	container, err := postgres.Run(ctx, image,
+	opts := []testcontainers.ContainerCustomizer{
 		postgres.WithUsername("postgres"),
 		postgres.WithPassword("postgres"),
 		postgres.WithDatabase("postgres"),
@@ -168,7 +169,8 @@ func (s *server) startContainer(ctx context.Context) (err error) {
 		// Test servers trade durability for speed and allow many
 		// connections: every test opens pools for three roles.
 		testcontainers.WithCmdArgs("-c", "max_connections=500", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
-	)
+	}
+	container, err := postgres.Run(ctx, image, append(opts, extra...)...)
 	if container != nil {
 		s.container = container
 		s.containerID = container.GetContainerID()
@@ -253,7 +255,7 @@ func ensureRoles(ctx context.Context, admin *pgxpool.Pool) error {
 
 // createTemplate makes the migrated database every test database is cloned
 // from. Its name is random so binaries sharing a server do not collide.
-func (s *server) createTemplate(ctx context.Context, cfg config) error {
+func (s *server) createTemplate(ctx context.Context) error {
 	s.template = "pgtest_" + randomHex(5)
 	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{s.template}.Sanitize()+" OWNER "+pgx.Identifier{OwnerRole}.Sanitize()); err != nil {
 		s.template = ""
@@ -264,7 +266,7 @@ func (s *server) createTemplate(ctx context.Context, cfg config) error {
 		return err
 	}
 	defer owner.Close()
-	for i, fn := range cfg.migrations {
+	for i, fn := range s.cfg.migrations {
 		if err := fn(ctx, owner); err != nil {
 			return fmt.Errorf("migration function %d on the template: %w", i+1, err)
 		}
