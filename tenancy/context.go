@@ -1,0 +1,82 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/dealix/platform/internal/rls"
+)
+
+// ErrInvalidTenant is returned for a tenant id that is not a UUID. Such an
+// id is refused before it can reach SQL.
+var ErrInvalidTenant = errors.New("tenancy: tenant id is not a UUID")
+
+// AuthMethod says how a principal authenticated.
+type AuthMethod string
+
+const (
+	// AuthJWT is a bearer JSON Web Token.
+	AuthJWT AuthMethod = "jwt"
+	// AuthAPIKey is an API key issued by this package.
+	AuthAPIKey AuthMethod = "api_key"
+)
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	// Subject identifies the caller: the JWT "sub" claim, or the API key's id.
+	Subject string
+	// TenantID is the tenant the caller acts for, a canonical UUID string.
+	TenantID string
+	// Scopes are the permissions granted to the caller (JWT "scope" or
+	// "scopes"/"roles" claims, or the API key's scopes).
+	Scopes []string
+	// Method is how the caller authenticated.
+	Method AuthMethod
+	// KeyID names the credential: the JWT "kid" or the API key's prefix.
+	KeyID string
+}
+
+// HasScope reports whether the principal was granted scope.
+func (p Principal) HasScope(scope string) bool {
+	return slices.Contains(p.Scopes, scope)
+}
+
+type contextKey struct{ name string }
+
+var (
+	tenantKey    = &contextKey{"tenant"}
+	principalKey = &contextKey{"principal"}
+)
+
+// WithTenant returns a copy of ctx carrying tenantID, validated and in
+// canonical form.
+func WithTenant(ctx context.Context, tenantID string) (context.Context, error) {
+	canonical, err := rls.ParseTenant(tenantID)
+	if err != nil {
+		return ctx, ErrInvalidTenant
+	}
+	return context.WithValue(ctx, tenantKey, canonical), nil
+}
+
+// TenantFrom returns the tenant carried by ctx, if any.
+func TenantFrom(ctx context.Context) (string, bool) {
+	tenant, ok := ctx.Value(tenantKey).(string)
+	return tenant, ok && tenant != ""
+}
+
+// WithPrincipal returns a copy of ctx carrying p and p's tenant.
+func WithPrincipal(ctx context.Context, p Principal) (context.Context, error) {
+	ctx, err := WithTenant(ctx, p.TenantID)
+	if err != nil {
+		return ctx, err
+	}
+	p.TenantID, _ = TenantFrom(ctx)
+	return context.WithValue(ctx, principalKey, p), nil
+}
+
+// PrincipalFrom returns the principal carried by ctx, if any.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey).(Principal)
+	return p, ok
+}
