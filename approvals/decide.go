@@ -240,6 +240,7 @@ func (s *Service) runHook(ctx context.Context, tx pgx.Tx, d Decision) error {
 }
 
 func (s *Service) logAttempt(ctx context.Context, in DecideInput, d Decision, refusal error) {
+	recordDecision(ctx, in.Decision, d, refusal)
 	attrs := []slog.Attr{
 		slog.String("tenant_id", in.TenantID), slog.String("request_id", in.RequestID),
 		slog.String("decision", string(in.Decision)), slog.String("decider", in.Decider),

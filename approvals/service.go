@@ -221,6 +221,9 @@ type Result struct {
 func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
 	a, eval, err := s.prepare(ctx, a)
 	if err != nil || !eval.NeedsApproval {
+		if err == nil {
+			recordRequest(ctx, a.Kind, Result{Allowed: true})
+		}
 		return Result{Allowed: err == nil, Evaluation: eval}, err
 	}
 	var res Result
@@ -231,6 +234,7 @@ func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	recordRequest(ctx, a.Kind, res)
 	return res, nil
 }
 
@@ -240,12 +244,21 @@ func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
 func (s *Service) RequestTx(ctx context.Context, tx pgx.Tx, a Action) (Result, error) {
 	a, eval, err := s.prepare(ctx, a)
 	if err != nil || !eval.NeedsApproval {
+		if err == nil {
+			recordRequest(ctx, a.Kind, Result{Allowed: true})
+		}
 		return Result{Allowed: err == nil, Evaluation: eval}, err
 	}
 	if err := rls.SetTenant(ctx, tx, a.TenantID); err != nil {
 		return Result{}, err
 	}
-	return s.store(ctx, tx, a, eval)
+	res, err := s.store(ctx, tx, a, eval)
+	if err == nil {
+		// Counted when the caller's transaction is handed back, not when
+		// it commits: a rolled-back request is still an attempt.
+		recordRequest(ctx, a.Kind, res)
+	}
+	return res, err
 }
 
 // prepare fills a from ctx, validates it and evaluates the policy.

@@ -102,6 +102,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 		n := int(tag.RowsAffected())
 		total += n
+		instruments.expired.Add(ctx, int64(n))
 		if n < s.cfg.BatchSize {
 			return total, nil
 		}
