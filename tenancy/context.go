@@ -80,3 +80,13 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey).(Principal)
 	return p, ok
 }
+
+// withVerifiedPrincipal is WithPrincipal for a principal whose tenant an
+// authenticator has just produced: when it is already a canonical UUID the
+// second parse is skipped (it sits on every authenticated request).
+func withVerifiedPrincipal(ctx context.Context, p Principal) (context.Context, error) {
+	if !isCanonicalUUID(p.TenantID) {
+		return WithPrincipal(ctx, p)
+	}
+	return context.WithValue(context.WithValue(ctx, tenantKey, p.TenantID), principalKey, p), nil
+}

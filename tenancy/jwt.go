@@ -1,0 +1,418 @@
+package tenancy
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/dealix/platform/internal/rls"
+)
+
+// Defaults of JWTConfig.
+const (
+	// DefaultTenantClaim is the claim that carries the tenant id.
+	DefaultTenantClaim = "tenant_id"
+	// DefaultLeeway is the clock skew allowed on exp, nbf and iat.
+	DefaultLeeway = 30 * time.Second
+	// MaxLeeway is the largest leeway NewJWTVerifier accepts.
+	MaxLeeway = 5 * time.Minute
+	// DefaultJWKSRefresh is how often a JWKS URL is fetched again.
+	DefaultJWKSRefresh = time.Hour
+	// DefaultRealm is the realm of the WWW-Authenticate challenge.
+	DefaultRealm = "api"
+	// MinHMACKeyBytes is the shortest HMAC secret a Key may hold.
+	MinHMACKeyBytes = 32
+)
+
+// ErrInvalidConfig is wrapped by every configuration error of the
+// constructors in this package.
+var ErrInvalidConfig = errors.New("tenancy: invalid configuration")
+
+// Key is one key that verifies JWT signatures.
+type Key struct {
+	// ID is matched against the token's "kid" header. Several keys with
+	// different IDs may be active at once, which is how keys rotate. Keys
+	// without an ID are tried, among those of the token's algorithm, only
+	// for tokens without a kid.
+	ID string
+	// Algorithm is the one JWS algorithm this key verifies, for example
+	// "HS256", "RS256", "PS256", "ES256" or "EdDSA". A token whose "alg"
+	// differs is never verified with this key, which rules out algorithm
+	// confusion (an HS256 token "signed" with an RSA public key).
+	Algorithm string
+	// Key is the verification key: a []byte secret of at least
+	// MinHMACKeyBytes for HS*, *rsa.PublicKey for RS*/PS*,
+	// *ecdsa.PublicKey on the matching curve for ES*, ed25519.PublicKey for
+	// EdDSA.
+	Key any
+}
+
+// JWTConfig configures a JWTVerifier. Issuer, Audience and at least one of
+// Keys and JWKSURL are required.
+type JWTConfig struct {
+	// Keys are static verification keys.
+	Keys []Key
+	// JWKSURL, when set, is a JSON Web Key Set fetched with
+	// github.com/MicahParks/keyfunc/v3 and refreshed in the background
+	// every JWKSRefresh, and when a token names an unknown kid (at most
+	// once every five minutes). Keys with the token's kid are looked up in
+	// Keys first; a token verified through the JWKS must name its key by
+	// kid.
+	JWKSURL string
+	// JWKSClient fetches JWKSURL. Default: http.DefaultClient.
+	JWKSClient *http.Client
+	// JWKSRefresh is the refresh interval of JWKSURL. Default:
+	// DefaultJWKSRefresh (one hour).
+	JWKSRefresh time.Duration
+	// Algorithms pins the accepted "alg" values (jwt.WithValidMethods).
+	// Default: the algorithms of Keys. Required when only JWKSURL is set.
+	// "none" is never accepted.
+	Algorithms []string
+	// Issuer is the required "iss" claim. Required.
+	Issuer string
+	// Audience is the required value in the "aud" claim. Required.
+	Audience string
+	// Leeway is the clock skew allowed on exp, nbf and iat. Default:
+	// DefaultLeeway (30s); at most MaxLeeway. "exp" is always required.
+	Leeway time.Duration
+	// TenantClaim names the claim carrying the tenant id, a UUID string.
+	// Default: DefaultTenantClaim ("tenant_id").
+	TenantClaim string
+	// MaxHeaderBytes caps the Authorization header. Default:
+	// DefaultMaxHeaderBytes (8 KiB).
+	MaxHeaderBytes int
+	// Realm is the realm of the WWW-Authenticate challenge. Default:
+	// DefaultRealm ("api").
+	Realm string
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Logger receives refusals at debug level. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// JWTVerifier verifies bearer JWTs and turns them into a Principal. It is
+// safe for concurrent use.
+type JWTVerifier struct {
+	cfg    JWTConfig
+	parser *jwt.Parser
+	byID   map[string]Key
+	noID   []Key
+	jwks   keyfunc.Keyfunc
+	// staticKeyfunc is keyfunc bound once, for verifiers without a JWKS,
+	// saving an allocation per token.
+	staticKeyfunc jwt.Keyfunc
+}
+
+// NewJWTVerifier validates cfg and returns a verifier. ctx bounds the
+// background refresh of cfg.JWKSURL; cancel it to stop the refresh.
+func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	v := &JWTVerifier{cfg: cfg, byID: make(map[string]Key)}
+	for _, k := range cfg.Keys {
+		if err := v.addKey(k); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.JWKSURL != "" {
+		jwks, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+			Client:          cfg.JWKSClient,
+			RefreshInterval: cfg.JWKSRefresh,
+			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+				return func(ctx context.Context, err error) {
+					cfg.Logger.ErrorContext(ctx, "tenancy: JWKS refresh failed", "url", u, "error", err)
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: JWKS %s: %w", ErrInvalidConfig, cfg.JWKSURL, err)
+		}
+		v.jwks = jwks
+	}
+	v.staticKeyfunc = v.keyfunc(ctx)
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(cfg.Algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(cfg.Leeway),
+		jwt.WithTimeFunc(cfg.Now),
+	)
+	return v, nil
+}
+
+func (cfg *JWTConfig) setDefaults() error {
+	if len(cfg.Keys) == 0 && cfg.JWKSURL == "" {
+		return fmt.Errorf("%w: JWTConfig needs Keys or a JWKSURL", ErrInvalidConfig)
+	}
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return fmt.Errorf("%w: JWTConfig.Issuer and Audience are required", ErrInvalidConfig)
+	}
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		return fmt.Errorf("%w: JWTConfig.Leeway must be within 0..%s", ErrInvalidConfig, MaxLeeway)
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = DefaultLeeway
+	}
+	if len(cfg.Algorithms) == 0 {
+		if cfg.JWKSURL != "" {
+			return fmt.Errorf("%w: JWTConfig.Algorithms is required with a JWKSURL", ErrInvalidConfig)
+		}
+		for _, k := range cfg.Keys {
+			if !slices.Contains(cfg.Algorithms, k.Algorithm) {
+				cfg.Algorithms = append(cfg.Algorithms, k.Algorithm)
+			}
+		}
+	}
+	for _, alg := range cfg.Algorithms {
+		if jwt.GetSigningMethod(alg) == nil || strings.EqualFold(alg, "none") {
+			return fmt.Errorf("%w: unsupported algorithm %q", ErrInvalidConfig, alg)
+		}
+	}
+	cfg.TenantClaim = cmpOr(cfg.TenantClaim, DefaultTenantClaim)
+	cfg.Realm = cmpOr(cfg.Realm, DefaultRealm)
+	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
+		return fmt.Errorf("%w: JWTConfig.Realm must not contain quotes, backslashes or line breaks", ErrInvalidConfig)
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.JWKSRefresh <= 0 {
+		cfg.JWKSRefresh = DefaultJWKSRefresh
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+func (v *JWTVerifier) addKey(k Key) error {
+	if !slices.Contains(v.cfg.Algorithms, k.Algorithm) {
+		return fmt.Errorf("%w: key %q uses %q, which Algorithms does not allow", ErrInvalidConfig, k.ID, k.Algorithm)
+	}
+	if !keyFits(k.Algorithm, k.Key) {
+		return fmt.Errorf("%w: key %q is not a valid %s verification key", ErrInvalidConfig, k.ID, k.Algorithm)
+	}
+	if k.ID == "" {
+		v.noID = append(v.noID, k)
+		return nil
+	}
+	if _, dup := v.byID[k.ID]; dup {
+		return fmt.Errorf("%w: two keys with id %q", ErrInvalidConfig, k.ID)
+	}
+	v.byID[k.ID] = k
+	return nil
+}
+
+// keyFits reports whether key is a verification key of the type alg needs.
+func keyFits(alg string, key any) bool {
+	switch alg {
+	case "HS256", "HS384", "HS512":
+		secret, ok := key.([]byte)
+		return ok && len(secret) >= MinHMACKeyBytes
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+		pub, ok := key.(*rsa.PublicKey)
+		return ok && pub.N != nil && pub.N.BitLen() >= 2048
+	case "ES256":
+		return isECDSAOn(key, elliptic.P256())
+	case "ES384":
+		return isECDSAOn(key, elliptic.P384())
+	case "ES512":
+		return isECDSAOn(key, elliptic.P521())
+	case "EdDSA":
+		pub, ok := key.(ed25519.PublicKey)
+		return ok && len(pub) == ed25519.PublicKeySize
+	}
+	return false
+}
+
+func isECDSAOn(key any, curve elliptic.Curve) bool {
+	pub, ok := key.(*ecdsa.PublicKey)
+	return ok && pub.Curve == curve
+}
+
+// Verify checks token and returns its principal. Errors wrap
+// ErrInvalidToken (and the golang-jwt error) or ErrTenantNotGranted.
+func (v *JWTVerifier) Verify(ctx context.Context, token string) (Principal, error) {
+	claims := jwt.MapClaims{}
+	keyfunc := v.staticKeyfunc
+	if v.jwks != nil {
+		keyfunc = v.keyfunc(ctx)
+	}
+	parsed, err := v.parser.ParseWithClaims(token, claims, keyfunc)
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	return v.principal(parsed, claims)
+}
+
+func (v *JWTVerifier) principal(token *jwt.Token, claims jwt.MapClaims) (Principal, error) {
+	raw, ok := claims[v.cfg.TenantClaim].(string)
+	if !ok {
+		return Principal{}, fmt.Errorf("%w: claim %q is missing or not a string", ErrTenantNotGranted, v.cfg.TenantClaim)
+	}
+	tenant, err := canonicalTenant(raw)
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: claim %q is not a UUID", ErrTenantNotGranted, v.cfg.TenantClaim)
+	}
+	subject, _ := claims["sub"].(string)
+	kid, _ := token.Header["kid"].(string)
+	return Principal{
+		Subject:  subject,
+		TenantID: tenant,
+		Scopes:   scopesOf(claims),
+		Method:   AuthJWT,
+		KeyID:    kid,
+	}, nil
+}
+
+// scopesOf collects the space-separated "scope" (RFC 8693) or "scp"
+// claim and the "scopes" and "roles" arrays.
+func scopesOf(claims jwt.MapClaims) []string {
+	var scopes []string
+	for _, name := range []string{"scope", "scp", "scopes", "roles"} {
+		switch value := claims[name].(type) {
+		case string:
+			scopes = append(scopes, strings.Fields(value)...)
+		case []any:
+			for _, s := range value {
+				if s, ok := s.(string); ok && s != "" {
+					scopes = append(scopes, s)
+				}
+			}
+		}
+	}
+	return scopes
+}
+
+var (
+	errUnknownKey  = errors.New("no key for the token's kid and algorithm")
+	errKeyMismatch = errors.New("the key's algorithm differs from the token's")
+)
+
+// keyfunc selects the verification key: by kid when the token has one
+// (static keys first, then the JWKS), otherwise every key without an id of
+// the token's algorithm. A key is only ever used for its own algorithm.
+func (v *JWTVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(token *jwt.Token) (any, error) {
+		alg := token.Method.Alg()
+		rawKID, hasKID := token.Header["kid"]
+		if !hasKID {
+			return v.keysWithoutID(alg)
+		}
+		kid, ok := rawKID.(string)
+		if !ok {
+			return nil, errUnknownKey
+		}
+		if k, ok := v.byID[kid]; ok {
+			if k.Algorithm != alg {
+				return nil, errKeyMismatch
+			}
+			return k.Key, nil
+		}
+		if v.jwks == nil {
+			return nil, errUnknownKey
+		}
+		key, err := v.jwks.KeyfuncCtx(ctx)(token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errUnknownKey, err)
+		}
+		if !keyFits(alg, publicOf(key)) {
+			return nil, errKeyMismatch
+		}
+		return publicOf(key), nil
+	}
+}
+
+func (v *JWTVerifier) keysWithoutID(alg string) (any, error) {
+	var set jwt.VerificationKeySet
+	for _, k := range v.noID {
+		if k.Algorithm == alg {
+			set.Keys = append(set.Keys, k.Key)
+		}
+	}
+	switch len(set.Keys) {
+	case 0:
+		return nil, errUnknownKey
+	case 1:
+		return set.Keys[0], nil
+	default:
+		return set, nil
+	}
+}
+
+// publicOf turns a private key from a JWKS into its public key.
+func publicOf(key any) any {
+	if priv, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		return priv.Public()
+	}
+	return key
+}
+
+// Authenticate verifies the Bearer token of r.
+func (v *JWTVerifier) Authenticate(r *http.Request) (Principal, error) {
+	token, err := bearerToken(r, v.cfg.MaxHeaderBytes)
+	if err != nil {
+		return Principal{}, err
+	}
+	return v.Verify(r.Context(), token)
+}
+
+// Handler is middleware that admits only requests with a valid bearer JWT
+// and puts its Principal and tenant in the request's context. A missing or
+// bad credential gets a 401 problem+json with a WWW-Authenticate: Bearer
+// challenge; a valid token without a usable tenant gets a 403.
+func (v *JWTVerifier) Handler(next http.Handler) http.Handler {
+	return authHandler(v.Authenticate, v.cfg.Realm, v.cfg.Logger, next)
+}
+
+// authHandler is the middleware shared by JWTVerifier and Authenticator.
+func authHandler(authenticate func(*http.Request) (Principal, error), realm string, logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := authenticate(r)
+		if err != nil {
+			writeAuthError(w, r, realm, logger, err)
+			return
+		}
+		ctx, err := withVerifiedPrincipal(r.Context(), p)
+		if err != nil {
+			writeAuthError(w, r, realm, logger, fmt.Errorf("%w: %w", ErrTenantNotGranted, err))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// canonicalTenant validates a tenant id, returning it as is (no
+// allocation) when it is already canonical.
+func canonicalTenant(raw string) (string, error) {
+	if isCanonicalUUID(raw) {
+		return raw, nil
+	}
+	return rls.ParseTenant(raw)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
