@@ -1,0 +1,216 @@
+package webhooksig
+
+import (
+	"crypto/hmac"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Message is what a webhook scheme can sign: the request method, the URL the
+// sender addressed, the headers and the raw body. Verifiers read only the
+// parts their scheme covers.
+type Message struct {
+	// Method is the HTTP method, for example "POST". HubSpot v2 and v3 sign it.
+	Method string
+	// URL is the absolute URL as the sender addressed it, for example
+	// "https://example.com/hooks/hubspot?x=1". HubSpot v2 and v3 sign it.
+	URL string
+	// Header holds the request headers.
+	Header http.Header
+	// Body is the raw request body, byte for byte as received.
+	Body []byte
+}
+
+// Delivery describes a verified message.
+type Delivery struct {
+	// Verifier is the name of the verifier that accepted the message.
+	Verifier string
+	// ID identifies the delivery for the replay guard: the scheme's own id
+	// (webhook-id, X-GitHub-Delivery, the Stripe or Moyasar event id) or,
+	// for schemes without one, "sig:" and the hex SHA-256 of the verified
+	// signature, which is unique per timestamp and body.
+	ID string
+	// Timestamp is the signed timestamp; zero for schemes without one.
+	Timestamp time.Time
+}
+
+// Verifier is the pure check of one webhook scheme. Verify reports whether m
+// carries a valid signature under one of the verifier's secrets and, if so,
+// what was delivered. It must not modify m and must be safe for concurrent
+// use.
+type Verifier interface {
+	// Name identifies the verifier; the replay guard keys deliveries by it.
+	Name() string
+	// Verify checks m. Errors wrap one of the package's sentinel errors
+	// inside an *Error.
+	Verify(m *Message) (Delivery, error)
+}
+
+// Sentinel errors, one per failed check. Verify wraps them in *Error; use
+// errors.Is to test for them.
+var (
+	// ErrMissingHeader means a header (or body field) the scheme needs is absent.
+	ErrMissingHeader = errors.New("missing")
+	// ErrMalformedHeader means a header (or body field) cannot be parsed,
+	// or is duplicated.
+	ErrMalformedHeader = errors.New("malformed")
+	// ErrMalformedBody means the body is not what the scheme carries (for
+	// example Moyasar's JSON object).
+	ErrMalformedBody = errors.New("malformed body")
+	// ErrBadSignature means no signature matched any active secret.
+	ErrBadSignature = errors.New("signature does not match")
+	// ErrStaleTimestamp means the signed timestamp is outside the tolerance,
+	// too old or too far in the future.
+	ErrStaleTimestamp = errors.New("timestamp outside tolerance")
+	// ErrUnknownKey means the message is signed only with a scheme version
+	// or key the verifier does not hold (for example Stripe "v0" alone or
+	// a Standard Webhooks "v1a" signature).
+	ErrUnknownKey = errors.New("no signature for a known key or version")
+	// ErrBodyTooLarge means the body is longer than the middleware's limit.
+	ErrBodyTooLarge = errors.New("body too large")
+	// ErrReplayed means the delivery id was already seen inside its TTL.
+	ErrReplayed = errors.New("delivery already received")
+	// ErrInvalidConfig is returned by constructors for an unusable configuration.
+	ErrInvalidConfig = errors.New("webhooksig: invalid configuration")
+)
+
+// Error is a failed check: which verifier, which field and which sentinel.
+// Its text names the field and the check, never a secret, a received or an
+// expected signature.
+type Error struct {
+	// Verifier is the name of the verifier that failed.
+	Verifier string
+	// Field is the header or body field the check concerns, for example
+	// "Stripe-Signature".
+	Field string
+	// Err is one of the sentinel errors.
+	Err error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	return "webhooksig: " + e.Verifier + ": " + e.Field + ": " + e.Err.Error()
+}
+
+// Unwrap returns the sentinel error.
+func (e *Error) Unwrap() error { return e.Err }
+
+func fail(verifier, field string, err error) error {
+	return &Error{Verifier: verifier, Field: field, Err: err}
+}
+
+// StatusCode maps a verification error to its HTTP status: 400 for a
+// missing or malformed header or body, 401 for a bad signature, a stale
+// timestamp or an unknown key, 413 for an oversized body and 409 for a
+// replayed delivery. Any other error maps to 401, since the message was
+// not shown to be authentic.
+func StatusCode(err error) int {
+	switch {
+	case errors.Is(err, ErrMissingHeader), errors.Is(err, ErrMalformedHeader), errors.Is(err, ErrMalformedBody):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrReplayed):
+		return http.StatusConflict
+	default:
+		return http.StatusUnauthorized
+	}
+}
+
+// singleHeader returns the one value of header name: absent or empty is
+// ErrMissingHeader, more than one value is ErrMalformedHeader, because a
+// duplicated signature header is ambiguous.
+func singleHeader(verifier string, h http.Header, name string) (string, error) {
+	key, ok := canonicalHeaders[name]
+	if !ok {
+		key = http.CanonicalHeaderKey(name)
+	}
+	values := h[key]
+	switch {
+	case len(values) == 0 || (len(values) == 1 && values[0] == ""):
+		return "", fail(verifier, name, ErrMissingHeader)
+	case len(values) > 1:
+		return "", fail(verifier, name, ErrMalformedHeader)
+	}
+	return values[0], nil
+}
+
+// canonicalHeaders maps the package's header names to their canonical
+// form, so a lookup does not canonicalize (and allocate) on every request.
+var canonicalHeaders = func() map[string]string {
+	names := []string{
+		GitHubSignatureHeader, GitHubDeliveryHeader, StripeSignatureHeader, CalendlySignatureHeader,
+		StandardIDHeader, StandardTimestampHeader, StandardSignatureHeader, SlackSignatureHeader, SlackTimestampHeader,
+		HubSpotSignatureV3Header, HubSpotTimestampHeader, HubSpotSignatureHeader, HubSpotVersionHeader,
+	}
+	m := make(map[string]string, len(names))
+	for _, name := range names {
+		m[name] = http.CanonicalHeaderKey(name)
+	}
+	return m
+}()
+
+// checkTimestamp rejects a timestamp more than tolerance before or after now.
+func checkTimestamp(verifier, field string, now, ts time.Time, tolerance time.Duration) error {
+	if now.Sub(ts) > tolerance || ts.Sub(now) > tolerance {
+		return fail(verifier, field, ErrStaleTimestamp)
+	}
+	return nil
+}
+
+// anyEqual compares every candidate with every expected MAC in constant time
+// per pair and reports the matching candidate, so the time taken does not
+// reveal which secret or how many bytes matched.
+func anyEqual(expected, candidates [][]byte) ([]byte, bool) {
+	var match []byte
+	for _, want := range expected {
+		for _, got := range candidates {
+			if hmac.Equal(want, got) && match == nil {
+				match = got
+			}
+		}
+	}
+	return match, match != nil
+}
+
+// timing holds what every timestamped verifier shares.
+type timing struct {
+	now       func() time.Time
+	tolerance time.Duration
+}
+
+func newTiming(now func() time.Time, tolerance, fallback time.Duration) (timing, error) {
+	if tolerance < 0 {
+		return timing{}, errors.Join(ErrInvalidConfig, errors.New("tolerance must not be negative"))
+	}
+	if tolerance == 0 {
+		tolerance = fallback
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return timing{now: now, tolerance: tolerance}, nil
+}
+
+// stringSecrets validates and converts the active secrets of a verifier.
+func stringSecrets(provider string, secrets []string) ([][]byte, error) {
+	if len(secrets) == 0 {
+		return nil, errors.Join(ErrInvalidConfig, errors.New(provider+": at least one secret is required"))
+	}
+	keys := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		if s == "" {
+			return nil, errors.Join(ErrInvalidConfig, errors.New(provider+": empty secret"))
+		}
+		keys[i] = []byte(s)
+	}
+	return keys, nil
+}
+
+func orDefault(name, fallback string) string {
+	if name == "" {
+		return fallback
+	}
+	return name
+}
