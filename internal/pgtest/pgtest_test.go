@@ -234,6 +234,27 @@ func TestFailsClearlyWithoutAnyServer(t *testing.T) {
 	require.NotContains(t, out, "--- SKIP")
 }
 
+func TestMissingImageIsNotPulledWithoutConsent(t *testing.T) {
+	t.Parallel()
+	if pgtest.ContainerID() == "" {
+		// On a server from the URL variable there is no engine to ask;
+		// the check below needs one.
+		require.NotEmpty(t, os.Getenv(pgtest.EnvDatabaseURL))
+		return
+	}
+	out, err := runChild(t, "^TestMissingImageIsNotPulledWithoutConsent$", map[string]string{
+		envChild:              "image",
+		pgtest.EnvDatabaseURL: "",
+		pgtest.EnvPullImage:   "",
+		pgtest.EnvImage:       "dealix-absent-image:0",
+	})
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "output:\n%s", out)
+	require.Equal(t, 1, exit.ExitCode())
+	require.Contains(t, out, "image dealix-absent-image:0 is not on this Docker engine")
+	require.Contains(t, out, "DEALIX_TEST_PULL_IMAGE=true")
+}
+
 // runChild runs this test binary again for the tests matching pattern, with
 // env overriding the parent's environment (an empty value unsets).
 func runChild(t *testing.T, pattern string, env map[string]string) (string, error) {

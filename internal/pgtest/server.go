@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +33,11 @@ const (
 	EnvImage = "DEALIX_TEST_POSTGRES_IMAGE"
 	// DefaultImage is the image used when EnvImage is empty.
 	DefaultImage = "postgres:16-alpine"
+	// EnvPullImage, set to "true", lets the helper pull a missing image
+	// from its registry. Without it a missing image is an error that says
+	// how to get one, so a test run never reaches out to a registry by
+	// surprise.
+	EnvPullImage = "DEALIX_TEST_PULL_IMAGE"
 	// StartTimeout bounds how long Main waits for a container to be ready.
 	StartTimeout = 2 * time.Minute
 )
@@ -160,6 +166,9 @@ func (s *server) startContainer(ctx context.Context, extra ...testcontainers.Con
 	if image == "" {
 		image = DefaultImage
 	}
+	if err := checkImagePresent(ctx, image); err != nil {
+		return err
+	}
 	opts := []testcontainers.ContainerCustomizer{
 		postgres.WithUsername("postgres"),
 		postgres.WithPassword("postgres"),
@@ -205,6 +214,24 @@ func checkDockerHost(ctx context.Context) error {
 		return fmt.Errorf("DOCKER_HOST %s does not answer: %w", host, err)
 	}
 	return conn.Close()
+}
+
+// checkImagePresent refuses to go on with an image the engine does not
+// have, unless pulling was allowed with EnvPullImage.
+func checkImagePresent(ctx context.Context, image string) error {
+	if strings.EqualFold(os.Getenv(EnvPullImage), "true") {
+		return nil
+	}
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	if _, err := cli.ImageInspect(ctx, image); err != nil {
+		return fmt.Errorf("image %s is not on this Docker engine (%v): pull it with 'docker pull %s', set %s=true to let the tests pull it, "+
+			"or build a local one with scripts/build-postgres-image.sh and name it in %s", image, err, image, EnvPullImage, EnvImage)
+	}
+	return nil
 }
 
 func (s *server) stop() {
