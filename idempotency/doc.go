@@ -1,0 +1,87 @@
+// Package idempotency makes retried POST, PUT and PATCH requests safe: a
+// request carrying an Idempotency-Key header runs once per tenant and key,
+// and every retry gets the first response back, as Stripe's API and the
+// IETF draft "The Idempotency-Key HTTP Header Field" describe.
+//
+// # Pieces
+//
+//   - Store keeps keys in platform.idempotency_keys, scoped to a tenant by
+//     row-level security; its primary key is (tenant_id, key), so one
+//     tenant's key never meets another's. Claim, Lookup, Complete and
+//     Release work without HTTP, each with a …Tx variant taking the
+//     caller's transaction. Every method reads the tenant from the context
+//     (tenancy.WithTenant) and returns ErrNoTenant without one.
+//   - Middleware wraps handlers (Handler(http.Handler) http.Handler).
+//   - Sweeper deletes expired entries in batches, as the system role.
+//   - Migrate creates the table.
+//
+// # Usage
+//
+//	store, err := idempotency.NewStore(appPool, idempotency.StoreConfig{})
+//	mw, err := idempotency.NewMiddleware(store, idempotency.Config{})
+//	mux.Handle("POST /orders", auth(mw.Handler(createOrder))) // auth puts the tenant in the context
+//	sweeper, err := idempotency.NewSweeper(systemPool, idempotency.SweeperConfig{})
+//	go sweeper.Run(ctx)
+//
+// # What a client sees
+//
+// The key is a bare token (Idempotency-Key: 8e03978e-40d5) or the draft's
+// structured-field string (Idempotency-Key: "8e03978e-40d5"): 1 to 255
+// printable ASCII characters; see ParseKey. The request is identified by a
+// fingerprint, the SHA-256 of its method, path with query, content type
+// and body (FingerprintRequest).
+//
+//   - First request: the key is claimed, the handler runs, its response is
+//     stored and returned.
+//   - Retry after completion: the stored status, headers (Config.StoredHeaders)
+//     and body, byte for byte, with Idempotent-Replayed: true.
+//   - Same key while the first request runs: 409 with Retry-After.
+//   - Same key, different fingerprint: 422.
+//   - Malformed key, or no key where Config.RequireKey: 400. No key
+//     otherwise: the request passes through. A request with a key but no
+//     tenant: 403 (Config.NoTenant).
+//   - A body over Config.MaxBodyBytes: 413. The body is read whole for the
+//     fingerprint and handed to the handler intact.
+//   - A 5xx from the handler releases the key so a retry runs again, unless
+//     Config.StoreServerErrors stores and replays it.
+//   - A response body over Config.MaxResponseBytes is sent but not stored;
+//     the key is completed without it and a retry gets 409 problem+json
+//     with "original_status", so the operation never runs twice.
+//
+// All errors are application/problem+json (RFC 9457). The handler's
+// response is buffered and stored before the client sees it, so a client
+// that got a response finds the same one on a retry; streaming responses
+// (http.Flusher) are therefore not supported behind the middleware.
+//
+// # Failures
+//
+// A claim has a lease (StoreConfig.Lease, default 1 minute). If its holder
+// dies, the key answers 409 until the lease runs out, then a retry with the
+// same fingerprint takes it over. A handler that panics releases its claim
+// and the panic goes on unchanged to the server's recovery; a client that
+// goes away before the handler wrote anything releases it too (a handler
+// that finished despite it has its response stored: its side effect
+// happened). These store calls run on a context detached from the
+// request's, so a cancelled request cannot leave a key stuck.
+//
+// # Two modes
+//
+// By default (claim mode) the claim commits before the handler runs, in
+// its own short transaction, and the response is stored in another after
+// it. The handler may write anywhere: other databases, queues, payment
+// providers. A crash between the handler's side effect and the stored
+// response leaves the key in progress until its lease expires, and then a
+// retry runs the handler again: make the side effect itself idempotent
+// where that matters, or use transactional mode.
+//
+// With Config.Transactional the middleware opens one tenant-scoped
+// transaction, claims the key in it, hands it to the handler (TxFrom), and
+// stores the response and commits after the handler; a 5xx or a panic
+// rolls back everything. The handler's writes and the key commit together,
+// so a crash leaves neither a side effect without its key nor a key without
+// its side effect, and the response is sent only after the commit. Use it
+// when the handler's effects are writes to the same PostgreSQL database.
+// Concurrent requests with one key are told apart by a transaction-level
+// advisory lock, so they get 409 at once instead of waiting; a database
+// connection is held for the whole request.
+package idempotency

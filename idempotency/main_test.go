@@ -1,0 +1,198 @@
+package idempotency_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dealix/platform/idempotency"
+	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/rls"
+	"github.com/dealix/platform/tenancy"
+)
+
+const (
+	tenantA = "11111111-1111-4111-8111-111111111111"
+	tenantB = "22222222-2222-4222-8222-222222222222"
+	// tenantHeader carries the tenant in these tests, standing in for the
+	// authentication middleware that puts it in the context.
+	tenantHeader = "X-Test-Tenant"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, pgtest.WithMigrations(idempotency.Migrate))
+}
+
+// testClock is a settable clock, safe for the concurrent requests of a
+// test server, so leases and expiry are tested without sleeping.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *testClock {
+	return &testClock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// bundle is what most tests need.
+type bundle struct {
+	db    *pgtest.DB
+	store *idempotency.Store
+	clock *testClock
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	db := pgtest.New(t)
+	createOrders(t, db)
+	clock := newClock()
+	store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{
+		TTL: time.Hour, Lease: time.Minute, Now: clock.Now,
+	})
+	require.NoError(t, err)
+	return &bundle{db: db, store: store, clock: clock}
+}
+
+// createOrders creates the business table the test handlers write to.
+func createOrders(t testing.TB, db *pgtest.DB) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := db.Owner.Exec(ctx, `CREATE TABLE platform.test_orders (
+		id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		tenant_id uuid NOT NULL, body text NOT NULL)`)
+	require.NoError(t, err)
+	_, err = db.Owner.Exec(ctx, "GRANT SELECT, INSERT ON platform.test_orders TO "+pgtest.AppRole+", "+pgtest.SystemRole)
+	require.NoError(t, err)
+}
+
+func countOrders(t testing.TB, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), "SELECT count(*) FROM platform.test_orders").Scan(&n))
+	return n
+}
+
+func countKeys(t testing.TB, db *pgtest.DB) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.System.QueryRow(context.Background(), "SELECT count(*) FROM platform.idempotency_keys").Scan(&n))
+	return n
+}
+
+func tenantCtx(t testing.TB, tenant string) context.Context {
+	t.Helper()
+	ctx, err := tenancy.WithTenant(context.Background(), tenant)
+	require.NoError(t, err)
+	return ctx
+}
+
+// withTenant puts the tenant named by the test header in the context, as
+// an authentication middleware would.
+func withTenant(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tenant := r.Header.Get(tenantHeader); tenant != "" {
+			ctx, err := tenancy.WithTenant(r.Context(), tenant)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// createOrder inserts the request body as an order in its own tenant
+// transaction (the non-transactional mode's handler) and answers 201.
+func createOrder(pool *pgxpool.Pool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		tenant, _ := tenancy.TenantFrom(r.Context())
+		var id int64
+		err := rls.InTx(r.Context(), pool, tenant, func(tx pgx.Tx) error {
+			return tx.QueryRow(r.Context(),
+				"INSERT INTO platform.test_orders (tenant_id, body) VALUES ($1, $2) RETURNING id", tenant, string(body)).Scan(&id)
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeCreated(w, id)
+	})
+}
+
+func writeCreated(w http.ResponseWriter, id int64) {
+	loc := "/orders/" + itoa(id)
+	w.Header().Set("Location", loc)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Set-Cookie", "session=per-response")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, `{"id":`+itoa(id)+`}`)
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// server serves h behind the idempotency middleware built from cfg and
+// the test tenant middleware.
+func (b *bundle) server(t *testing.T, cfg idempotency.Config, h http.Handler) *httptest.Server {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	mw, err := idempotency.NewMiddleware(b.store, cfg)
+	require.NoError(t, err)
+	srv := httptest.NewServer(withTenant(mw.Handler(h)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// result is a response read whole.
+type result struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends a request with a tenant and key (both optional) and reads the
+// whole response.
+func do(t testing.TB, client *http.Client, method, url, tenant, key, body string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if tenant != "" {
+		req.Header.Set(tenantHeader, tenant)
+	}
+	if key != "" {
+		req.Header.Set(idempotency.HeaderName, key)
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(data)}
+}

@@ -1,0 +1,523 @@
+package idempotency
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/internal/rls"
+	"github.com/dealix/platform/tenancy"
+)
+
+const (
+	// DefaultTTL is StoreConfig.TTL's default: how long an entry is kept.
+	DefaultTTL = 24 * time.Hour
+	// DefaultLease is StoreConfig.Lease's default: how long a claim is held
+	// before another request may take it over.
+	DefaultLease = time.Minute
+)
+
+// State is the state of an entry.
+type State string
+
+const (
+	// StateInProgress: a request holds the claim and runs the operation.
+	StateInProgress State = "in_progress"
+	// StateCompleted: the operation finished and its response is stored.
+	StateCompleted State = "completed"
+)
+
+// Beginner starts a transaction: *pgxpool.Pool and *pgx.Conn satisfy it.
+type Beginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+// beginTenant begins a transaction of db scoped to tenant. The tenant is
+// set in the same round trip as BEGIN (a simple-protocol query of two
+// statements), which saves one round trip per transaction; that is safe
+// because the tenant is inlined only after rls.ParseTenant has reduced it
+// to a canonical UUID. The setting is local to the transaction, as with
+// rls.SetTenant.
+func beginTenant(ctx context.Context, db Beginner, tenant string) (pgx.Tx, error) {
+	canonical, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return nil, err
+	}
+	return db.BeginTx(ctx, pgx.TxOptions{
+		BeginQuery: "BEGIN; SELECT set_config('" + rls.Setting + "', '" + canonical + "', true)",
+	})
+}
+
+// StoreConfig configures a Store. The zero value is usable: every field
+// documents its default.
+type StoreConfig struct {
+	// TTL is how long an entry is kept after it is claimed; once it has
+	// passed, the key is free again and the sweeper deletes the entry.
+	// Default: DefaultTTL (24 hours). Must not be negative.
+	TTL time.Duration
+	// Lease is how long a claim is held. A claim not completed or released
+	// within it (its holder died) can be claimed again by a request with the
+	// same fingerprint. Set it above the slowest operation's duration: a
+	// holder whose lease ran out gets ErrClaimLost from Complete. Default:
+	// DefaultLease (1 minute). Must not be negative nor exceed TTL.
+	Lease time.Duration
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+func (c *StoreConfig) setDefaults() error {
+	if c.TTL < 0 || c.Lease < 0 {
+		return invalidConfig("TTL and Lease must not be negative")
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Lease == 0 {
+		c.Lease = DefaultLease
+	}
+	if c.Lease > c.TTL {
+		return invalidConfig("Lease %s exceeds TTL %s", c.Lease, c.TTL)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Store keeps idempotency keys in platform.idempotency_keys. It is safe for
+// concurrent use. Every method reads the tenant from the context
+// (tenancy.WithTenant) and returns ErrNoTenant without one. The methods
+// without the Tx suffix run in their own tenant-scoped transaction of the
+// store's database; the …Tx variants run in the caller's transaction, which
+// must already be scoped to the same tenant (rls.SetTenant or
+// tenancy.InTx), so the key commits or rolls back with the caller's writes.
+type Store struct {
+	db  Beginner
+	cfg StoreConfig
+}
+
+// NewStore returns a Store on db, normally a pool of the application role
+// (row-level security binds it).
+func NewStore(db Beginner, cfg StoreConfig) (*Store, error) {
+	if db == nil {
+		return nil, invalidConfig("nil database")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, cfg: cfg}, nil
+}
+
+// Response is a stored HTTP response (or any operation's result, encoded
+// as one).
+type Response struct {
+	// Status is the HTTP status code.
+	Status int
+	// Header holds the stored headers.
+	Header http.Header
+	// Body is the response body; empty when BodyOmitted.
+	Body []byte
+	// BodyOmitted reports that the body was larger than the middleware's
+	// MaxResponseBytes and was not stored, so it cannot be replayed.
+	BodyOmitted bool
+}
+
+// Claim is the result of a successful Store.Claim: either this caller now
+// holds the key (Token is set) or the key was completed before for the same
+// request (Completed is set).
+type Claim struct {
+	// Token identifies the claim; pass it to Complete or Release. Empty when
+	// Completed is set.
+	Token string
+	// LeaseUntil is when the claim expires if neither completed nor
+	// released.
+	LeaseUntil time.Time
+	// Completed is the stored response of an earlier request with this key
+	// and fingerprint: return it and do not run the operation again.
+	Completed *Response
+}
+
+// Entry is a stored key as Lookup returns it.
+type Entry struct {
+	TenantID    string
+	Key         string
+	Fingerprint Fingerprint
+	State       State
+	// LeaseUntil is set while the state is StateInProgress.
+	LeaseUntil time.Time
+	// Response is set once the state is StateCompleted.
+	Response  *Response
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Claim claims key for the request identified by fp, in one atomic
+// statement (INSERT … ON CONFLICT DO UPDATE): of concurrent callers with
+// one key exactly one gets a Token. It returns
+//
+//   - a Claim with a Token when the key was free, expired, or held under an
+//     expired lease by a request with the same fingerprint;
+//   - a Claim with Completed when the key was completed with the same
+//     fingerprint;
+//   - a *InProgressError (ErrInProgress) when another request holds it;
+//   - ErrFingerprintMismatch when the key belongs to a different request.
+func (s *Store) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
+	var c Claim
+	err := s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
+		var (
+			done bool
+			err  error
+		)
+		if c, done, err = s.settled(ctx, tx, tenant, key, fp); done {
+			return err
+		}
+		c, err = s.claim(ctx, tx, tenant, key, fp)
+		return err
+	})
+	return c, err
+}
+
+// ClaimTx is Claim in the caller's transaction tx, which must be scoped to
+// the context's tenant. The claim is invisible to other transactions until
+// tx commits; so that a concurrent ClaimTx with the same key gets
+// ErrInProgress at once instead of waiting for tx to finish, ClaimTx first
+// takes a transaction-level advisory lock on (tenant, key); when another
+// transaction holds it, ClaimTx answers from the committed entry (a replay,
+// a mismatch) or with ErrInProgress, without waiting.
+func (s *Store) ClaimTx(ctx context.Context, tx pgx.Tx, key string, fp Fingerprint) (Claim, error) {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return Claim{}, err
+	}
+	locked, entry, err := s.lockAndLookup(ctx, tx, tenant, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Claim{}, err
+	}
+	found := err == nil
+	if found && !s.takeable(entry, fp) {
+		return existingClaim(entry, fp) // a replay, a mismatch or a live claim
+	}
+	if !locked {
+		// Another transaction is claiming the key and has not committed.
+		leaseUntil := s.cfg.Now().Add(s.cfg.Lease)
+		if found {
+			leaseUntil = entry.LeaseUntil
+		}
+		return Claim{}, &InProgressError{LeaseUntil: leaseUntil}
+	}
+	return s.claim(ctx, tx, tenant, key, fp)
+}
+
+const claimSQL = `
+INSERT INTO platform.idempotency_keys AS k
+    (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
+VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)
+ON CONFLICT (tenant_id, key) DO UPDATE SET
+    fingerprint = EXCLUDED.fingerprint, state = 'in_progress',
+    lease_token = EXCLUDED.lease_token, lease_until = EXCLUDED.lease_until,
+    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
+    response_status = NULL, response_headers = NULL, response_body = NULL,
+    body_omitted = false, completed_at = NULL
+WHERE k.expires_at <= EXCLUDED.created_at
+   OR (k.state = 'in_progress' AND k.lease_until <= EXCLUDED.created_at
+       AND k.fingerprint = EXCLUDED.fingerprint)
+RETURNING k.lease_token`
+
+// claimAttempts bounds the retries when the conflicting entry disappears
+// (released or swept) between the claim and the read of that entry.
+const claimAttempts = 3
+
+// settled answers a claim from the current entry without writing, when the
+// entry decides it: a replay, a mismatch or a live claim. Retries of
+// completed requests, the common case, thus cost one read and no commit
+// to disk. It returns ok false when the key is free or can be taken over.
+func (s *Store) settled(ctx context.Context, tx pgx.Tx, tenant, key string, fp Fingerprint) (c Claim, ok bool, err error) {
+	entry, err := s.lookup(ctx, tx, tenant, key, true)
+	if errors.Is(err, ErrNotFound) {
+		return Claim{}, false, nil
+	}
+	if err != nil {
+		return Claim{}, true, err
+	}
+	if s.takeable(entry, fp) {
+		return Claim{}, false, nil
+	}
+	c, err = existingClaim(entry, fp)
+	return c, true, err
+}
+
+// takeable reports whether an unexpired entry may be claimed by the
+// request fp: only a dead holder's claim on the same request, whose lease
+// ran out.
+func (s *Store) takeable(e Entry, fp Fingerprint) bool {
+	return e.State == StateInProgress && e.Fingerprint == fp && !e.LeaseUntil.After(s.cfg.Now())
+}
+
+func (s *Store) claim(ctx context.Context, tx pgx.Tx, tenant, key string, fp Fingerprint) (Claim, error) {
+	for range claimAttempts {
+		now := s.cfg.Now()
+		token := uuid.NewString()
+		lease := now.Add(s.cfg.Lease)
+		var got string
+		err := tx.QueryRow(ctx, claimSQL, tenant, key, fp[:], token, lease, now, now.Add(s.cfg.TTL)).Scan(&got)
+		if err == nil {
+			return Claim{Token: got, LeaseUntil: lease}, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
+		}
+		entry, err := s.lookup(ctx, tx, tenant, key, false)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Claim{}, err
+		}
+		return existingClaim(entry, fp)
+	}
+	return Claim{}, fmt.Errorf("idempotency: claim: key %q changed %d times during the claim", key, claimAttempts)
+}
+
+// existingClaim answers a claim on a key held by an entry that could not be
+// taken over.
+func existingClaim(e Entry, fp Fingerprint) (Claim, error) {
+	if e.Fingerprint != fp {
+		return Claim{}, ErrFingerprintMismatch
+	}
+	if e.State == StateCompleted {
+		return Claim{Completed: e.Response}, nil
+	}
+	return Claim{}, &InProgressError{LeaseUntil: e.LeaseUntil}
+}
+
+// Lookup returns the unexpired entry of key, or ErrNotFound.
+func (s *Store) Lookup(ctx context.Context, key string) (Entry, error) {
+	var e Entry
+	err := s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
+		var err error
+		e, err = s.lookup(ctx, tx, tenant, key, true)
+		return err
+	})
+	return e, err
+}
+
+// LookupTx is Lookup in the caller's tenant-scoped transaction tx.
+func (s *Store) LookupTx(ctx context.Context, tx pgx.Tx, key string) (Entry, error) {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	return s.lookup(ctx, tx, tenant, key, true)
+}
+
+const lookupSQL = `
+SELECT fingerprint, state, lease_until, response_status, response_headers, response_body,
+       body_omitted, created_at, expires_at
+FROM platform.idempotency_keys WHERE tenant_id = $1 AND key = $2`
+
+func (s *Store) lookup(ctx context.Context, tx pgx.Tx, tenant, key string, hideExpired bool) (Entry, error) {
+	var row entryRow
+	err := tx.QueryRow(ctx, lookupSQL, tenant, key).Scan(row.dest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Entry{}, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
+	}
+	return s.decode(row, tenant, key, hideExpired)
+}
+
+// lockAndLookupSQL takes ClaimTx's advisory lock and reads the entry in one
+// round trip; the entry's columns are NULL when there is none.
+const lockAndLookupSQL = `
+SELECT pg_try_advisory_xact_lock(hashtextextended($3, 0)),
+       k.fingerprint, k.state, k.lease_until, k.response_status, k.response_headers, k.response_body,
+       k.body_omitted, k.created_at, k.expires_at
+FROM (SELECT 1) AS one
+LEFT JOIN platform.idempotency_keys k ON k.tenant_id = $1 AND k.key = $2`
+
+// lockAndLookup returns whether the advisory lock on (tenant, key) was
+// taken, and the unexpired entry or ErrNotFound.
+func (s *Store) lockAndLookup(ctx context.Context, tx pgx.Tx, tenant, key string) (bool, Entry, error) {
+	var (
+		locked bool
+		row    entryRow
+	)
+	dest := append([]any{&locked}, row.dest()...)
+	if err := tx.QueryRow(ctx, lockAndLookupSQL, tenant, key, tenant+"/"+key).Scan(dest...); err != nil {
+		return false, Entry{}, fmt.Errorf("idempotency: lock key: %w", err)
+	}
+	if row.fingerprint == nil {
+		return locked, Entry{}, ErrNotFound
+	}
+	entry, err := s.decode(row, tenant, key, true)
+	return locked, entry, err
+}
+
+// entryRow holds the scanned columns of an entry, all nullable so that an
+// outer join's missing row scans too.
+type entryRow struct {
+	fingerprint []byte
+	state       *State
+	leaseUntil  *time.Time
+	status      *int
+	headers     []byte
+	body        []byte
+	omitted     *bool
+	createdAt   *time.Time
+	expiresAt   *time.Time
+}
+
+func (r *entryRow) dest() []any {
+	return []any{&r.fingerprint, &r.state, &r.leaseUntil, &r.status, &r.headers, &r.body,
+		&r.omitted, &r.createdAt, &r.expiresAt}
+}
+
+// decode turns a scanned row into an Entry; an expired one is ErrNotFound
+// when hideExpired.
+func (s *Store) decode(r entryRow, tenant, key string, hideExpired bool) (Entry, error) {
+	if r.state == nil || r.createdAt == nil || r.expiresAt == nil || r.omitted == nil {
+		return Entry{}, ErrNotFound
+	}
+	if hideExpired && !r.expiresAt.After(s.cfg.Now()) {
+		return Entry{}, ErrNotFound
+	}
+	e := Entry{TenantID: tenant, Key: key, State: *r.state, CreatedAt: *r.createdAt, ExpiresAt: *r.expiresAt}
+	copy(e.Fingerprint[:], r.fingerprint)
+	if r.leaseUntil != nil {
+		e.LeaseUntil = *r.leaseUntil
+	}
+	if r.status != nil {
+		e.Response = &Response{Status: *r.status, Body: r.body, BodyOmitted: *r.omitted, Header: http.Header{}}
+		if err := json.Unmarshal(r.headers, &e.Response.Header); err != nil {
+			return Entry{}, fmt.Errorf("idempotency: stored headers: %w", err)
+		}
+		if e.Response.Body == nil {
+			e.Response.Body = []byte{}
+		}
+	}
+	return e, nil
+}
+
+// Complete stores resp as the result of the claim identified by token and
+// marks the key completed: later claims with the same fingerprint get resp.
+// It returns ErrClaimLost when token no longer holds the claim.
+func (s *Store) Complete(ctx context.Context, key, token string, resp Response) error {
+	return s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
+		return s.complete(ctx, tx, tenant, key, token, resp)
+	})
+}
+
+// CompleteTx is Complete in the caller's tenant-scoped transaction tx.
+func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, resp Response) error {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	return s.complete(ctx, tx, tenant, key, token, resp)
+}
+
+const completeSQL = `
+UPDATE platform.idempotency_keys
+SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status = $4,
+    response_headers = $5, response_body = $6, body_omitted = $7, completed_at = $8
+WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
+
+func (s *Store) complete(ctx context.Context, tx pgx.Tx, tenant, key, token string, resp Response) error {
+	if resp.Status < 100 || resp.Status > 999 {
+		return fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
+	}
+	if err := uuid.Validate(token); err != nil {
+		return fmt.Errorf("%w: malformed token", ErrClaimLost)
+	}
+	header := resp.Header
+	if header == nil {
+		header = http.Header{}
+	}
+	headers, err := json.Marshal(header)
+	if err != nil {
+		return fmt.Errorf("idempotency: complete: %w", err)
+	}
+	body := resp.Body
+	if body == nil || resp.BodyOmitted {
+		body = []byte{}
+	}
+	tag, err := tx.Exec(ctx, completeSQL, tenant, key, token, resp.Status, headers, body, resp.BodyOmitted, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("idempotency: complete: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrClaimLost
+	}
+	return nil
+}
+
+// Release gives up the claim identified by token: the entry is deleted, so
+// the next request with the key runs the operation again. Use it when the
+// operation failed without effect. It returns ErrClaimLost when token no
+// longer holds the claim.
+func (s *Store) Release(ctx context.Context, key, token string) error {
+	return s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
+		return release(ctx, tx, tenant, key, token)
+	})
+}
+
+// ReleaseTx is Release in the caller's tenant-scoped transaction tx.
+func (s *Store) ReleaseTx(ctx context.Context, tx pgx.Tx, key, token string) error {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	return release(ctx, tx, tenant, key, token)
+}
+
+const releaseSQL = `
+DELETE FROM platform.idempotency_keys
+WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
+
+func release(ctx context.Context, tx pgx.Tx, tenant, key, token string) error {
+	if err := uuid.Validate(token); err != nil {
+		return fmt.Errorf("%w: malformed token", ErrClaimLost)
+	}
+	tag, err := tx.Exec(ctx, releaseSQL, tenant, key, token)
+	if err != nil {
+		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrClaimLost
+	}
+	return nil
+}
+
+// inTenantTx runs fn in a transaction of the store's database scoped to
+// the context's tenant, after validating key.
+func (s *Store) inTenantTx(ctx context.Context, key string, fn func(tenant string, tx pgx.Tx) error) error {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	tx, err := beginTenant(ctx, s.db, tenant)
+	if err != nil {
+		return fmt.Errorf("idempotency: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit; also runs on a panic
+	if err := fn(tenant, tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// tenantOf returns the context's tenant after validating key.
+func tenantOf(ctx context.Context, key string) (string, error) {
+	tenant, ok := tenancy.TenantFrom(ctx)
+	if !ok {
+		return "", ErrNoTenant
+	}
+	return tenant, ValidKey(key)
+}
