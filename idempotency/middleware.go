@@ -289,17 +289,21 @@ func (m *Middleware) release(r *http.Request, key, token, why string) {
 func (m *Middleware) answered(w http.ResponseWriter, r *http.Request, claim Claim, err error) bool {
 	switch {
 	case err == nil && claim.Completed != nil:
+		recordAnswer(r.Context(), "replayed")
 		m.replay(w, claim.Completed)
 	case err == nil:
 		return false
 	case errors.Is(err, ErrInProgress):
+		recordAnswer(r.Context(), "conflict")
 		secs := int64((m.cfg.RetryAfter + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		problem.Status(w, http.StatusConflict, "a request with this "+HeaderName+" is still being processed")
 	case errors.Is(err, ErrFingerprintMismatch):
+		recordAnswer(r.Context(), "mismatch")
 		problem.Status(w, http.StatusUnprocessableEntity,
 			"this "+HeaderName+" was used for a different request (method, path, query, content type or body)")
 	default:
+		recordAnswer(r.Context(), "unavailable")
 		m.cfg.Logger.ErrorContext(r.Context(), "idempotency: claim failed", "error", err)
 		problem.Status(w, http.StatusServiceUnavailable, "idempotency store unavailable")
 	}

@@ -34,5 +34,17 @@
 //
 // Packages of this module publish their metrics through the global meter
 // provider (otel.Meter); they work, unexported, before Init runs or without
-// it.
+// it:
+//
+//	dealix.tenancy.rate_limited     counter  requests refused with 429, by policy
+//	dealix.idempotency.answers      counter  requests answered without the handler, by outcome
+//	                                         (replayed, conflict, mismatch, unavailable)
+//	dealix.webhooksig.rejections    counter  webhook requests refused, by verifier and reason
+//	dealix.approvals.requests       counter  actions asked for, by kind and outcome
+//	dealix.approvals.decisions      counter  decide attempts, by decision and result
+//	dealix.approvals.expired        counter  requests expired by the sweeper
+//	dealix.approvals.pending        gauge    pending requests across tenants (approvals.ObservePending)
+//
+// Attributes are drawn from small fixed sets; tenants and keys never become
+// attributes, so the number of series stays bounded.
 package telemetry

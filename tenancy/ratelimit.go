@@ -298,6 +298,7 @@ func (l *RateLimiter) Handler(next http.Handler) http.Handler {
 		d := l.Allow(p)
 		d.writeHeaders(w.Header())
 		if !d.Allowed {
+			recordRateLimited(r.Context(), d.Policy)
 			l.cfg.Logger.DebugContext(r.Context(), "tenancy: rate limited", "tenant", p.TenantID, "policy", d.Policy)
 			w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter/time.Second)))
 			_ = problem.Write(w, problem.Details{

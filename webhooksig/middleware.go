@@ -171,6 +171,7 @@ func (mw *Middleware) release(ctx context.Context, d Delivery) {
 
 func (mw *Middleware) reject(w http.ResponseWriter, r *http.Request, err error) {
 	status := StatusCode(err)
+	recordRejection(r.Context(), mw.verifier.Name(), err)
 	mw.cfg.Logger.InfoContext(r.Context(), "webhooksig: rejected request", "verifier", mw.verifier.Name(), "status", status, "error", err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Signature realm="webhook"`)
