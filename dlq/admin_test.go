@@ -1,0 +1,193 @@
+package dlq_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/internal/pgtest"
+)
+
+// seedDead enqueues jobs and marks them dead with an error, as the
+// worker would after their last attempt.
+func seedDead(t *testing.T, db *pgtest.DB, app *dlq.Client, params ...dlq.JobParams) []int64 {
+	t.Helper()
+	ctx := context.Background()
+	var ids []int64
+	for _, p := range params {
+		res, err := app.Enqueue(ctx, p)
+		require.NoError(t, err)
+		_, err = db.System.Exec(ctx, `UPDATE platform.dlq_jobs SET state = 'dead', attempt = max_attempts, finalized_at = now(),
+			errors = jsonb_build_array(jsonb_build_object('attempt', 1, 'at', now(), 'error', 'failed: ' || kind)) WHERE id = $1`, res.ID)
+		require.NoError(t, err)
+		ids = append(ids, res.ID)
+	}
+	return ids
+}
+
+func TestRedriveDiscardAndPurge(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	app := newClient(t, db.App, dlq.Config{})
+	sys := newClient(t, db.System, dlq.Config{})
+	ctx := context.Background()
+	ids := seedDead(t, db, app,
+		dlq.JobParams{Tenant: tenantA, Queue: "webhooks", Kind: "hubspot"},
+		dlq.JobParams{Tenant: tenantA, Queue: "webhooks", Kind: "stripe"},
+		dlq.JobParams{Tenant: tenantB, Queue: "webhooks", Kind: "stripe"},
+		dlq.JobParams{Tenant: tenantA, Queue: "email", Kind: "welcome"},
+		dlq.JobParams{Tenant: tenantB, Queue: "email", Kind: "welcome"},
+	)
+	live, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "email"})
+	require.NoError(t, err)
+
+	require.NoError(t, sys.Redrive(ctx, ids[0]))
+	info := jobInfo(t, sys, ids[0])
+	require.Equal(t, dlq.StateAvailable, info.State)
+	require.Zero(t, info.Attempt)
+	require.Nil(t, info.FinalizedAt)
+	require.Len(t, info.Errors, 1, "history kept")
+	require.ErrorIs(t, sys.Redrive(ctx, ids[0]), dlq.ErrNotDead)
+	require.ErrorIs(t, sys.Redrive(ctx, 999999), dlq.ErrJobNotFound)
+
+	n, err := sys.RedriveWhere(ctx, dlq.Filter{Queue: "webhooks", Tenant: tenantB})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	require.Equal(t, dlq.StateAvailable, jobInfo(t, sys, ids[2]).State)
+
+	n, err = sys.RedriveWhere(ctx, dlq.Filter{ErrorContains: "stripe"})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "the other stripe job is no longer dead")
+
+	require.NoError(t, sys.DiscardJob(ctx, ids[3]))
+	require.Equal(t, dlq.StateDiscarded, jobInfo(t, sys, ids[3]).State)
+	require.ErrorIs(t, sys.DiscardJob(ctx, live.ID), dlq.ErrNotDead)
+
+	n, err = sys.Purge(ctx, dlq.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "only the last dead job")
+	_, err = sys.GetJob(ctx, ids[4])
+	require.ErrorIs(t, err, dlq.ErrJobNotFound)
+	require.Equal(t, dlq.StateAvailable, jobInfo(t, sys, live.ID).State, "live jobs are never touched")
+
+	_, err = sys.RedriveWhere(ctx, dlq.Filter{Tenant: "acme"})
+	require.ErrorIs(t, err, dlq.ErrInvalidFilter)
+	_, err = sys.Purge(ctx, dlq.Filter{Tenant: "acme"})
+	require.ErrorIs(t, err, dlq.ErrInvalidFilter)
+}
+
+func TestStatsHandler(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	clock := newClock()
+	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
+	sys := newClient(t, db.System, dlq.Config{Now: clock.Now, KnownQueues: []string{"crm", "email", "outbound", "webhooks"}})
+	ctx := context.Background()
+	_, err := app.EnqueueMany(ctx, []dlq.JobParams{
+		{Tenant: tenantA, Queue: "email"},
+		{Tenant: tenantA, Queue: "email"},
+		{Tenant: tenantA, Queue: "email", RunAt: clock.Now().Add(time.Hour)},
+	})
+	require.NoError(t, err)
+	clock.Advance(90 * time.Second)
+	_, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantB, Queue: "email"})
+	require.NoError(t, err)
+	dead := seedDead(t, db, app, dlq.JobParams{Tenant: tenantB, Queue: "webhooks", Kind: "hubspot"})
+	_, err = db.System.Exec(ctx, `UPDATE platform.dlq_jobs SET attempt = 1, run_at = $1 WHERE id = (SELECT min(id) FROM platform.dlq_jobs)`, clock.Now().Add(time.Minute))
+	require.NoError(t, err) // the first email job now waits for a retry
+
+	srv := httptest.NewServer(sys.StatsHandler())
+	t.Cleanup(srv.Close)
+	var stats dlq.StatsResponse
+	status, body := get(t, srv.URL, &stats)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Len(t, stats.Queues, 4)
+	byName := map[string]dlq.QueueStats{}
+	for _, q := range stats.Queues {
+		byName[q.Queue] = q
+	}
+	require.Equal(t, dlq.QueueStats{Queue: "crm"}, byName["crm"])
+	email := byName["email"]
+	require.Equal(t, int64(2), email.Available)
+	require.Equal(t, int64(1), email.Scheduled)
+	require.Equal(t, int64(1), email.Retrying)
+	require.Equal(t, 90.0, email.OldestAvailableSeconds)
+	require.Equal(t, int64(1), byName["webhooks"].Dead)
+	require.Contains(t, body, `"oldest_available_age_seconds":90`)
+
+	// Re-drive through POST.
+	status, body = post(t, srv.URL, "application/json", `{"action":"redrive","filter":{"queue":"webhooks"}}`)
+	require.Equal(t, http.StatusOK, status, body)
+	require.JSONEq(t, `{"action":"redrive","affected":1}`, body)
+	require.Equal(t, dlq.StateAvailable, jobInfo(t, sys, dead[0]).State)
+
+	for name, tc := range map[string]struct {
+		contentType, body string
+		status            int
+	}{
+		"not dead":         {"application/json", `{"job_id":` + strconv.FormatInt(dead[0], 10) + `}`, http.StatusConflict},
+		"unknown job":      {"application/json", `{"job_id":999999}`, http.StatusNotFound},
+		"bad json":         {"application/json", `{"job_id":`, http.StatusBadRequest},
+		"unknown field":    {"application/json", `{"job":1}`, http.StatusBadRequest},
+		"both":             {"application/json", `{"job_id":1,"filter":{}}`, http.StatusBadRequest},
+		"neither":          {"application/json", `{}`, http.StatusBadRequest},
+		"unknown action":   {"application/json", `{"action":"explode","job_id":1}`, http.StatusBadRequest},
+		"purge one job":    {"application/json", `{"action":"purge","job_id":1}`, http.StatusBadRequest},
+		"bad tenant":       {"application/json", `{"filter":{"tenant":"acme"}}`, http.StatusBadRequest},
+		"trailing":         {"application/json", `{"job_id":1} {}`, http.StatusBadRequest},
+		"not json":         {"text/plain", `{"job_id":1}`, http.StatusUnsupportedMediaType},
+		"huge":             {"application/json", `{"filter":{"queue":"` + strings.Repeat("x", 70<<10) + `"}}`, http.StatusRequestEntityTooLarge},
+		"negative job id":  {"application/json", `{"job_id":-4}`, http.StatusBadRequest},
+		"bad time":         {"application/json", `{"filter":{"dead_before":"yesterday"}}`, http.StatusBadRequest},
+		"discard filtered": {"application/json", `{"action":"discard","filter":{}}`, http.StatusBadRequest},
+	} {
+		status, body := post(t, srv.URL, tc.contentType, tc.body)
+		require.Equal(t, tc.status, status, "%s: %s", name, body)
+		require.Contains(t, body, `"status":`+strconv.Itoa(tc.status), name)
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, srv.URL, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	require.Equal(t, "GET, HEAD, POST", resp.Header.Get("Allow"))
+	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+}
+
+func get(t *testing.T, url string, into any) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if resp.StatusCode == http.StatusOK {
+		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+		require.NoError(t, json.Unmarshal(body, into))
+	}
+	return resp.StatusCode, string(body)
+}
+
+func post(t *testing.T, url, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, contentType, strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if resp.StatusCode >= 400 {
+		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+	}
+	return resp.StatusCode, string(data)
+}

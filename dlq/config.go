@@ -1,0 +1,143 @@
+package dlq
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Config configures a Client. The zero value is valid for a client that
+// only enqueues and administers; set Queues for one that also works jobs.
+type Config struct {
+	// Queues are the queues this client works when started, by name. A
+	// client without queues only enqueues, re-drives and reports stats.
+	Queues map[string]QueueConfig
+	// KnownQueues are listed by Stats even when they hold no jobs, beside
+	// the queues in Queues. Optional.
+	KnownQueues []string
+	// MaxAttempts is the number of attempts of a job enqueued without its
+	// own. Default 10.
+	MaxAttempts int
+	// Backoff spaces the retries of failed jobs. Default DefaultBackoff.
+	Backoff Backoff
+	// PollInterval is how often an idle queue looks for jobs when no
+	// notification arrives (jobs whose RunAt has come, retries, or a lost
+	// LISTEN connection). Default 1s.
+	PollInterval time.Duration
+	// FetchCooldown is the least time between a fetch that found a queue
+	// drained and the next fetch of that queue, so that jobs arriving in a
+	// steady trickle are fetched in batches. It delays a job on an idle
+	// queue by at most this much after the queue's last fetch. Default
+	// 10ms.
+	FetchCooldown time.Duration
+	// LeaseGrace is added to a queue's Timeout to make the lease of a
+	// running job: once the lease expires the job is rescued. Default 30s.
+	LeaseGrace time.Duration
+	// RescueInterval is how often the client looks for running jobs whose
+	// lease has expired. Default 30s.
+	RescueInterval time.Duration
+	// Retention is how long completed and discarded jobs are kept.
+	// Default 24h.
+	Retention time.Duration
+	// DeadRetention is how long dead jobs are kept. Default 0: until
+	// re-driven, discarded or purged.
+	DeadRetention time.Duration
+	// CleanupInterval is how often finished jobs past their retention are
+	// deleted. Default 5m.
+	CleanupInterval time.Duration
+	// DisableListen turns off LISTEN/NOTIFY; queues then learn of new jobs
+	// only by polling.
+	DisableListen bool
+	// WorkerID names this client in logs. Default host name and process id.
+	WorkerID string
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the client's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// QueueConfig configures one queue a client works.
+type QueueConfig struct {
+	// Handler runs the queue's jobs. Required.
+	Handler Handler
+	// Concurrency is how many of the queue's jobs run at once in this
+	// client. Default 10.
+	Concurrency int
+	// FetchBatch is the most jobs fetched in one query. Default
+	// Concurrency.
+	FetchBatch int
+	// Timeout bounds one attempt through its context. Default 1m.
+	Timeout time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	c.MaxAttempts = orDefault(c.MaxAttempts, 10)
+	c.PollInterval = orDefault(c.PollInterval, time.Second)
+	c.LeaseGrace = orDefault(c.LeaseGrace, 30*time.Second)
+	c.FetchCooldown = orDefault(c.FetchCooldown, 10*time.Millisecond)
+	c.RescueInterval = orDefault(c.RescueInterval, 30*time.Second)
+	c.Retention = orDefault(c.Retention, 24*time.Hour)
+	c.CleanupInterval = orDefault(c.CleanupInterval, 5*time.Minute)
+	if c.Backoff == nil {
+		c.Backoff = DefaultBackoff
+	}
+	if e, ok := c.Backoff.(Exponential); ok {
+		if err := e.Validate(); err != nil {
+			return c, err
+		}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		c.WorkerID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	for name, d := range map[string]time.Duration{
+		"MaxAttempts": time.Duration(c.MaxAttempts), "PollInterval": c.PollInterval, "FetchCooldown": c.FetchCooldown, "LeaseGrace": c.LeaseGrace,
+		"RescueInterval": c.RescueInterval, "Retention": c.Retention, "DeadRetention": c.DeadRetention + 1,
+		"CleanupInterval": c.CleanupInterval,
+	} {
+		if d <= 0 {
+			return c, fmt.Errorf("%w: %s must be positive", ErrInvalidConfig, name)
+		}
+	}
+	queues := make(map[string]QueueConfig, len(c.Queues))
+	for name, q := range c.Queues {
+		q, err := q.withDefaults(name)
+		if err != nil {
+			return c, err
+		}
+		queues[name] = q
+	}
+	c.Queues = queues
+	return c, nil
+}
+
+func (q QueueConfig) withDefaults(name string) (QueueConfig, error) {
+	if name == "" || len(name) > 128 {
+		return q, fmt.Errorf("%w: queue name %q must have 1 to 128 characters", ErrInvalidConfig, name)
+	}
+	if q.Handler == nil {
+		return q, fmt.Errorf("%w: queue %q has no handler", ErrInvalidConfig, name)
+	}
+	q.Concurrency = orDefault(q.Concurrency, 10)
+	q.FetchBatch = orDefault(q.FetchBatch, q.Concurrency)
+	q.Timeout = orDefault(q.Timeout, time.Minute)
+	if q.Concurrency < 0 || q.FetchBatch < 0 || q.Timeout < 0 {
+		return q, fmt.Errorf("%w: queue %q: Concurrency, FetchBatch and Timeout must be positive", ErrInvalidConfig, name)
+	}
+	return q, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,72 @@
+package dlq
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// notifySQL notifies the workers of the queues in $1.
+const notifySQL = `SELECT pg_notify('` + notifyChannel + `', q) FROM unnest($1::text[]) AS q`
+
+// notifier wakes the workers of queues after enqueues committed through a
+// Client, coalescing: while one notification is on its way, the queues of
+// further enqueues gather for the next. PostgreSQL serializes the commits
+// of transactions that NOTIFY (one lock per database, held through the
+// commit's WAL flush), so notifying in every enqueue transaction would cap
+// enqueues at one per disk flush; a notification outside them costs one
+// small statement per burst instead.
+type notifier struct {
+	c *Client
+
+	mu       sync.Mutex
+	pending  map[string]struct{}
+	flushing bool
+}
+
+func (n *notifier) notify(queues ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pending == nil {
+		n.pending = map[string]struct{}{}
+	}
+	for _, q := range queues {
+		n.pending[q] = struct{}{}
+	}
+	if !n.flushing {
+		n.flushing = true
+		go n.flush()
+	}
+}
+
+// flush sends notifications until none is pending. A failure is only
+// logged: the workers' polling finds the jobs.
+func (n *notifier) flush() {
+	for {
+		n.mu.Lock()
+		queues := make([]string, 0, len(n.pending))
+		for q := range n.pending {
+			queues = append(queues, q)
+		}
+		clear(n.pending)
+		if len(queues) == 0 {
+			n.flushing = false
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := n.c.pool.Exec(ctx, notifySQL, queues); err != nil {
+			n.c.cfg.Logger.Warn("dlq: notify failed; workers will find the jobs by polling", slog.Any("queues", queues), "err", err)
+		}
+		cancel()
+	}
+}
+
+func uniq(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
