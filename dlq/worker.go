@@ -232,7 +232,9 @@ func (e *panicError) Unwrap() error { return ErrPanic }
 // completer in batches; the rest are written one by one.
 func (r *runner) record(q *queueRunner, job *Job, err error) {
 	log := r.c.cfg.Logger
+	ctx := context.WithoutCancel(r.jobsCtx)
 	if err == nil {
+		recordAttempt(ctx, q.name, outcomeCompleted)
 		r.completer.add(job)
 		return
 	}
@@ -240,17 +242,20 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 	var snooze *snoozeError
 	switch {
 	case r.hardStop.Load() || r.jobsCtx.Err() != nil:
+		recordAttempt(ctx, q.name, outcomeReleased)
 		log.Info("dlq: job released at shutdown", "queue", q.name, "job", job.ID, "err", err)
 		write = func(ctx context.Context) error { return r.c.release(ctx, job) }
 	case errors.As(err, &snooze):
+		recordAttempt(ctx, q.name, outcomeSnoozed)
 		write = func(ctx context.Context) error { return r.c.snooze(ctx, job, snooze.after) }
 	default:
 		var discard *discardError
 		dead := errors.As(err, &discard) || job.Attempt >= job.MaxAttempts
-		level := "retry"
+		level, outcome := "retry", outcomeRetried
 		if dead {
-			level = "dead"
+			level, outcome = "dead", outcomeDead
 		}
+		recordAttempt(ctx, q.name, outcome)
 		log.Warn("dlq: job failed", "queue", q.name, "job", job.ID, "attempt", job.Attempt, "outcome", level, "err", err)
 		write = func(ctx context.Context) error { return r.c.fail(ctx, job, err, dead) }
 	}

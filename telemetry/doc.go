@@ -44,6 +44,9 @@
 //	dealix.approvals.decisions      counter  decide attempts, by decision and result
 //	dealix.approvals.expired        counter  requests expired by the sweeper
 //	dealix.approvals.pending        gauge    pending requests across tenants (approvals.ObservePending)
+//	dealix.dlq.attempts             counter  job attempts, by queue and outcome
+//	dealix.dlq.jobs                 gauge    jobs by queue and state, across tenants (Client.ObserveQueues)
+//	dealix.dlq.oldest_available_seconds gauge age of the oldest runnable job, by queue
 //
 // Attributes are drawn from small fixed sets; tenants and keys never become
 // attributes, so the number of series stays bounded.
