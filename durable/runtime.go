@@ -1,0 +1,474 @@
+package durable
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dealix/platform/internal/rls"
+)
+
+// Runtime starts, executes and manages durable runs. It is safe for
+// concurrent use; register every workflow before calling Run.
+type Runtime struct {
+	cfg Config
+
+	mu        sync.RWMutex
+	workflows map[string]*workflowDef
+
+	poke    chan struct{}
+	commits groupCommit
+
+	workMu sync.Mutex
+	pool   *workerPool // set while Run is active
+
+	waitMu  sync.Mutex
+	waiters map[string][]chan struct{} // by runKey: Wait calls in this process
+	active  map[string]bool            // by runKey: runs executing here
+}
+
+// workflowDef executes one registered workflow on raw JSON.
+type workflowDef struct {
+	name string
+	exec func(ctx context.Context, input json.RawMessage) (json.RawMessage, error)
+}
+
+// New validates cfg, fills in its defaults and returns a Runtime.
+func New(cfg Config) (*Runtime, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Runtime{cfg: cfg, workflows: map[string]*workflowDef{}, poke: make(chan struct{}, 1), waiters: map[string][]chan struct{}{}, active: map[string]bool{}}, nil
+}
+
+// Workflow is a registered workflow with typed input and output.
+type Workflow[In, Out any] struct {
+	rt   *Runtime
+	name string
+}
+
+// Register registers fn under name. fn must be deterministic: apart from
+// its input it may only depend on the results of the steps it runs
+// (Step, TxStep, Sleep, WaitSignal), which are replayed from their
+// checkpoints when a run resumes.
+func Register[In, Out any](rt *Runtime, name string, fn func(ctx context.Context, in In) (Out, error)) (*Workflow[In, Out], error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, fmt.Errorf("%w: empty workflow name", ErrInvalidName)
+	}
+	def := &workflowDef{name: name, exec: func(ctx context.Context, raw json.RawMessage) (json.RawMessage, error) {
+		var in In
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return nil, fmt.Errorf("%w: input of workflow %q: %v", ErrDecode, name, err)
+		}
+		out, err := fn(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		encoded, err := json.Marshal(out)
+		if err != nil {
+			return nil, fmt.Errorf("%w: output of workflow %q: %v", ErrEncode, name, err)
+		}
+		return encoded, nil
+	}}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if _, dup := rt.workflows[name]; dup {
+		return nil, fmt.Errorf("%w: %q", ErrDuplicateWorkflow, name)
+	}
+	rt.workflows[name] = def
+	return &Workflow[In, Out]{rt: rt, name: name}, nil
+}
+
+// Name returns the workflow's registered name.
+func (w *Workflow[In, Out]) Name() string { return w.name }
+
+// Start starts a run of w for tenant (see Runtime.Start).
+func (w *Workflow[In, Out]) Start(ctx context.Context, tenant string, in In, opts ...StartOption) (Run, error) {
+	return w.rt.Start(ctx, tenant, w.name, in, opts...)
+}
+
+// StartTx starts a run of w in the caller's tenant-scoped transaction (see
+// Runtime.StartTx).
+func (w *Workflow[In, Out]) StartTx(ctx context.Context, tx pgx.Tx, in In, opts ...StartOption) (Run, error) {
+	return w.rt.StartTx(ctx, tx, w.name, in, opts...)
+}
+
+// Result waits until the run is final and returns its decoded output, or
+// an error matching ErrRunFailed or ErrRunCancelled with the recorded
+// reason.
+func (w *Workflow[In, Out]) Result(ctx context.Context, tenant, runID string) (Out, error) {
+	var out Out
+	run, err := w.rt.Wait(ctx, tenant, runID)
+	if err != nil {
+		return out, err
+	}
+	switch run.Status {
+	case StatusFailed:
+		return out, fmt.Errorf("%w: %s", ErrRunFailed, run.Error)
+	case StatusCancelled:
+		return out, fmt.Errorf("%w: %s", ErrRunCancelled, run.Error)
+	}
+	if err := json.Unmarshal(run.Output, &out); err != nil {
+		return out, fmt.Errorf("%w: output of run %q: %v", ErrDecode, runID, err)
+	}
+	return out, nil
+}
+
+// StartOption configures Start.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	runID string
+}
+
+// WithRunID gives the run its id, making the start idempotent: starting
+// again with the same id returns the run the first start created (whatever
+// its status and input), and ErrRunIDConflict if that run belongs to
+// another workflow. Without it the run gets a random UUID.
+func WithRunID(id string) StartOption {
+	return func(o *startOptions) { o.runID = id }
+}
+
+// ValidateRunID reports whether id can name a run: 1 to 200 bytes of
+// printable UTF-8.
+func ValidateRunID(id string) error {
+	if id == "" || len(id) > 200 {
+		return fmt.Errorf("%w: length %d not in 1..200", ErrInvalidRunID, len(id))
+	}
+	for _, r := range id {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: %q holds a control or invalid character", ErrInvalidRunID, id)
+		}
+	}
+	return nil
+}
+
+// Start starts a run of the registered workflow name for tenant, with
+// input encoded as JSON. When this runtime's Run is active and has a free
+// slot, the run is stored already claimed by it and starts executing at
+// once; otherwise it is stored pending for the next poll of any runtime.
+// It returns the run as stored: with WithRunID, possibly one started
+// before (and then nothing is executed).
+func (rt *Runtime) Start(ctx context.Context, tenant, workflow string, input any, opts ...StartOption) (Run, error) {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return Run{}, err
+	}
+	runID, encoded, err := rt.prepareStart(workflow, input, opts)
+	if err != nil {
+		return Run{}, err
+	}
+	// When this runtime's workers have a free slot the run is inserted
+	// already claimed by them and executed at once, skipping the poll.
+	pool := rt.reserveLocal()
+	now := rt.cfg.Clock().Truncate(time.Microsecond) // as PostgreSQL stores it
+	run := Run{Tenant: tenant, ID: runID, Workflow: workflow, Status: StatusPending, Input: encoded, CreatedAt: now, UpdatedAt: now}
+	sql, args := startPendingSQL, []any{tenant, runID, workflow, encoded, now}
+	if pool != nil {
+		run.Status, run.Owner, run.Attempt = StatusRunning, rt.cfg.WorkerID, 1
+		sql, args = startClaimedSQL, []any{tenant, runID, workflow, encoded, now, rt.cfg.WorkerID, now.Add(rt.cfg.Lease)}
+	}
+	// Committed together with other starts and checkpoints in flight.
+	tag, err := rt.commits.exec(ctx, rt, tenant, sql, args...)
+	inserted := err == nil && tag.RowsAffected() == 1
+	if pool != nil {
+		if inserted {
+			pool.spawn(rt, claimed{tenant: tenant, id: runID, workflow: workflow, input: encoded, attempt: 1})
+		} else {
+			pool.cancelReservation()
+		}
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("durable: start run: %w", err)
+	}
+	if !inserted {
+		err = rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
+			run, err = rt.existingRun(ctx, tx, workflow, runID)
+			return err
+		})
+		return run, err
+	}
+	if pool == nil {
+		rt.wake()
+	}
+	return run, nil
+}
+
+const startPendingSQL = `
+INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, ready_at, created_at, updated_at)
+VALUES ($1, $2, $3, 'pending', $4, $5, $5, $5)
+ON CONFLICT (tenant_id, id) DO NOTHING`
+
+const startClaimedSQL = `
+INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, owner, attempt, lease_until, ready_at, created_at, updated_at)
+VALUES ($1, $2, $3, 'running', $4, $6, 1, $7, $7, $5, $5)
+ON CONFLICT (tenant_id, id) DO NOTHING`
+
+// prepareStart checks a start's arguments and encodes its input.
+func (rt *Runtime) prepareStart(workflow string, input any, opts []StartOption) (string, []byte, error) {
+	if !rt.registered(workflow) {
+		return "", nil, fmt.Errorf("%w: %q", ErrUnknownWorkflow, workflow)
+	}
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.runID == "" {
+		o.runID = uuid.NewString()
+	} else if err := ValidateRunID(o.runID); err != nil {
+		return "", nil, err
+	}
+	encoded, err := json.Marshal(input)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: input of workflow %q: %v", ErrEncode, workflow, err)
+	}
+	return o.runID, encoded, nil
+}
+
+const insertRunSQL = `
+INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, ready_at, created_at, updated_at)
+VALUES (NULLIF(current_setting('app.tenant_id', true), '')::uuid, $1, $2, 'pending', $3, $4, $4, $4)
+ON CONFLICT (tenant_id, id) DO NOTHING
+RETURNING ` + runColumns
+
+// StartTx starts a run in tx, which must be scoped to the run's tenant
+// (rls.SetTenant or the tenancy package); the run exists once tx commits
+// and nothing is stored if tx rolls back. Workers pick it up at their next
+// poll.
+func (rt *Runtime) StartTx(ctx context.Context, tx pgx.Tx, workflow string, input any, opts ...StartOption) (Run, error) {
+	runID, encoded, err := rt.prepareStart(workflow, input, opts)
+	if err != nil {
+		return Run{}, err
+	}
+	run, err := scanRun(tx.QueryRow(ctx, insertRunSQL, runID, workflow, encoded, rt.cfg.Clock()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return rt.existingRun(ctx, tx, workflow, runID)
+	}
+	if err != nil {
+		return Run{}, tenantError(err, "start run")
+	}
+	return run, nil
+}
+
+func (rt *Runtime) existingRun(ctx context.Context, tx pgx.Tx, workflow, runID string) (Run, error) {
+	run, err := getRun(ctx, tx, runID)
+	if err != nil {
+		return Run{}, err
+	}
+	if run.Workflow != workflow {
+		return Run{}, fmt.Errorf("%w: run %q is a %q run", ErrRunIDConflict, runID, run.Workflow)
+	}
+	return run, nil
+}
+
+// tenantError turns the NOT NULL violation a missing tenant causes into
+// ErrNoTenant.
+func tenantError(err error, what string) error {
+	var pgErr *pgconn.PgError
+	// The statements take the tenant from the transaction's setting, so a
+	// NULL tenant or a row-level security refusal means none was set.
+	if errors.As(err, &pgErr) && (pgErr.Code == "23502" && pgErr.ColumnName == "tenant_id" || pgErr.Code == "42501") {
+		return ErrNoTenant
+	}
+	return fmt.Errorf("durable: %s: %w", what, err)
+}
+
+func (rt *Runtime) registered(name string) bool {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	_, ok := rt.workflows[name]
+	return ok
+}
+
+func (rt *Runtime) workflowNames() []string {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	names := make([]string, 0, len(rt.workflows))
+	for name := range rt.workflows {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (rt *Runtime) workflow(name string) *workflowDef {
+	rt.mu.RLock()
+	defer rt.mu.RUnlock()
+	return rt.workflows[name]
+}
+
+// wake makes the workers poll now instead of at their next interval.
+func (rt *Runtime) wake() {
+	select {
+	case rt.poke <- struct{}{}:
+	default:
+	}
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+const getRunSQL = `SELECT ` + runColumns + ` FROM platform.durable_runs
+WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND id = $1`
+
+func getRun(ctx context.Context, q querier, runID string) (Run, error) {
+	run, err := scanRun(q.QueryRow(ctx, getRunSQL, runID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: %q", ErrRunNotFound, runID)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("durable: get run: %w", err)
+	}
+	return run, nil
+}
+
+// Get returns tenant's run runID, or ErrRunNotFound.
+func (rt *Runtime) Get(ctx context.Context, tenant, runID string) (Run, error) {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return Run{}, err
+	}
+	var run Run
+	err = rt.tenantBatch(ctx, tenant, func(b *pgx.Batch) {
+		b.Queue(getRunSQL, runID)
+	}, func(br pgx.BatchResults) error {
+		var err error
+		run, err = scanRun(br.QueryRow())
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: %q", ErrRunNotFound, runID)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("durable: get run: %w", err)
+	}
+	return run, nil
+}
+
+// Steps returns the checkpoints recorded for tenant's run runID, by
+// sequence number.
+func (rt *Runtime) Steps(ctx context.Context, tenant, runID string) ([]StepRecord, error) {
+	var steps []StepRecord
+	err := rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
+		var err error
+		steps, err = loadSteps(ctx, tx, tenant, runID)
+		return err
+	})
+	return steps, err
+}
+
+const loadStepsSQL = `SELECT seq, kind, name, status, output, coalesce(error, ''), attempts, created_at
+FROM platform.durable_steps WHERE tenant_id = $1 AND run_id = $2 ORDER BY seq`
+
+func loadSteps(ctx context.Context, q querier, tenant, runID string) ([]StepRecord, error) {
+	rows, err := q.Query(ctx, loadStepsSQL, tenant, runID)
+	if err != nil {
+		return nil, fmt.Errorf("durable: load steps: %w", err)
+	}
+	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StepRecord, error) {
+		var s StepRecord
+		err := row.Scan(&s.Seq, &s.Kind, &s.Name, &s.Status, &s.Output, &s.Error, &s.Attempts, &s.CreatedAt)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("durable: load steps: %w", err)
+	}
+	return steps, nil
+}
+
+// Wait waits until tenant's run runID is final and returns it. Runs this
+// runtime finishes wake it at once; others are polled for, at most every
+// PollInterval. It returns early with ctx's error.
+func (rt *Runtime) Wait(ctx context.Context, tenant, runID string) (Run, error) {
+	key := runKey(tenant, runID)
+	finished, unsubscribe := rt.subscribe(key)
+	defer unsubscribe()
+	delay := 10 * time.Millisecond
+	// A run this runtime executes ends with a notification: no need to
+	// look before it.
+	skipLook := rt.executing(key)
+	for {
+		var run Run
+		if !skipLook {
+			var err error
+			run, err = rt.Get(ctx, tenant, runID)
+			if err != nil || run.Status.Finished() {
+				return run, err
+			}
+		}
+		skipLook = false
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return run, ctx.Err()
+		case <-finished:
+			// The execution here ended: look at the outcome, and subscribe
+			// again in case the run was only parked.
+			unsubscribe()
+			finished, unsubscribe = rt.subscribe(key)
+		case <-timer.C:
+		}
+		timer.Stop()
+		delay = min(delay*2, max(rt.cfg.PollInterval, 10*time.Millisecond))
+	}
+}
+
+func runKey(tenant, runID string) string { return tenant + "/" + runID }
+
+// subscribe returns a channel closed when this runtime finishes the run.
+func (rt *Runtime) subscribe(key string) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	rt.waitMu.Lock()
+	rt.waiters[key] = append(rt.waiters[key], ch)
+	rt.waitMu.Unlock()
+	return ch, func() {
+		rt.waitMu.Lock()
+		defer rt.waitMu.Unlock()
+		list := rt.waiters[key]
+		for i, c := range list {
+			if c == ch {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(rt.waiters, key)
+		} else {
+			rt.waiters[key] = list
+		}
+	}
+}
+
+// executing reports whether this runtime is executing the run.
+func (rt *Runtime) executing(key string) bool {
+	rt.waitMu.Lock()
+	defer rt.waitMu.Unlock()
+	return rt.active[key]
+}
+
+// notifyEnded wakes this process's Wait calls for the run whose execution
+// here ended (finished, parked or stopped).
+func (rt *Runtime) notifyEnded(key string) {
+	rt.waitMu.Lock()
+	list := rt.waiters[key]
+	delete(rt.waiters, key)
+	delete(rt.active, key)
+	rt.waitMu.Unlock()
+	for _, ch := range list {
+		close(ch)
+	}
+}
