@@ -121,6 +121,7 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 		return replay[T](rs, rec)
 	}
 	cfg := stepConfig(opts)
+	started := time.Now()
 	var out T
 	attempts, err := retry(ctx, rs, cfg.retry, func(ctx context.Context) error {
 		var err error
@@ -128,6 +129,7 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 		return err
 	})
 	if err != nil {
+		recordStep(ctx, rs.workflow, kindStep, started, err)
 		return zero, rs.stepFailed(ctx, span, seq, kindStep, name, attempts, err)
 	}
 	encoded, err := encodeResult(rs, name, out)
@@ -135,7 +137,9 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 		return zero, err
 	}
 	rec = &StepRecord{Seq: seq, Kind: kindStep, Name: name, Status: "completed", Output: encoded, Attempts: attempts}
-	if err := rs.checkpoint(ctx, rec, nil); err != nil {
+	err = rs.checkpoint(ctx, rec, nil)
+	recordStep(ctx, rs.workflow, kindStep, started, err)
+	if err != nil {
 		return zero, err
 	}
 	return out, nil
@@ -159,6 +163,7 @@ func TxStep[T any](ctx context.Context, name string, fn func(context.Context, pg
 		return replay[T](rs, rec)
 	}
 	cfg := stepConfig(opts)
+	started := time.Now()
 	var out T
 	var attempt int
 	attempts, err := retry(ctx, rs, cfg.retry, func(ctx context.Context) error {
@@ -167,6 +172,7 @@ func TxStep[T any](ctx context.Context, name string, fn func(context.Context, pg
 		out, err = txAttempt(ctx, rs, seq, name, attempt, fn)
 		return err
 	})
+	recordStep(ctx, rs.workflow, kindTx, started, err)
 	if err != nil {
 		return zero, rs.stepFailed(ctx, span, seq, kindTx, name, attempts, err)
 	}

@@ -235,9 +235,11 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 	switch {
 	case errors.Is(stop, ErrSuspended):
 		span.SetAttributes(attribute.String("durable.outcome", "parked"))
+		recordRunOutcome(ctx, rs.workflow, "parked")
 		return
 	case stop != nil:
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
+		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(stop, ErrLeaseLost) {
 			rt.release(parent, rs)
 		}
@@ -246,6 +248,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		// Shut down (or lease lost) while the workflow ran: the error is
 		// likely the cancellation's, not the workflow's outcome.
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
+		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
 			rt.release(parent, rs)
 		}
@@ -269,6 +272,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		rt.cfg.Logger.Log(ctx, level, "durable: record run outcome", "run", rs.id, "status", status, "error", err)
 		return
 	}
+	recordRunOutcome(ctx, rs.workflow, string(status))
 	rt.cfg.Logger.DebugContext(ctx, "durable: run finished", "run", rs.id, "workflow", rs.workflow, "status", status)
 }
 

@@ -47,6 +47,8 @@
 //	dealix.dlq.attempts             counter  job attempts, by queue and outcome
 //	dealix.dlq.jobs                 gauge    jobs by queue and state, across tenants (Client.ObserveQueues)
 //	dealix.dlq.oldest_available_seconds gauge age of the oldest runnable job, by queue
+//	dealix.durable.runs             counter  run executions ended, by workflow and outcome
+//	dealix.durable.step.duration    histogram seconds per step and checkpoint, by workflow, kind, result
 //
 // Attributes are drawn from small fixed sets; tenants and keys never become
 // attributes, so the number of series stays bounded.

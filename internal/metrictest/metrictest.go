@@ -75,6 +75,23 @@ func (r *Reader) Gauge(t testing.TB, name string, want ...attribute.KeyValue) (i
 	return 0, false
 }
 
+// HistogramCount returns how many values the float64 histogram name
+// recorded with attributes that include every one of want.
+func (r *Reader) HistogramCount(t testing.TB, name string, want ...attribute.KeyValue) uint64 {
+	t.Helper()
+	var total uint64
+	for _, m := range find(r.Collect(t), name) {
+		if data, ok := m.Data.(metricdata.Histogram[float64]); ok {
+			for _, p := range data.DataPoints {
+				if hasAll(p.Attributes, want) {
+					total += p.Count
+				}
+			}
+		}
+	}
+	return total
+}
+
 func find(rm metricdata.ResourceMetrics, name string) []metricdata.Metrics {
 	var out []metricdata.Metrics
 	for _, sm := range rm.ScopeMetrics {

@@ -34,4 +34,12 @@ func TestReaderSeesGlobalInstruments(t *testing.T) {
 	require.Equal(t, int64(7), v)
 	_, ok = reader.Gauge(t, "absent")
 	require.False(t, ok)
+
+	hist, err := otel.Meter("metrictest").Float64Histogram("latency")
+	require.NoError(t, err)
+	hist.Record(ctx, 0.5, metric.WithAttributes(attribute.String("k", "a")))
+	hist.Record(ctx, 1.5, metric.WithAttributes(attribute.String("k", "a")))
+	hist.Record(ctx, 2.5, metric.WithAttributes(attribute.String("k", "b")))
+	require.Equal(t, uint64(3), reader.HistogramCount(t, "latency"))
+	require.Equal(t, uint64(2), reader.HistogramCount(t, "latency", attribute.String("k", "a")))
 }
