@@ -1,0 +1,446 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/internal/pgtest"
+)
+
+// Peer: River (github.com/riverqueue/river with its pgx v5 driver), set up
+// as River's own benchmark (cmd/river/riverbench) sets it up: one queue of
+// 2,000 workers, FetchCooldown 2ms, FetchPollInterval 20ms, no-op jobs.
+// dlq gets the same knobs: Concurrency 2,000, FetchCooldown 2ms,
+// PollInterval 20ms. Both keep their retries and at-least-once delivery:
+// River's default MaxAttempts (25), dlq's (10), leases and rescuers on.
+//
+// Both sides share one database of the same server: dlq in schema platform
+// (workers as the system role, enqueue as the app role under RLS), River in
+// its own schema "river", migrated with rivermigrate as the superuser.
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m, pgtest.WithMigrations(dlq.Migrate, durable.Migrate))
+}
+
+const (
+	benchJobs     = 50_000 // jobs per side in each benchmark iteration
+	benchWorkers  = 2_000  // riverbench's MaxWorkers; dlq's Concurrency
+	fetchCooldown = 2 * time.Millisecond
+	pollInterval  = 20 * time.Millisecond
+	producers     = 8 // goroutines enqueueing one job at a time in steady mode
+	insertBatch   = 5_000
+	riverSchema   = "river"
+	benchTenant   = "11111111-1111-4111-8111-111111111111"
+	queueName     = "bench"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// noopArgs is River's job: no fields, nothing to do.
+type noopArgs struct{}
+
+func (noopArgs) Kind() string { return "noop" }
+
+// queueSide is one library under test, behind the four steps both
+// benchmarks need.
+type queueSide interface {
+	name() string
+	// insertBulk stores n jobs in batches, before any worker starts.
+	insertBulk(ctx context.Context, n int) error
+	// enqueueOne stores one job in its own transaction.
+	enqueueOne(ctx context.Context) error
+	// startWorkers starts a worker whose handler calls ran once per job.
+	startWorkers(ctx context.Context, ran func()) (stop func(context.Context) error, err error)
+	// completed counts the jobs stored as completed.
+	completed(ctx context.Context) (int, error)
+}
+
+// newPool opens a pool of maxConns connections as role on db.
+func newPool(tb testing.TB, db *pgtest.DB, role pgtest.Role, maxConns int32) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(db.URL(role))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// dlqSide works dlq: enqueue through the app role (RLS), work through the
+// system role, each with its own pool.
+type dlqSide struct {
+	app, system *pgxpool.Pool
+	enqueuer    *dlq.Client
+}
+
+func newDLQSide(tb testing.TB, db *pgtest.DB) *dlqSide {
+	tb.Helper()
+	s := &dlqSide{app: newPool(tb, db, pgtest.RoleApp, 16), system: newPool(tb, db, pgtest.RoleSystem, 32)}
+	var err error
+	s.enqueuer, err = dlq.NewClient(s.app, dlq.Config{Logger: quietLogger()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func (s *dlqSide) name() string { return "dlq" }
+
+func (s *dlqSide) insertBulk(ctx context.Context, n int) error {
+	for done := 0; done < n; {
+		batch := make([]dlq.JobParams, min(insertBatch, n-done))
+		for i := range batch {
+			batch[i] = dlq.JobParams{Tenant: benchTenant, Queue: queueName}
+		}
+		if _, err := s.enqueuer.EnqueueMany(ctx, batch); err != nil {
+			return err
+		}
+		done += len(batch)
+	}
+	return nil
+}
+
+func (s *dlqSide) enqueueOne(ctx context.Context) error {
+	_, err := s.enqueuer.Enqueue(ctx, dlq.JobParams{Tenant: benchTenant, Queue: queueName})
+	return err
+}
+
+func (s *dlqSide) startWorkers(ctx context.Context, ran func()) (func(context.Context) error, error) {
+	worker, err := dlq.NewClient(s.system, dlq.Config{
+		Logger:        quietLogger(),
+		PollInterval:  pollInterval,
+		FetchCooldown: fetchCooldown,
+		Queues: map[string]dlq.QueueConfig{queueName: {
+			Concurrency: benchWorkers,
+			Handler:     dlq.HandlerFunc(func(context.Context, *dlq.Job) error { ran(); return nil }),
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := worker.Start(ctx); err != nil {
+		return nil, err
+	}
+	return worker.Stop, nil
+}
+
+func (s *dlqSide) completed(ctx context.Context) (int, error) {
+	var n int
+	err := s.system.QueryRow(ctx, "SELECT count(*) FROM platform.dlq_jobs WHERE state = 'completed'").Scan(&n)
+	return n, err
+}
+
+// riverSide works River in its own schema: an insert-only client over one
+// pool, a working client over another, both as the superuser that ran
+// River's migrations.
+type riverSide struct {
+	work, insert *pgxpool.Pool
+	inserter     *river.Client[pgx.Tx]
+}
+
+func newRiverSide(tb testing.TB, db *pgtest.DB) *riverSide {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := db.Admin.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+riverSchema); err != nil {
+		tb.Fatal(err)
+	}
+	migrator, err := rivermigrate.New(riverpgxv5.New(db.Admin), &rivermigrate.Config{Schema: riverSchema, Logger: quietLogger()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		tb.Fatal(err)
+	}
+	s := &riverSide{work: newPool(tb, db, pgtest.RoleAdmin, 32), insert: newPool(tb, db, pgtest.RoleAdmin, 16)}
+	s.inserter, err = river.NewClient(riverpgxv5.New(s.insert), &river.Config{Logger: quietLogger(), Schema: riverSchema})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func (s *riverSide) name() string { return "river" }
+
+func (s *riverSide) insertBulk(ctx context.Context, n int) error {
+	for done := 0; done < n; {
+		batch := make([]river.InsertManyParams, min(insertBatch, n-done))
+		for i := range batch {
+			batch[i] = river.InsertManyParams{Args: noopArgs{}}
+		}
+		if _, err := s.inserter.InsertManyFast(ctx, batch); err != nil {
+			return err
+		}
+		done += len(batch)
+	}
+	return nil
+}
+
+func (s *riverSide) enqueueOne(ctx context.Context) error {
+	_, err := s.inserter.Insert(ctx, noopArgs{}, nil)
+	return err
+}
+
+func (s *riverSide) startWorkers(ctx context.Context, ran func()) (func(context.Context) error, error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(func(context.Context, *river.Job[noopArgs]) error { ran(); return nil }))
+	client, err := river.NewClient(riverpgxv5.New(s.work), &river.Config{
+		Logger:            quietLogger(),
+		Schema:            riverSchema,
+		FetchCooldown:     fetchCooldown,
+		FetchPollInterval: pollInterval,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: benchWorkers}},
+		Workers:           workers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Start(ctx); err != nil {
+		return nil, err
+	}
+	return client.Stop, nil
+}
+
+func (s *riverSide) completed(ctx context.Context) (int, error) {
+	var n int
+	err := s.work.QueryRow(ctx, "SELECT count(*) FROM "+riverSchema+".river_job WHERE state = 'completed'").Scan(&n)
+	return n, err
+}
+
+// countdown closes done when it has been called n times, and keeps the
+// span from its first call to its n-th: the jobs' run time without the
+// worker's start-up and shutdown.
+type countdown struct {
+	n           int64
+	count       atomic.Int64
+	first, last time.Time
+	once        sync.Once
+	done        chan struct{}
+}
+
+func newCountdown(n int) *countdown {
+	return &countdown{n: int64(n), done: make(chan struct{})}
+}
+
+func (c *countdown) ran() {
+	c.once.Do(func() { c.first = time.Now() })
+	if c.count.Add(1) == c.n {
+		c.last = time.Now()
+		close(c.done)
+	}
+}
+
+// span is valid once done is closed.
+func (c *countdown) span() time.Duration { return c.last.Sub(c.first) }
+
+// workDown times s working down n jobs stored beforehand: took runs from
+// the start of its worker until the worker has stopped, which records the
+// last completions; running is the span from the first job's handler call
+// to the last's. It checks that every job is stored as completed.
+func workDown(ctx context.Context, s queueSide, n int) (took, running time.Duration, err error) {
+	if err := s.insertBulk(ctx, n); err != nil {
+		return 0, 0, fmt.Errorf("%s: insert: %w", s.name(), err)
+	}
+	jobs := newCountdown(n)
+	began := time.Now()
+	stop, err := s.startWorkers(ctx, jobs.ran)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: start: %w", s.name(), err)
+	}
+	if err := waitFor(ctx, jobs.done, stop); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", s.name(), err)
+	}
+	if err := stop(ctx); err != nil {
+		return 0, 0, fmt.Errorf("%s: stop: %w", s.name(), err)
+	}
+	took = time.Since(began)
+	return took, jobs.span(), checkCompleted(ctx, s, n)
+}
+
+// insertAndWork times s in steady mode: producers enqueue n jobs one at a
+// time while its worker runs them, until the worker has stopped after the
+// last job. It returns the sorted latencies of the enqueues.
+func insertAndWork(ctx context.Context, s queueSide, n int) (time.Duration, []time.Duration, error) {
+	jobs := newCountdown(n)
+	stop, err := s.startWorkers(ctx, jobs.ran)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: start: %w", s.name(), err)
+	}
+	latencies := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	began := time.Now()
+	for range producers {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				t := time.Now()
+				if err := s.enqueueOne(ctx); err != nil {
+					errs <- err
+					return
+				}
+				latencies[i] = time.Since(t)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		_ = stop(ctx)
+		return 0, nil, fmt.Errorf("%s: enqueue: %w", s.name(), err)
+	}
+	if err := waitFor(ctx, jobs.done, stop); err != nil {
+		return 0, nil, fmt.Errorf("%s: %w", s.name(), err)
+	}
+	if err := stop(ctx); err != nil {
+		return 0, nil, fmt.Errorf("%s: stop: %w", s.name(), err)
+	}
+	took := time.Since(began)
+	slices.Sort(latencies)
+	return took, latencies, checkCompleted(ctx, s, n)
+}
+
+// waitFor waits until every job has run, or stops the worker when ctx
+// ends first.
+func waitFor(ctx context.Context, allRan <-chan struct{}, stop func(context.Context) error) error {
+	select {
+	case <-allRan:
+		return nil
+	case <-ctx.Done():
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = stop(stopCtx)
+		return fmt.Errorf("not every job ran: %w", ctx.Err())
+	}
+}
+
+func checkCompleted(ctx context.Context, s queueSide, want int) error {
+	got, err := s.completed(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: count: %w", s.name(), err)
+	}
+	if got != want {
+		return fmt.Errorf("%s: %d jobs completed, want %d", s.name(), got, want)
+	}
+	return nil
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[(len(sorted)-1)*p/100]
+}
+
+// sides makes both libraries on one fresh database; order alternates with
+// round so neither side always runs on a warmer server.
+func sides(tb testing.TB, round int) []queueSide {
+	db := pgtest.New(tb)
+	both := []queueSide{newDLQSide(tb, db), newRiverSide(tb, db)}
+	if round%2 == 1 {
+		slices.Reverse(both)
+	}
+	return both
+}
+
+func jobsPerSecond(jobs int, took time.Duration) float64 {
+	return float64(jobs) / took.Seconds()
+}
+
+// BenchmarkQueueWorkDown works down 50,000 no-op jobs inserted in bulk
+// beforehand, once per side per iteration, and reports each side's jobs/s
+// and their ratio (dlq / River).
+//
+//	cd bench && go test -run '^$' -bench BenchmarkQueue -benchtime 1x -count 3
+func BenchmarkQueueWorkDown(b *testing.B) {
+	ctx := context.Background()
+	took, running := map[string]time.Duration{}, map[string]time.Duration{}
+	for round := 0; b.Loop(); round++ {
+		for _, s := range sides(b, round) {
+			d, r, err := workDown(ctx, s, benchJobs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			took[s.name()] += d
+			running[s.name()] += r
+		}
+	}
+	reportPair(b, "", took["dlq"], took["river"], b.N*benchJobs)
+	reportPair(b, "running-", running["dlq"], running["river"], b.N*benchJobs)
+}
+
+// BenchmarkQueueInsertAndWork is the steady mode: 8 producers enqueue
+// 50,000 jobs one at a time while a worker runs them, once per side per
+// iteration; it reports each side's end-to-end jobs/s, their ratio (dlq /
+// River) and each side's enqueue latency p50 and p99.
+func BenchmarkQueueInsertAndWork(b *testing.B) {
+	ctx := context.Background()
+	took := map[string]time.Duration{}
+	latencies := map[string][]time.Duration{}
+	for round := 0; b.Loop(); round++ {
+		for _, s := range sides(b, round) {
+			d, lat, err := insertAndWork(ctx, s, benchJobs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			took[s.name()] += d
+			latencies[s.name()] = append(latencies[s.name()], lat...)
+		}
+	}
+	reportPair(b, "", took["dlq"], took["river"], b.N*benchJobs)
+	for name, lat := range latencies {
+		slices.Sort(lat)
+		b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, name+"-p50-enqueue-ms")
+		b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1000, name+"-p99-enqueue-ms")
+	}
+}
+
+// reportPair reports both sides' jobs/s and their ratio, each metric's
+// unit led by prefix.
+func reportPair(b *testing.B, prefix string, dlqTook, riverTook time.Duration, jobs int) {
+	ours, theirs := jobsPerSecond(jobs, dlqTook), jobsPerSecond(jobs, riverTook)
+	b.ReportMetric(ours, prefix+"dlq-jobs/s")
+	b.ReportMetric(theirs, prefix+"river-jobs/s")
+	b.ReportMetric(ours/theirs, prefix+"dlq/river")
+}
+
+// TestQueuesCompleteEveryJob runs both modes of both libraries at 2,000
+// jobs and checks every job is stored as completed on each side.
+func TestQueuesCompleteEveryJob(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	const n = 2_000
+	for _, s := range sides(t, 0) {
+		t.Run(s.name()+"/work-down", func(t *testing.T) {
+			if _, _, err := workDown(ctx, s, n); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, s := range sides(t, 1) {
+		t.Run(s.name()+"/insert-and-work", func(t *testing.T) {
+			_, lat, err := insertAndWork(ctx, s, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lat) != n || lat[0] <= 0 {
+				t.Fatalf("%d latencies, shortest %v: want %d positive", len(lat), lat[0], n)
+			}
+		})
+	}
+}
