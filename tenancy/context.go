@@ -42,43 +42,62 @@ func (p Principal) HasScope(scope string) bool {
 	return slices.Contains(p.Scopes, scope)
 }
 
-type contextKey struct{ name string }
+// identityKey is the one context key of this package: the tenant and the
+// principal travel together in one value, so an authenticated request pays
+// for one context entry, not two.
+type identityKey struct{}
 
-var (
-	tenantKey    = &contextKey{"tenant"}
-	principalKey = &contextKey{"principal"}
-)
+// identity is what the context carries: a tenant, and the principal when
+// one authenticated.
+type identity struct {
+	tenant       string
+	principal    Principal
+	hasPrincipal bool
+}
+
+func identityFrom(ctx context.Context) *identity {
+	id, _ := ctx.Value(identityKey{}).(*identity)
+	return id
+}
 
 // WithTenant returns a copy of ctx carrying tenantID, validated and in
-// canonical form.
+// canonical form. A principal already in ctx stays there.
 func WithTenant(ctx context.Context, tenantID string) (context.Context, error) {
 	canonical, err := rls.ParseTenant(tenantID)
 	if err != nil {
 		return ctx, ErrInvalidTenant
 	}
-	return context.WithValue(ctx, tenantKey, canonical), nil
+	next := &identity{tenant: canonical}
+	if prev := identityFrom(ctx); prev != nil {
+		next.principal, next.hasPrincipal = prev.principal, prev.hasPrincipal
+	}
+	return context.WithValue(ctx, identityKey{}, next), nil
 }
 
 // TenantFrom returns the tenant carried by ctx, if any.
 func TenantFrom(ctx context.Context) (string, bool) {
-	tenant, ok := ctx.Value(tenantKey).(string)
-	return tenant, ok && tenant != ""
+	if id := identityFrom(ctx); id != nil && id.tenant != "" {
+		return id.tenant, true
+	}
+	return "", false
 }
 
 // WithPrincipal returns a copy of ctx carrying p and p's tenant.
 func WithPrincipal(ctx context.Context, p Principal) (context.Context, error) {
-	ctx, err := WithTenant(ctx, p.TenantID)
+	canonical, err := rls.ParseTenant(p.TenantID)
 	if err != nil {
-		return ctx, err
+		return ctx, ErrInvalidTenant
 	}
-	p.TenantID, _ = TenantFrom(ctx)
-	return context.WithValue(ctx, principalKey, p), nil
+	p.TenantID = canonical
+	return context.WithValue(ctx, identityKey{}, &identity{tenant: canonical, principal: p, hasPrincipal: true}), nil
 }
 
 // PrincipalFrom returns the principal carried by ctx, if any.
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey).(Principal)
-	return p, ok
+	if id := identityFrom(ctx); id != nil && id.hasPrincipal {
+		return id.principal, true
+	}
+	return Principal{}, false
 }
 
 // withVerifiedPrincipal is WithPrincipal for a principal whose tenant an
@@ -88,5 +107,5 @@ func withVerifiedPrincipal(ctx context.Context, p Principal) (context.Context, e
 	if !isCanonicalUUID(p.TenantID) {
 		return WithPrincipal(ctx, p)
 	}
-	return context.WithValue(context.WithValue(ctx, tenantKey, p.TenantID), principalKey, p), nil
+	return context.WithValue(ctx, identityKey{}, &identity{tenant: p.TenantID, principal: p, hasPrincipal: true}), nil
 }
