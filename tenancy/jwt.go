@@ -291,6 +291,10 @@ func scopesOf(claims jwt.MapClaims) []string {
 	for _, name := range []string{"scope", "scp", "scopes", "roles"} {
 		switch value := claims[name].(type) {
 		case string:
+			if scopes == nil {
+				scopes = strings.Fields(value) // the common case: no copy
+				continue
+			}
 			scopes = append(scopes, strings.Fields(value)...)
 		case []any:
 			for _, s := range value {
