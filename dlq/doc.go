@@ -16,7 +16,7 @@
 // statement. A DedupKey makes one job of many enqueues.
 //
 //	app, _ := dlq.NewClient(appPool, dlq.Config{})
-//	err := rls.InTx(ctx, appPool, tenant, func(tx pgx.Tx) error {
+//	err := tenancy.InTenantTx(ctx, appPool, tenant, func(tx pgx.Tx) error {
 //		// … the caller's own writes …
 //		_, err := app.EnqueueTx(ctx, tx, dlq.JobParams{
 //			Tenant: tenant, Queue: "webhooks", Kind: "deal.won",

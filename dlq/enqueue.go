@@ -24,7 +24,7 @@ func (c *Client) Enqueue(ctx context.Context, p JobParams) (Inserted, error) {
 
 // EnqueueTx stores one job in tx: it exists, and wakes the workers, only if
 // tx commits. tx must be allowed to write the job's tenant — for the app
-// role, scoped to it (rls.SetTenant).
+// role, scoped to it (tenancy.InTx or tenancy.InTenantTx).
 func (c *Client) EnqueueTx(ctx context.Context, tx DBTX, p JobParams) (Inserted, error) {
 	res, err := c.EnqueueManyTx(ctx, tx, []JobParams{p})
 	if err != nil {

@@ -21,7 +21,7 @@ var (
 	// names a run of another workflow.
 	ErrRunIDConflict = errors.New("durable: run id already used by another workflow")
 	// ErrNoTenant is returned by the ...Tx calls when the caller's
-	// transaction has no tenant set (see rls.SetTenant / tenancy).
+	// transaction has no tenant set (see tenancy.InTx).
 	ErrNoTenant = errors.New("durable: transaction has no tenant set")
 	// ErrRunNotFound is returned for a run id the tenant does not have.
 	ErrRunNotFound = errors.New("durable: run not found")

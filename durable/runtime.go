@@ -243,7 +243,7 @@ ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING ` + runColumns
 
 // StartTx starts a run in tx, which must be scoped to the run's tenant
-// (rls.SetTenant or the tenancy package); the run exists once tx commits
+// (tenancy.InTx or tenancy.InTenantTx); the run exists once tx commits
 // and nothing is stored if tx rolls back. Workers pick it up at their next
 // poll.
 func (rt *Runtime) StartTx(ctx context.Context, tx pgx.Tx, workflow string, input any, opts ...StartOption) (Run, error) {
