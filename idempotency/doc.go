@@ -7,10 +7,11 @@
 //
 //   - Store keeps keys in platform.idempotency_keys, scoped to a tenant by
 //     row-level security; its primary key is (tenant_id, key), so one
-//     tenant's key never meets another's. Claim, Lookup, Complete and
-//     Release work without HTTP, each with a …Tx variant taking the
-//     caller's transaction. Every method reads the tenant from the context
-//     (tenancy.WithTenant) and returns ErrNoTenant without one.
+//     tenant's key never meets another's. Claim, Lookup, Renew, Complete
+//     and Release work without HTTP, each one round trip, each with a …Tx
+//     variant taking the caller's transaction. Every method reads the
+//     tenant from the context (tenancy.WithTenant) and returns ErrNoTenant
+//     without one. NewStore takes a *pgxpool.Pool of the app role.
 //   - Middleware wraps handlers (Handler(http.Handler) http.Handler).
 //   - Sweeper deletes expired entries in batches, as the system role.
 //   - Migrate creates the table.
@@ -55,14 +56,16 @@
 //
 // # Failures
 //
-// A claim has a lease (StoreConfig.Lease, default 1 minute). If its holder
-// dies, the key answers 409 until the lease runs out, then a retry with the
-// same fingerprint takes it over. A handler that panics releases its claim
-// and the panic goes on unchanged to the server's recovery; a client that
-// goes away before the handler wrote anything releases it too (a handler
-// that finished despite it has its response stored: its side effect
-// happened). These store calls run on a context detached from the
-// request's, so a cancelled request cannot leave a key stuck.
+// A claim has a lease (StoreConfig.Lease, default 1 minute), renewed by the
+// middleware every Config.LeaseRenewal while the handler runs, so a slow
+// handler keeps its key and only a claim whose holder died runs out. Until
+// then the key answers 409; after it, a retry with the same fingerprint
+// takes it over. A handler that panics releases its claim and the panic
+// goes on unchanged to the server's recovery; a client that goes away
+// before the handler wrote anything releases it too (a handler that
+// finished despite it has its response stored: its side effect happened).
+// These store calls run on a context detached from the request's, so a
+// cancelled request cannot leave a key stuck.
 //
 // # Two modes
 //
@@ -72,16 +75,26 @@
 // providers. A crash between the handler's side effect and the stored
 // response leaves the key in progress until its lease expires, and then a
 // retry runs the handler again: make the side effect itself idempotent
-// where that matters, or use transactional mode.
+// where that matters, or use transactional mode. The two extra commits are
+// the price of that independence: each Store call is one round trip (a
+// pipelined batch), but a first request costs about twice the round trips
+// of the bare handler.
 //
 // With Config.Transactional the middleware opens one tenant-scoped
-// transaction, claims the key in it, hands it to the handler (TxFrom), and
-// stores the response and commits after the handler; a 5xx or a panic
-// rolls back everything. The handler's writes and the key commit together,
-// so a crash leaves neither a side effect without its key nor a key without
-// its side effect, and the response is sent only after the commit. Use it
-// when the handler's effects are writes to the same PostgreSQL database.
-// Concurrent requests with one key are told apart by a transaction-level
-// advisory lock, so they get 409 at once instead of waiting; a database
-// connection is held for the whole request.
+// transaction, hands it to the handler (TxFrom), and commits the handler's
+// writes together with the stored response; a 5xx or a panic rolls back
+// everything. A crash thus leaves neither a side effect without its key nor
+// a key without its side effect, and the response is sent only after the
+// commit. Use it when the handler's effects are writes to the same
+// PostgreSQL database. It is also the fast mode: the BEGIN, the tenant, the
+// key's lock and its lookup travel in one round trip, and the response
+// travels with the COMMIT in another, so a request costs the round trips
+// its handler would spend on a transaction of its own. The claim is a
+// transaction-level advisory lock on (tenant, key): concurrent requests
+// with the key get 409 at once instead of waiting, and a holder that dies
+// frees the key with its connection. A database connection is held for the
+// whole request. The middleware owns the transaction: the handler's Commit
+// and Rollback return ErrManagedTx (answer 5xx to roll back; tx.Begin
+// gives a savepoint as usual), and the transaction is closed to the
+// handler once it returns.
 package idempotency

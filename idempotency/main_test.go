@@ -18,7 +18,6 @@ import (
 
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/pgtest"
-	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
 )
 
@@ -126,13 +125,14 @@ func withTenant(next http.Handler) http.Handler {
 }
 
 // createOrder inserts the request body as an order in its own tenant
-// transaction (the non-transactional mode's handler) and answers 201.
+// transaction (tenancy.InTx, as an application would) and answers 201: the
+// handler of the benchmark's baseline and of claim mode.
 func createOrder(pool *pgxpool.Pool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		tenant, _ := tenancy.TenantFrom(r.Context())
 		var id int64
-		err := rls.InTx(r.Context(), pool, tenant, func(tx pgx.Tx) error {
+		err := tenancy.InTx(r.Context(), pool, func(tx pgx.Tx) error {
 			return tx.QueryRow(r.Context(),
 				"INSERT INTO platform.test_orders (tenant_id, body) VALUES ($1, $2) RETURNING id", tenant, string(body)).Scan(&id)
 		})

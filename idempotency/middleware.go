@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/dealix/platform/internal/problem"
@@ -80,6 +81,11 @@ type Config struct {
 	// tenancy.WithTenant on its context: authentication did not run).
 	// Default: 403 problem+json; the handler is not run.
 	NoTenant http.Handler
+	// LeaseRenewal is how often a claim's lease is renewed while the handler
+	// runs (claim mode), so a handler slower than StoreConfig.Lease keeps
+	// its key and only a claim whose holder died runs out. Default: a third
+	// of the store's Lease. Must be shorter than the Lease.
+	LeaseRenewal time.Duration
 	// StoreTimeout bounds the store calls made after the handler returned
 	// (complete, release, commit); they run on a context detached from the
 	// request's, so a client that goes away cannot leave a key stuck.
@@ -89,8 +95,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults() error {
-	if c.MaxBodyBytes < 0 || c.MaxResponseBytes < 0 || c.RetryAfter < 0 || c.StoreTimeout < 0 {
+func (c *Config) setDefaults(lease time.Duration) error {
+	if c.MaxBodyBytes < 0 || c.MaxResponseBytes < 0 || c.RetryAfter < 0 || c.StoreTimeout < 0 || c.LeaseRenewal < 0 {
 		return invalidConfig("sizes and durations must not be negative")
 	}
 	if c.Methods == nil {
@@ -113,6 +119,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StoreTimeout == 0 {
 		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.LeaseRenewal == 0 {
+		c.LeaseRenewal = lease / 3
+	}
+	if c.LeaseRenewal >= lease {
+		return invalidConfig("LeaseRenewal %s is not shorter than the store's Lease %s", c.LeaseRenewal, lease)
 	}
 	if c.NoTenant == nil {
 		c.NoTenant = http.HandlerFunc(noTenant)
@@ -138,7 +150,7 @@ func NewMiddleware(store *Store, cfg Config) (*Middleware, error) {
 	if store == nil {
 		return nil, invalidConfig("nil store")
 	}
-	if err := cfg.setDefaults(); err != nil {
+	if err := cfg.setDefaults(store.cfg.Lease); err != nil {
 		return nil, err
 	}
 	m := &Middleware{store: store, cfg: cfg, methods: map[string]bool{}}
@@ -245,13 +257,16 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 	rec := newRecorder()
 	finished := false
+	stopRenewing := m.renewWhileRunning(r, key, claim.Token)
 	defer func() {
+		stopRenewing()
 		if !finished { // next panicked: free the key; the panic goes on
 			m.release(r, key, claim.Token, "handler panicked")
 		}
 	}()
 	next.ServeHTTP(rec, r)
 	finished = true
+	stopRenewing()
 
 	switch {
 	case r.Context().Err() != nil && !rec.wrote():
@@ -267,6 +282,48 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 	}
 	rec.flush(w)
+}
+
+// renewWhileRunning renews the claim's lease every LeaseRenewal until the
+// returned stop is called; stop waits for a renewal in flight, so none runs
+// after the claim is completed or released. It may be called twice.
+func (m *Middleware) renewWhileRunning(r *http.Request, key, token string) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		ticker := time.NewTicker(m.cfg.LeaseRenewal)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				if !m.renew(r, key, token) {
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-exited
+	}
+}
+
+// renew extends the claim's lease once, reporting whether to go on.
+func (m *Middleware) renew(r *http.Request, key, token string) bool {
+	ctx, cancel := m.detached(r)
+	defer cancel()
+	_, err := m.store.Renew(ctx, key, token)
+	switch {
+	case errors.Is(err, ErrClaimLost):
+		m.cfg.Logger.WarnContext(ctx, "idempotency: claim lost while the handler ran; its response will not be stored", "key", key)
+		return false
+	case err != nil:
+		m.cfg.Logger.ErrorContext(ctx, "idempotency: renewing the lease failed; retrying at the next interval", "key", key, "error", err)
+	}
+	return true
 }
 
 // detached returns a context for a store call made after the handler: it

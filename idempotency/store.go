@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
@@ -33,25 +35,12 @@ const (
 	StateCompleted State = "completed"
 )
 
-// Beginner starts a transaction: *pgxpool.Pool and *pgx.Conn satisfy it.
-type Beginner interface {
-	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
-}
-
-// beginTenant begins a transaction of db scoped to tenant. The tenant is
-// set in the same round trip as BEGIN (a simple-protocol query of two
-// statements), which saves one round trip per transaction; that is safe
-// because the tenant is inlined only after rls.ParseTenant has reduced it
-// to a canonical UUID. The setting is local to the transaction, as with
-// rls.SetTenant.
-func beginTenant(ctx context.Context, db Beginner, tenant string) (pgx.Tx, error) {
-	canonical, err := rls.ParseTenant(tenant)
-	if err != nil {
-		return nil, err
-	}
-	return db.BeginTx(ctx, pgx.TxOptions{
-		BeginQuery: "BEGIN; SELECT set_config('" + rls.Setting + "', '" + canonical + "', true)",
-	})
+// queueTenant queues, as the first query of b, the set_config that scopes
+// the rest of b's transaction to tenant, a canonical UUID. A batch sent
+// without BEGIN runs as one implicit transaction, so the setting ends with
+// it, as with tenancy.InTx.
+func queueTenant(b *pgx.Batch, tenant string) {
+	b.Queue("SELECT set_config('"+rls.Setting+"', $1, true)", tenant)
 }
 
 // StoreConfig configures a Store. The zero value is usable: every field
@@ -94,17 +83,18 @@ func (c *StoreConfig) setDefaults() error {
 // concurrent use. Every method reads the tenant from the context
 // (tenancy.WithTenant) and returns ErrNoTenant without one. The methods
 // without the Tx suffix run in their own tenant-scoped transaction of the
-// store's database; the …Tx variants run in the caller's transaction, which
-// must already be scoped to the same tenant (rls.SetTenant or
-// tenancy.InTx), so the key commits or rolls back with the caller's writes.
+// store's pool, sent as one pipelined batch: one round trip each. The …Tx
+// variants run in the caller's transaction, which must already be scoped
+// to the same tenant (tenancy.InTx or tenancy.InTenantTx), so the key commits or
+// rolls back with the caller's writes.
 type Store struct {
-	db  Beginner
+	db  *pgxpool.Pool
 	cfg StoreConfig
 }
 
 // NewStore returns a Store on db, normally a pool of the application role
 // (row-level security binds it).
-func NewStore(db Beginner, cfg StoreConfig) (*Store, error) {
+func NewStore(db *pgxpool.Pool, cfg StoreConfig) (*Store, error) {
 	if db == nil {
 		return nil, invalidConfig("nil database")
 	}
@@ -168,19 +158,65 @@ type Entry struct {
 //   - a *InProgressError (ErrInProgress) when another request holds it;
 //   - ErrFingerprintMismatch when the key belongs to a different request.
 func (s *Store) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
-	var c Claim
-	err := s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
-		var (
-			done bool
-			err  error
-		)
-		if c, done, err = s.settled(ctx, tx, tenant, key, fp); done {
-			return err
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return Claim{}, err
+	}
+	for range claimAttempts {
+		c, retry, err := s.claimOnce(ctx, tenant, key, fp)
+		if !retry {
+			return c, err
 		}
-		c, err = s.claim(ctx, tx, tenant, key, fp)
+	}
+	return Claim{}, fmt.Errorf("idempotency: claim: key %q changed %d times during the claim", key, claimAttempts)
+}
+
+// claimOnce sends one batch that claims key if it is free and reads the
+// entry otherwise. It reports retry when the entry that blocked the claim
+// was gone by the time it was read (released or swept in between).
+func (s *Store) claimOnce(ctx context.Context, tenant, key string, fp Fingerprint) (c Claim, retry bool, err error) {
+	now := s.cfg.Now()
+	token, lease := uuid.NewString(), now.Add(s.cfg.Lease)
+	var (
+		granted bool
+		row     entryRow
+		found   bool
+		b       pgx.Batch
+	)
+	queueTenant(&b, tenant)
+	b.Queue(claimIfFreeSQL, tenant, key, fp[:], token, lease, now, now.Add(s.cfg.TTL)).QueryRow(func(r pgx.Row) error {
+		var got string
+		granted, err = scanOptional(r, &got)
 		return err
 	})
-	return c, err
+	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+		found, err = scanOptional(r, row.dest()...)
+		return err
+	})
+	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
+		return Claim{}, false, fmt.Errorf("idempotency: claim: %w", err)
+	}
+	if granted {
+		return Claim{Token: token, LeaseUntil: lease}, false, nil
+	}
+	if !found {
+		return Claim{}, true, nil
+	}
+	entry, err := s.decode(row, tenant, key, false)
+	if err != nil {
+		return Claim{}, false, err
+	}
+	c, err = existingClaim(entry, fp)
+	return c, false, err
+}
+
+// scanOptional scans a row that may not exist, reporting whether it did.
+func scanOptional(r pgx.Row, dest ...any) (bool, error) {
+	err := r.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // ClaimTx is Claim in the caller's transaction tx, which must be scoped to
@@ -214,10 +250,10 @@ func (s *Store) ClaimTx(ctx context.Context, tx pgx.Tx, key string, fp Fingerpri
 	return s.claim(ctx, tx, tenant, key, fp)
 }
 
-const claimSQL = `
-INSERT INTO platform.idempotency_keys AS k
-    (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
-VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)
+// takeOverSQL ends the claim statements: an entry that conflicts is taken
+// over only when it expired, or is a dead holder's claim on the same
+// request whose lease ran out.
+const takeOverSQL = `
 ON CONFLICT (tenant_id, key) DO UPDATE SET
     fingerprint = EXCLUDED.fingerprint, state = 'in_progress',
     lease_token = EXCLUDED.lease_token, lease_until = EXCLUDED.lease_until,
@@ -229,28 +265,28 @@ WHERE k.expires_at <= EXCLUDED.created_at
        AND k.fingerprint = EXCLUDED.fingerprint)
 RETURNING k.lease_token`
 
+const claimSQL = `
+INSERT INTO platform.idempotency_keys AS k
+    (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
+VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)` + takeOverSQL
+
+// claimIfFreeSQL is claimSQL guarded so that it writes nothing when an
+// entry decides the claim (a replay, a mismatch, a live claim): retries of
+// completed requests, the common case, thus take no row lock and commit
+// nothing to disk. A racing insert still meets ON CONFLICT.
+const claimIfFreeSQL = `
+INSERT INTO platform.idempotency_keys AS k
+    (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
+SELECT $1::uuid, $2::text, $3::bytea, 'in_progress', $4::uuid, $5::timestamptz, $6::timestamptz, $7::timestamptz
+WHERE NOT EXISTS (
+    SELECT 1 FROM platform.idempotency_keys e
+    WHERE e.tenant_id = $1::uuid AND e.key = $2::text AND e.expires_at > $6::timestamptz
+      AND NOT (e.state = 'in_progress' AND e.lease_until <= $6::timestamptz AND e.fingerprint = $3::bytea))` +
+	takeOverSQL
+
 // claimAttempts bounds the retries when the conflicting entry disappears
 // (released or swept) between the claim and the read of that entry.
 const claimAttempts = 3
-
-// settled answers a claim from the current entry without writing, when the
-// entry decides it: a replay, a mismatch or a live claim. Retries of
-// completed requests, the common case, thus cost one read and no commit
-// to disk. It returns ok false when the key is free or can be taken over.
-func (s *Store) settled(ctx context.Context, tx pgx.Tx, tenant, key string, fp Fingerprint) (c Claim, ok bool, err error) {
-	entry, err := s.lookup(ctx, tx, tenant, key, true)
-	if errors.Is(err, ErrNotFound) {
-		return Claim{}, false, nil
-	}
-	if err != nil {
-		return Claim{}, true, err
-	}
-	if s.takeable(entry, fp) {
-		return Claim{}, false, nil
-	}
-	c, err = existingClaim(entry, fp)
-	return c, true, err
-}
 
 // takeable reports whether an unexpired entry may be claimed by the
 // request fp: only a dead holder's claim on the same request, whose lease
@@ -298,13 +334,27 @@ func existingClaim(e Entry, fp Fingerprint) (Claim, error) {
 
 // Lookup returns the unexpired entry of key, or ErrNotFound.
 func (s *Store) Lookup(ctx context.Context, key string) (Entry, error) {
-	var e Entry
-	err := s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
-		var err error
-		e, err = s.lookup(ctx, tx, tenant, key, true)
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	var (
+		row   entryRow
+		found bool
+		b     pgx.Batch
+	)
+	queueTenant(&b, tenant)
+	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+		found, err = scanOptional(r, row.dest()...)
 		return err
 	})
-	return e, err
+	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
+		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
+	}
+	if !found {
+		return Entry{}, ErrNotFound
+	}
+	return s.decode(row, tenant, key, true)
 }
 
 // LookupTx is Lookup in the caller's tenant-scoped transaction tx.
@@ -409,9 +459,15 @@ func (s *Store) decode(r entryRow, tenant, key string, hideExpired bool) (Entry,
 // marks the key completed: later claims with the same fingerprint get resp.
 // It returns ErrClaimLost when token no longer holds the claim.
 func (s *Store) Complete(ctx context.Context, key, token string, resp Response) error {
-	return s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
-		return s.complete(ctx, tx, tenant, key, token, resp)
-	})
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	args, err := s.completeArgs(tenant, key, token, resp)
+	if err != nil {
+		return err
+	}
+	return s.execHeld(ctx, tenant, "complete", completeSQL, args...)
 }
 
 // CompleteTx is Complete in the caller's tenant-scoped transaction tx.
@@ -430,27 +486,51 @@ SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status
 WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
 
 func (s *Store) complete(ctx context.Context, tx pgx.Tx, tenant, key, token string, resp Response) error {
+	args, err := s.completeArgs(tenant, key, token, resp)
+	if err != nil {
+		return err
+	}
+	tag, err := tx.Exec(ctx, completeSQL, args...)
+	return heldResult("complete", tag, err)
+}
+
+// completeArgs validates a completion and returns completeSQL's arguments.
+func (s *Store) completeArgs(tenant, key, token string, resp Response) ([]any, error) {
 	if resp.Status < 100 || resp.Status > 999 {
-		return fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
+		return nil, fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
 	}
 	if err := uuid.Validate(token); err != nil {
-		return fmt.Errorf("%w: malformed token", ErrClaimLost)
+		return nil, fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
+	headers, body, err := encodeResponse(resp)
+	if err != nil {
+		return nil, err
+	}
+	return []any{tenant, key, token, resp.Status, headers, body, resp.BodyOmitted, s.cfg.Now()}, nil
+}
+
+// encodeResponse returns a response's headers as JSON and the body to
+// store (empty when omitted).
+func encodeResponse(resp Response) (headers, body []byte, err error) {
 	header := resp.Header
 	if header == nil {
 		header = http.Header{}
 	}
-	headers, err := json.Marshal(header)
-	if err != nil {
-		return fmt.Errorf("idempotency: complete: %w", err)
+	if headers, err = json.Marshal(header); err != nil {
+		return nil, nil, fmt.Errorf("idempotency: complete: %w", err)
 	}
-	body := resp.Body
+	body = resp.Body
 	if body == nil || resp.BodyOmitted {
 		body = []byte{}
 	}
-	tag, err := tx.Exec(ctx, completeSQL, tenant, key, token, resp.Status, headers, body, resp.BodyOmitted, s.cfg.Now())
+	return headers, body, nil
+}
+
+// heldResult turns the outcome of a statement that must touch the claim's
+// row into ErrClaimLost when it touched none.
+func heldResult(op string, tag pgconn.CommandTag, err error) error {
 	if err != nil {
-		return fmt.Errorf("idempotency: complete: %w", err)
+		return fmt.Errorf("idempotency: %s: %w", op, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrClaimLost
@@ -458,14 +538,37 @@ func (s *Store) complete(ctx context.Context, tx pgx.Tx, tenant, key, token stri
 	return nil
 }
 
+// execHeld runs sql, a statement on the claim's row, in its own
+// tenant-scoped batch.
+func (s *Store) execHeld(ctx context.Context, tenant, op, sql string, args ...any) error {
+	var (
+		b      pgx.Batch
+		result error
+	)
+	queueTenant(&b, tenant)
+	b.Queue(sql, args...).Exec(func(tag pgconn.CommandTag) error {
+		result = heldResult(op, tag, nil)
+		return nil
+	})
+	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("idempotency: %s: %w", op, err)
+	}
+	return result
+}
+
 // Release gives up the claim identified by token: the entry is deleted, so
 // the next request with the key runs the operation again. Use it when the
 // operation failed without effect. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	return s.inTenantTx(ctx, key, func(tenant string, tx pgx.Tx) error {
-		return release(ctx, tx, tenant, key, token)
-	})
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := uuid.Validate(token); err != nil {
+		return fmt.Errorf("%w: malformed token", ErrClaimLost)
+	}
+	return s.execHeld(ctx, tenant, "release", releaseSQL, tenant, key, token)
 }
 
 // ReleaseTx is Release in the caller's tenant-scoped transaction tx.
@@ -486,32 +589,43 @@ func release(ctx context.Context, tx pgx.Tx, tenant, key, token string) error {
 		return fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
 	tag, err := tx.Exec(ctx, releaseSQL, tenant, key, token)
-	if err != nil {
-		return fmt.Errorf("idempotency: release: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrClaimLost
-	}
-	return nil
+	return heldResult("release", tag, err)
 }
 
-// inTenantTx runs fn in a transaction of the store's database scoped to
-// the context's tenant, after validating key.
-func (s *Store) inTenantTx(ctx context.Context, key string, fn func(tenant string, tx pgx.Tx) error) error {
+// Renew extends the lease of the claim identified by token to Lease from
+// now and returns the new end of the lease. The middleware renews its
+// claims while the handler runs, so a slow handler keeps its key and only
+// a dead holder's claim runs out. It returns ErrClaimLost when token no
+// longer holds the claim.
+func (s *Store) Renew(ctx context.Context, key, token string) (time.Time, error) {
 	tenant, err := tenantOf(ctx, key)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	tx, err := beginTenant(ctx, s.db, tenant)
-	if err != nil {
-		return fmt.Errorf("idempotency: begin: %w", err)
+	if err := uuid.Validate(token); err != nil {
+		return time.Time{}, fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
-	defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit; also runs on a panic
-	if err := fn(tenant, tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	until := s.cfg.Now().Add(s.cfg.Lease)
+	return until, s.execHeld(ctx, tenant, "renew", renewSQL, tenant, key, token, until)
 }
+
+// RenewTx is Renew in the caller's tenant-scoped transaction tx.
+func (s *Store) RenewTx(ctx context.Context, tx pgx.Tx, key, token string) (time.Time, error) {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := uuid.Validate(token); err != nil {
+		return time.Time{}, fmt.Errorf("%w: malformed token", ErrClaimLost)
+	}
+	until := s.cfg.Now().Add(s.cfg.Lease)
+	tag, err := tx.Exec(ctx, renewSQL, tenant, key, token, until)
+	return until, heldResult("renew", tag, err)
+}
+
+const renewSQL = `
+UPDATE platform.idempotency_keys SET lease_until = $4
+WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
 
 // tenantOf returns the context's tenant after validating key.
 func tenantOf(ctx context.Context, key string) (string, error) {

@@ -8,15 +8,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/internal/problem"
-	"github.com/dealix/platform/tenancy"
 )
 
 type txContextKey struct{}
 
 // TxFrom returns the transaction a Transactional middleware opened for the
-// request, scoped to the request's tenant. A handler does its writes in it,
-// and must not commit or roll it back: the middleware commits it together
-// with the claimed key and the stored response, or rolls all back.
+// request, scoped to the request's tenant. A handler does its writes in it
+// (nested transactions, tx.Begin, become savepoints as usual) and must not
+// use it after returning. The middleware owns it: it commits it together
+// with the stored response, or rolls it all back, and the handler's own
+// Commit and Rollback return ErrManagedTx without doing anything.
 func TxFrom(ctx context.Context) (pgx.Tx, bool) {
 	tx, ok := ctx.Value(txContextKey{}).(pgx.Tx)
 	return tx, ok
@@ -27,47 +28,63 @@ func TxFrom(ctx context.Context) (pgx.Tx, bool) {
 // after the commit, so a client never sees a success whose effects were
 // rolled back.
 func (m *Middleware) serveTx(w http.ResponseWriter, r *http.Request, next http.Handler, key string, fp Fingerprint) {
-	tenant, _ := tenancy.TenantFrom(r.Context())
-	tx, err := beginTenant(r.Context(), m.store.db, tenant)
-	if err != nil {
-		m.unavailable(w, r, "begin", err)
-		return
-	}
-	// Rolls back on every path but the commit, a panic in next included.
-	defer func() {
-		ctx, cancel := m.detached(r)
-		defer cancel()
-		_ = tx.Rollback(ctx)
-	}()
-	claim, err := m.store.ClaimTx(r.Context(), tx, key, fp)
+	rt, claim, err := m.store.beginRequest(r.Context(), key, fp)
 	if m.answered(w, r, claim, err) {
 		return
 	}
+	finished := false
+	defer func() {
+		if !finished { // next panicked: undo its writes; the panic goes on
+			m.rollback(r, rt)
+		}
+	}()
 	rec := newRecorder()
-	next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txContextKey{}, tx)))
+	next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txContextKey{}, pgx.Tx(rt.handlerTx))))
+	finished = true
 
 	status := rec.statusCode()
 	if status >= 500 || (r.Context().Err() != nil && !rec.wrote()) {
-		rec.flush(w) // the deferred rollback undoes the handler's writes and the claim
+		m.rollback(r, rt) // undoes the handler's writes and frees the key
+		rec.flush(w)
 		return
 	}
-	detached, cancel := m.detached(r)
+	ctx, cancel := m.detached(r)
 	defer cancel()
-	err = m.store.CompleteTx(detached, tx, key, claim.Token, rec.response(m.headers, m.cfg.MaxResponseBytes))
-	if err == nil {
-		err = tx.Commit(detached)
-	}
+	err = rt.commit(ctx, rec.response(m.headers, m.cfg.MaxResponseBytes))
 	switch {
 	case err == nil:
 		rec.flush(w)
-	case status >= 400:
-		// The handler refused the request, and nothing was committed: its
-		// answer is still the truth (a handler that caught a database
-		// error aborts the transaction, so the commit fails).
+	case errors.Is(err, errKeyTaken):
+		// A request with the same key committed first; its answer is the
+		// one every retry gets, and this one's writes were rolled back.
+		m.answerFromEntry(w, r, ctx, key, fp)
+	case errors.Is(err, errTxAborted) && status >= 400:
+		// The handler refused the request after a failed statement, and
+		// nothing was committed: its answer is still the truth.
 		rec.flush(w)
 	default:
 		m.unavailable(w, r, "commit", err)
 	}
+}
+
+func (m *Middleware) rollback(r *http.Request, rt *requestTx) {
+	ctx, cancel := m.detached(r)
+	defer cancel()
+	rt.rollback(ctx)
+}
+
+// answerFromEntry answers with what the committed entry of key says: a
+// replay, a mismatch, or a conflict while it is still being settled.
+func (m *Middleware) answerFromEntry(w http.ResponseWriter, r *http.Request, ctx context.Context, key string, fp Fingerprint) {
+	entry, err := m.store.Lookup(ctx, key)
+	var claim Claim
+	switch {
+	case errors.Is(err, ErrNotFound):
+		err = &InProgressError{LeaseUntil: m.store.cfg.Now().Add(m.cfg.RetryAfter)}
+	case err == nil:
+		claim, err = existingClaim(entry, fp)
+	}
+	m.answered(w, r, claim, err)
 }
 
 func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, step string, err error) {
@@ -76,5 +93,9 @@ func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, step st
 	} else {
 		m.cfg.Logger.ErrorContext(r.Context(), "idempotency: transaction failed", "step", step, "error", err)
 	}
-	problem.Status(w, http.StatusServiceUnavailable, "the request could not be committed; it had no effect and may be retried")
+	detail := "the request's outcome could not be confirmed; retry it with the same " + HeaderName
+	if errors.Is(err, errTxAborted) {
+		detail = "the request could not be committed; it had no effect and may be retried"
+	}
+	problem.Status(w, http.StatusServiceUnavailable, detail)
 }
