@@ -311,31 +311,41 @@ func TestPanicReleasesTheClaimAndPropagates(t *testing.T) {
 
 func TestClientGoneBeforeResponseReleasesTheClaim(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	started, done := make(chan struct{}), make(chan struct{})
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-r.Context().Done() // gives up when the client goes away
-	})
-	mw, err := idempotency.NewMiddleware(b.store, idempotency.Config{})
-	require.NoError(t, err)
-	srv := httptest.NewServer(withTenant(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer close(done)
-		mw.Handler(h).ServeHTTP(w, r)
-	})))
-	t.Cleanup(srv.Close)
+	for _, transactional := range []bool{false, true} {
+		t.Run(map[bool]string{false: "claim", true: "transactional"}[transactional], func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			started, done := make(chan struct{}), make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tx, ok := idempotency.TxFrom(r.Context()); ok {
+					_, err := tx.Exec(r.Context(), "INSERT INTO platform.test_orders (tenant_id, body) VALUES ($1, 'x')", tenantA)
+					assert.NoError(t, err)
+				}
+				close(started)
+				<-r.Context().Done() // gives up when the client goes away
+			})
+			mw, err := idempotency.NewMiddleware(b.store, idempotency.Config{Transactional: transactional})
+			require.NoError(t, err)
+			srv := httptest.NewServer(withTenant(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				defer close(done)
+				mw.Handler(h).ServeHTTP(w, r)
+			})))
+			t.Cleanup(srv.Close)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader("{}"))
-	require.NoError(t, err)
-	req.Header.Set(tenantHeader, tenantA)
-	req.Header.Set(idempotency.HeaderName, "k")
-	go func() { <-started; cancel() }()
-	_, err = srv.Client().Do(req)
-	require.ErrorIs(t, err, context.Canceled)
-	<-done
-	_, err = b.store.Lookup(tenantCtx(t, tenantA), "k")
-	require.ErrorIs(t, err, idempotency.ErrNotFound, "the key is not stuck in progress")
+			ctx, cancel := context.WithCancel(context.Background())
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader("{}"))
+			require.NoError(t, err)
+			req.Header.Set(tenantHeader, tenantA)
+			req.Header.Set(idempotency.HeaderName, "k")
+			go func() { <-started; cancel() }()
+			_, err = srv.Client().Do(req)
+			require.ErrorIs(t, err, context.Canceled)
+			<-done
+			_, err = b.store.Lookup(tenantCtx(t, tenantA), "k")
+			require.ErrorIs(t, err, idempotency.ErrNotFound, "the key is not stuck in progress")
+			require.Equal(t, 0, countOrders(t, b.db.System), "an abandoned transaction commits nothing")
+		})
+	}
 }
 
 func TestServerErrorsAreReleasedByDefault(t *testing.T) {
