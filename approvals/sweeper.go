@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dealix/platform/internal/sweep"
 )
 
 // Sweeper defaults.
@@ -94,27 +96,21 @@ SELECT tenant_id, id, $3, 'expire', 'expired', 'expired', $1 FROM expired`
 // batches of BatchSize, and returns how many it expired.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	total := 0
-	for {
+	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
 		tag, err := s.db.Exec(ctx, sweepSQL, now, s.cfg.BatchSize, SystemActor)
-		if err != nil {
-			return total, fmt.Errorf("approvals: sweep: %w", err)
-		}
-		n := int(tag.RowsAffected())
-		total += n
-		instruments.expired.Add(ctx, int64(n))
-		if n < s.cfg.BatchSize {
-			return total, nil
-		}
+		instruments.expired.Add(ctx, tag.RowsAffected())
+		return tag.RowsAffected(), err
+	})
+	if err != nil {
+		return int(total), fmt.Errorf("approvals: sweep: %w", err)
 	}
+	return int(total), nil
 }
 
 // Run sweeps every Interval until ctx is done, logging failures and going
 // on; it returns when ctx is done.
 func (s *Sweeper) Run(ctx context.Context) {
-	ticker := time.NewTicker(s.cfg.Interval)
-	defer ticker.Stop()
-	for {
+	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
 		n, err := s.Sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -122,10 +118,5 @@ func (s *Sweeper) Run(ctx context.Context) {
 		case n > 0:
 			s.cfg.Logger.InfoContext(ctx, "approvals: expired requests", slog.Int("count", n))
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
+	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/dealix/platform/internal/sweep"
 )
 
 // maintain rescues expired leases and deletes finished jobs past their
@@ -113,15 +115,12 @@ func (c *Client) Cleanup(ctx context.Context) (int64, error) {
 	if c.cfg.DeadRetention > 0 {
 		deadBefore = now.Add(-c.cfg.DeadRetention)
 	}
-	var total int64
-	for {
+	total, err := sweep.Drain(ctx, cleanupBatch, func(ctx context.Context) (int64, error) {
 		tag, err := c.pool.Exec(ctx, cleanupSQL, finishedBefore, deadBefore, cleanupBatch)
-		if err != nil {
-			return total, fmt.Errorf("dlq: cleanup: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < cleanupBatch {
-			return total, nil
-		}
+		return tag.RowsAffected(), err
+	})
+	if err != nil {
+		return total, fmt.Errorf("dlq: cleanup: %w", err)
 	}
+	return total, nil
 }

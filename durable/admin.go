@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/internal/rls"
+	"github.com/dealix/platform/internal/sweep"
 )
 
 // ListOptions filters and pages List.
@@ -210,7 +211,11 @@ DELETE FROM platform.durable_runs
 WHERE (tenant_id, id) IN (
     SELECT tenant_id, id FROM platform.durable_runs
     WHERE finished_at < $1
-    LIMIT 1000)`
+    LIMIT $2)`
+
+// deleteFinishedBatch is how many runs one statement of DeleteFinished
+// deletes.
+const deleteFinishedBatch = 1000
 
 // DeleteFinished deletes the runs of every tenant (with their checkpoints
 // and signals) that finished more than retention ago, in batches, and
@@ -224,15 +229,12 @@ func (rt *Runtime) DeleteFinished(ctx context.Context, retention time.Duration) 
 		return 0, fmt.Errorf("%w: negative retention", ErrInvalidConfig)
 	}
 	cutoff := rt.cfg.Clock().Add(-retention)
-	var total int64
-	for {
-		tag, err := rt.cfg.System.Exec(ctx, deleteFinishedSQL, cutoff)
-		if err != nil {
-			return total, fmt.Errorf("durable: delete finished runs: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 1000 {
-			return total, nil
-		}
+	total, err := sweep.Drain(ctx, deleteFinishedBatch, func(ctx context.Context) (int64, error) {
+		tag, err := rt.cfg.System.Exec(ctx, deleteFinishedSQL, cutoff, deleteFinishedBatch)
+		return tag.RowsAffected(), err
+	})
+	if err != nil {
+		return total, fmt.Errorf("durable: delete finished runs: %w", err)
 	}
+	return total, nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dealix/platform/internal/sweep"
 )
 
 const (
@@ -81,34 +83,25 @@ WHERE k.tenant_id = due.tenant_id AND k.key = due.key`
 // BatchSize, and returns how many it deleted.
 func (s *Sweeper) Sweep(ctx context.Context) (int64, error) {
 	now := s.cfg.Now()
-	var total int64
-	for {
+	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
 		tag, err := s.db.Exec(ctx, sweepSQL, now, s.cfg.BatchSize)
-		if err != nil {
-			return total, fmt.Errorf("idempotency: sweep: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(s.cfg.BatchSize) {
-			return total, nil
-		}
+		return tag.RowsAffected(), err
+	})
+	if err != nil {
+		return total, fmt.Errorf("idempotency: sweep: %w", err)
 	}
+	return total, nil
 }
 
 // Run sweeps every Interval until ctx is done, logging failures, and
 // returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
-	ticker := time.NewTicker(s.cfg.Interval)
-	defer ticker.Stop()
-	for {
+	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
 		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.ErrorContext(ctx, "idempotency: sweep failed", "error", err)
 		} else if n > 0 {
 			s.cfg.Logger.InfoContext(ctx, "idempotency: swept expired keys", "deleted", n)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ticker.C:
-		}
-	}
+	})
+	return ctx.Err()
 }
