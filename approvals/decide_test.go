@@ -36,7 +36,7 @@ func TestApproveRunsContinuationExactlyOnce(t *testing.T) {
 	require.False(t, d.Replayed)
 	require.Equal(t, approvals.StatusApproved, d.Status)
 	require.Equal(t, "sami", d.DecidedBy)
-	require.Equal(t, b.clock.now, d.DecidedAt)
+	require.Equal(t, b.clock.Now(), d.DecidedAt)
 	require.Equal(t, "looks fine", d.Comment)
 	require.Equal(t, 1, countContinuations(t, b.db.Admin, req.ID))
 	var kind, payload string

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/approvals"
+	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
 )
@@ -27,13 +28,10 @@ func TestMain(m *testing.M) {
 }
 
 // testClock is a settable clock, so expiry is tested without sleeping.
-type testClock struct{ now time.Time }
-
-func (c *testClock) Now() time.Time          { return c.now }
-func (c *testClock) Advance(d time.Duration) { c.now = c.now.Add(d) }
+type testClock = clocktest.Clock
 
 func newClock() *testClock {
-	return &testClock{now: time.Date(2026, 4, 23, 9, 0, 0, 0, time.UTC)}
+	return clocktest.New(time.Date(2026, 4, 23, 9, 0, 0, 0, time.UTC))
 }
 
 // bundle is what most tests need: a database, a service and its clock.

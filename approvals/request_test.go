@@ -52,8 +52,8 @@ func TestRequestStoresPendingRequest(t *testing.T) {
 	require.Equal(t, []approvals.Reason{approvals.ReasonRecipients, approvals.ReasonCritical}, req.Reasons)
 	require.JSONEq(t, `{"campaign": 7}`, string(req.Payload))
 	require.Equal(t, a.Fingerprint(), req.Fingerprint)
-	require.Equal(t, b.clock.now, req.CreatedAt)
-	require.Equal(t, b.clock.now.Add(time.Hour), req.ExpiresAt)
+	require.Equal(t, b.clock.Now(), req.CreatedAt)
+	require.Equal(t, b.clock.Now().Add(time.Hour), req.ExpiresAt)
 	require.Nil(t, req.DecidedAt)
 
 	got, err := b.svc.Get(context.Background(), tenantA, req.ID)

@@ -51,7 +51,7 @@ func TestSweeperExpiresAcrossTenants(t *testing.T) {
 	trail := b.auditTrail(t, due.ID)
 	require.Len(t, trail, 1)
 	require.Equal(t, approvals.AuditExpired, trail[0].Result)
-	require.Equal(t, b.clock.now, trail[0].RecordedAt)
+	require.Equal(t, b.clock.Now(), trail[0].RecordedAt)
 
 	_, err = b.svc.Decide(ctx, decideInput(due.ID, approvals.StatusApproved, "sami"))
 	require.ErrorIs(t, err, approvals.ErrExpired)
@@ -122,7 +122,7 @@ func TestSweeperRacesDecide(t *testing.T) {
 	t.Parallel()
 	b := setup(t, approvals.Config{TTL: time.Hour})
 	ctx := context.Background()
-	start := b.clock.now
+	start := b.clock.Now()
 	deciderClock := func() time.Time { return start.Add(time.Hour - time.Microsecond) }
 	sweeperClock := func() time.Time { return start.Add(time.Hour) }
 	decider, err := approvals.New(b.db.App, approvals.Config{

@@ -3,7 +3,6 @@ package dlq_test
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
 )
 
@@ -25,25 +25,10 @@ func TestMain(m *testing.M) {
 }
 
 // testClock is a settable clock shared by a test and the workers it runs.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = clocktest.Clock
 
 func newClock() *testClock {
-	return &testClock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	return clocktest.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

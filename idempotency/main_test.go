@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/idempotency"
+	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
 )
@@ -35,25 +35,10 @@ func TestMain(m *testing.M) {
 
 // testClock is a settable clock, safe for the concurrent requests of a
 // test server, so leases and expiry are tested without sleeping.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = clocktest.Clock
 
 func newClock() *testClock {
-	return &testClock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	return clocktest.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
 }
 
 // bundle is what most tests need.
