@@ -286,28 +286,29 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 
 // renewWhileRunning renews the claim's lease every LeaseRenewal until the
 // returned stop is called; stop waits for a renewal in flight, so none runs
-// after the claim is completed or released. It may be called twice.
+// after the claim is completed or released. It may be called twice. A
+// timer rather than a goroutine waits, so a handler that finishes within
+// LeaseRenewal, the common case, costs no renewal and no goroutine.
 func (m *Middleware) renewWhileRunning(r *http.Request, key, token string) (stop func()) {
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		ticker := time.NewTicker(m.cfg.LeaseRenewal)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ticker.C:
-				if !m.renew(r, key, token) {
-					return
-				}
-			}
+	var (
+		mu      sync.Mutex // held by a renewal in flight and by stop
+		stopped bool
+		timer   *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(m.cfg.LeaseRenewal, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped && m.renew(r, key, token) {
+			timer.Reset(m.cfg.LeaseRenewal)
 		}
-	}()
-	var once sync.Once
+	})
 	return func() {
-		once.Do(func() { close(done) })
-		<-exited
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
 	}
 }
 

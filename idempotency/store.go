@@ -476,16 +476,6 @@ func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, re
 	if err != nil {
 		return err
 	}
-	return s.complete(ctx, tx, tenant, key, token, resp)
-}
-
-const completeSQL = `
-UPDATE platform.idempotency_keys
-SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status = $4,
-    response_headers = $5, response_body = $6, body_omitted = $7, completed_at = $8
-WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
-
-func (s *Store) complete(ctx context.Context, tx pgx.Tx, tenant, key, token string, resp Response) error {
 	args, err := s.completeArgs(tenant, key, token, resp)
 	if err != nil {
 		return err
@@ -494,13 +484,19 @@ func (s *Store) complete(ctx context.Context, tx pgx.Tx, tenant, key, token stri
 	return heldResult("complete", tag, err)
 }
 
+const completeSQL = `
+UPDATE platform.idempotency_keys
+SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status = $4,
+    response_headers = $5, response_body = $6, body_omitted = $7, completed_at = $8
+WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
+
 // completeArgs validates a completion and returns completeSQL's arguments.
 func (s *Store) completeArgs(tenant, key, token string, resp Response) ([]any, error) {
 	if resp.Status < 100 || resp.Status > 999 {
 		return nil, fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
 	}
-	if err := uuid.Validate(token); err != nil {
-		return nil, fmt.Errorf("%w: malformed token", ErrClaimLost)
+	if err := checkToken(token); err != nil {
+		return nil, err
 	}
 	headers, body, err := encodeResponse(resp)
 	if err != nil {
@@ -561,36 +557,26 @@ func (s *Store) execHeld(ctx context.Context, tenant, op, sql string, args ...an
 // operation failed without effect. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	tenant, err := tenantOf(ctx, key)
+	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return err
-	}
-	if err := uuid.Validate(token); err != nil {
-		return fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
 	return s.execHeld(ctx, tenant, "release", releaseSQL, tenant, key, token)
 }
 
 // ReleaseTx is Release in the caller's tenant-scoped transaction tx.
 func (s *Store) ReleaseTx(ctx context.Context, tx pgx.Tx, key, token string) error {
-	tenant, err := tenantOf(ctx, key)
+	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return err
 	}
-	return release(ctx, tx, tenant, key, token)
+	tag, err := tx.Exec(ctx, releaseSQL, tenant, key, token)
+	return heldResult("release", tag, err)
 }
 
 const releaseSQL = `
 DELETE FROM platform.idempotency_keys
 WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
-
-func release(ctx context.Context, tx pgx.Tx, tenant, key, token string) error {
-	if err := uuid.Validate(token); err != nil {
-		return fmt.Errorf("%w: malformed token", ErrClaimLost)
-	}
-	tag, err := tx.Exec(ctx, releaseSQL, tenant, key, token)
-	return heldResult("release", tag, err)
-}
 
 // Renew extends the lease of the claim identified by token to Lease from
 // now and returns the new end of the lease. The middleware renews its
@@ -598,12 +584,9 @@ func release(ctx context.Context, tx pgx.Tx, tenant, key, token string) error {
 // a dead holder's claim runs out. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Renew(ctx context.Context, key, token string) (time.Time, error) {
-	tenant, err := tenantOf(ctx, key)
+	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return time.Time{}, err
-	}
-	if err := uuid.Validate(token); err != nil {
-		return time.Time{}, fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
 	until := s.cfg.Now().Add(s.cfg.Lease)
 	return until, s.execHeld(ctx, tenant, "renew", renewSQL, tenant, key, token, until)
@@ -611,12 +594,9 @@ func (s *Store) Renew(ctx context.Context, key, token string) (time.Time, error)
 
 // RenewTx is Renew in the caller's tenant-scoped transaction tx.
 func (s *Store) RenewTx(ctx context.Context, tx pgx.Tx, key, token string) (time.Time, error) {
-	tenant, err := tenantOf(ctx, key)
+	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return time.Time{}, err
-	}
-	if err := uuid.Validate(token); err != nil {
-		return time.Time{}, fmt.Errorf("%w: malformed token", ErrClaimLost)
 	}
 	until := s.cfg.Now().Add(s.cfg.Lease)
 	tag, err := tx.Exec(ctx, renewSQL, tenant, key, token, until)
@@ -626,6 +606,24 @@ func (s *Store) RenewTx(ctx context.Context, tx pgx.Tx, key, token string) (time
 const renewSQL = `
 UPDATE platform.idempotency_keys SET lease_until = $4
 WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
+
+// heldBy returns the context's tenant after validating key and the token
+// of a claim on it.
+func heldBy(ctx context.Context, key, token string) (string, error) {
+	tenant, err := tenantOf(ctx, key)
+	if err != nil {
+		return "", err
+	}
+	return tenant, checkToken(token)
+}
+
+// checkToken refuses a token that is not a UUID: it never held a claim.
+func checkToken(token string) error {
+	if uuid.Validate(token) != nil {
+		return fmt.Errorf("%w: malformed token", ErrClaimLost)
+	}
+	return nil
+}
 
 // tenantOf returns the context's tenant after validating key.
 func tenantOf(ctx context.Context, key string) (string, error) {

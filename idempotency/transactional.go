@@ -57,7 +57,7 @@ func (m *Middleware) serveTx(w http.ResponseWriter, r *http.Request, next http.H
 	case errors.Is(err, errKeyTaken):
 		// A request with the same key committed first; its answer is the
 		// one every retry gets, and this one's writes were rolled back.
-		m.answerFromEntry(w, r, ctx, key, fp)
+		m.answerFromEntry(ctx, w, r, key, fp)
 	case errors.Is(err, errTxAborted) && status >= 400:
 		// The handler refused the request after a failed statement, and
 		// nothing was committed: its answer is still the truth.
@@ -75,7 +75,7 @@ func (m *Middleware) rollback(r *http.Request, rt *requestTx) {
 
 // answerFromEntry answers with what the committed entry of key says: a
 // replay, a mismatch, or a conflict while it is still being settled.
-func (m *Middleware) answerFromEntry(w http.ResponseWriter, r *http.Request, ctx context.Context, key string, fp Fingerprint) {
+func (m *Middleware) answerFromEntry(ctx context.Context, w http.ResponseWriter, r *http.Request, key string, fp Fingerprint) {
 	entry, err := m.store.Lookup(ctx, key)
 	var claim Claim
 	switch {
