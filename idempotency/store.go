@@ -459,19 +459,15 @@ func (s *Store) decode(r entryRow, tenant, key string, hideExpired bool) (Entry,
 // marks the key completed: later claims with the same fingerprint get resp.
 // It returns ErrClaimLost when token no longer holds the claim.
 func (s *Store) Complete(ctx context.Context, key, token string, resp Response) error {
-	tenant, err := tenantOf(ctx, key)
-	if err != nil {
-		return err
-	}
-	args, err := s.completeArgs(tenant, key, token, resp)
-	if err != nil {
-		return err
-	}
-	return s.execHeld(ctx, tenant, "complete", completeSQL, args...)
+	return s.complete(ctx, s.inOwnBatch, key, token, resp)
 }
 
 // CompleteTx is Complete in the caller's tenant-scoped transaction tx.
 func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, resp Response) error {
+	return s.complete(ctx, inTx(tx), key, token, resp)
+}
+
+func (s *Store) complete(ctx context.Context, exec heldExec, key, token string, resp Response) error {
 	tenant, err := tenantOf(ctx, key)
 	if err != nil {
 		return err
@@ -480,7 +476,7 @@ func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, re
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, completeSQL, args...)
+	tag, err := exec(ctx, tenant, completeSQL, args...)
 	return heldResult("complete", tag, err)
 }
 
@@ -534,22 +530,30 @@ func heldResult(op string, tag pgconn.CommandTag, err error) error {
 	return nil
 }
 
-// execHeld runs sql, a statement on the claim's row, in its own
-// tenant-scoped batch.
-func (s *Store) execHeld(ctx context.Context, tenant, op, sql string, args ...any) error {
+// heldExec runs a statement on a claim's row for tenant: in the caller's
+// transaction for the …Tx methods (inTx), in a batch of its own for the
+// others (Store.inOwnBatch).
+type heldExec func(ctx context.Context, tenant, sql string, args ...any) (pgconn.CommandTag, error)
+
+// inTx runs statements in tx, which the caller has scoped to the tenant.
+func inTx(tx pgx.Tx) heldExec {
+	return func(ctx context.Context, _, sql string, args ...any) (pgconn.CommandTag, error) {
+		return tx.Exec(ctx, sql, args...)
+	}
+}
+
+// inOwnBatch runs sql in a tenant-scoped batch of its own: one round trip.
+func (s *Store) inOwnBatch(ctx context.Context, tenant, sql string, args ...any) (pgconn.CommandTag, error) {
 	var (
-		b      pgx.Batch
-		result error
+		b   pgx.Batch
+		tag pgconn.CommandTag
 	)
 	queueTenant(&b, tenant)
-	b.Queue(sql, args...).Exec(func(tag pgconn.CommandTag) error {
-		result = heldResult(op, tag, nil)
+	b.Queue(sql, args...).Exec(func(t pgconn.CommandTag) error {
+		tag = t
 		return nil
 	})
-	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
-		return fmt.Errorf("idempotency: %s: %w", op, err)
-	}
-	return result
+	return tag, s.db.SendBatch(ctx, &b).Close()
 }
 
 // Release gives up the claim identified by token: the entry is deleted, so
@@ -557,20 +561,20 @@ func (s *Store) execHeld(ctx context.Context, tenant, op, sql string, args ...an
 // operation failed without effect. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	tenant, err := heldBy(ctx, key, token)
-	if err != nil {
-		return err
-	}
-	return s.execHeld(ctx, tenant, "release", releaseSQL, tenant, key, token)
+	return release(ctx, s.inOwnBatch, key, token)
 }
 
 // ReleaseTx is Release in the caller's tenant-scoped transaction tx.
 func (s *Store) ReleaseTx(ctx context.Context, tx pgx.Tx, key, token string) error {
+	return release(ctx, inTx(tx), key, token)
+}
+
+func release(ctx context.Context, exec heldExec, key, token string) error {
 	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, releaseSQL, tenant, key, token)
+	tag, err := exec(ctx, tenant, releaseSQL, tenant, key, token)
 	return heldResult("release", tag, err)
 }
 
@@ -584,22 +588,21 @@ WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'
 // a dead holder's claim runs out. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Renew(ctx context.Context, key, token string) (time.Time, error) {
-	tenant, err := heldBy(ctx, key, token)
-	if err != nil {
-		return time.Time{}, err
-	}
-	until := s.cfg.Now().Add(s.cfg.Lease)
-	return until, s.execHeld(ctx, tenant, "renew", renewSQL, tenant, key, token, until)
+	return s.renew(ctx, s.inOwnBatch, key, token)
 }
 
 // RenewTx is Renew in the caller's tenant-scoped transaction tx.
 func (s *Store) RenewTx(ctx context.Context, tx pgx.Tx, key, token string) (time.Time, error) {
+	return s.renew(ctx, inTx(tx), key, token)
+}
+
+func (s *Store) renew(ctx context.Context, exec heldExec, key, token string) (time.Time, error) {
 	tenant, err := heldBy(ctx, key, token)
 	if err != nil {
 		return time.Time{}, err
 	}
 	until := s.cfg.Now().Add(s.cfg.Lease)
-	tag, err := tx.Exec(ctx, renewSQL, tenant, key, token, until)
+	tag, err := exec(ctx, tenant, renewSQL, tenant, key, token, until)
 	return until, heldResult("renew", tag, err)
 }
 
