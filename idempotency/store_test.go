@@ -179,6 +179,24 @@ func TestStoreRefusesMissingTenantAndBadKeys(t *testing.T) {
 	require.Equal(t, 0, countKeys(t, b.db))
 }
 
+// The table leaves these rules to the store (see migration 002), so a
+// completion it refuses must write nothing.
+func TestCompleteRefusesANonHTTPStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantCtx(t, tenantA)
+	claim, err := b.store.Claim(ctx, "k", fpOf("a"))
+	require.NoError(t, err)
+	for _, status := range []int{0, 99, 1000} {
+		err := b.store.Complete(ctx, "k", claim.Token, idempotency.Response{Status: status})
+		require.Error(t, err, "status %d", status)
+	}
+	entry, err := b.store.Lookup(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, idempotency.StateInProgress, entry.State)
+	require.NoError(t, b.store.Complete(ctx, "k", claim.Token, idempotency.Response{Status: 201}))
+}
+
 func TestConcurrentClaimsGrantOneToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
