@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dealix/platform/internal/rls"
 )
 
 // ErrManagedTx is returned by Commit and Rollback of the transaction that
@@ -70,9 +72,15 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		row    entryRow
 	)
 	b.BeginTx(pgx.TxOptions{})
-	queueTenant(&b, tenant)
-	b.Queue(lockAndLookupSQL, tenant, key, tenant+"/"+key).QueryRow(func(r pgx.Row) error {
-		return r.Scan(append([]any{&locked}, row.dest()...)...)
+	b.Queue(tenantAndLockSQL, tenant, tenant+"/"+key).QueryRow(func(r pgx.Row) error {
+		return r.Scan(nil, &locked)
+	})
+	// A new key, the common case, has no row: nothing to decode.
+	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+		if err := r.Scan(row.dest()...); !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return nil
 	})
 	br := conn.SendBatch(ctx, &b)
 	rt.tx = br.Tx()
@@ -123,6 +131,11 @@ func (rt *requestTx) decide(ctx context.Context, locked bool, row entryRow) (Cla
 	}
 	return Claim{LeaseUntil: busy.LeaseUntil}, nil
 }
+
+// tenantAndLockSQL scopes the transaction to tenant $1 and tries ClaimTx's
+// advisory lock on the key ($2 is tenant/key) in one statement.
+const tenantAndLockSQL = `
+SELECT set_config('` + rls.Setting + `', $1, true), pg_try_advisory_xact_lock(hashtextextended($2, 0))`
 
 const deleteStaleSQL = `
 DELETE FROM platform.idempotency_keys
