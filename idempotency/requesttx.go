@@ -72,8 +72,8 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		row    entryRow
 	)
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(tenantAndLockSQL, tenant, tenant+"/"+key).QueryRow(func(r pgx.Row) error {
-		return r.Scan(nil, &locked)
+	b.Queue(lockAndTenantSQL, lockName(tenant, key), tenant).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&locked, nil)
 	})
 	// A new key, the common case, has no row: nothing to decode.
 	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
@@ -132,10 +132,9 @@ func (rt *requestTx) decide(ctx context.Context, locked bool, row entryRow) (Cla
 	return Claim{LeaseUntil: busy.LeaseUntil}, nil
 }
 
-// tenantAndLockSQL scopes the transaction to tenant $1 and tries ClaimTx's
-// advisory lock on the key ($2 is tenant/key) in one statement.
-const tenantAndLockSQL = `
-SELECT set_config('` + rls.Setting + `', $1, true), pg_try_advisory_xact_lock(hashtextextended($2, 0))`
+// lockAndTenantSQL tries ClaimTx's advisory lock on the key and scopes the
+// transaction to tenant $2 in one statement.
+const lockAndTenantSQL = `SELECT ` + tryKeyLockSQL + `, set_config('` + rls.Setting + `', $2, true)`
 
 const deleteStaleSQL = `
 DELETE FROM platform.idempotency_keys

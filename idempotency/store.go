@@ -383,14 +383,23 @@ func (s *Store) lookup(ctx context.Context, tx pgx.Tx, tenant, key string, hideE
 	return s.decode(row, tenant, key, hideExpired)
 }
 
-// lockAndLookupSQL takes ClaimTx's advisory lock and reads the entry in one
-// round trip; the entry's columns are NULL when there is none.
+// tryKeyLockSQL tries the transaction-level advisory lock on a key, named
+// by $1 (lockName). ClaimTx and transactional mode take the same lock, so
+// they exclude each other.
+const tryKeyLockSQL = `pg_try_advisory_xact_lock(hashtextextended($1, 0))`
+
+// lockName is the advisory lock's name for key in tenant.
+func lockName(tenant, key string) string { return tenant + "/" + key }
+
+// lockAndLookupSQL takes ClaimTx's advisory lock and reads the entry of
+// tenant $2 and key $3 in one round trip; the entry's columns are NULL when
+// there is none.
 const lockAndLookupSQL = `
-SELECT pg_try_advisory_xact_lock(hashtextextended($3, 0)),
+SELECT ` + tryKeyLockSQL + `,
        k.fingerprint, k.state, k.lease_until, k.response_status, k.response_headers, k.response_body,
        k.body_omitted, k.created_at, k.expires_at
 FROM (SELECT 1) AS one
-LEFT JOIN platform.idempotency_keys k ON k.tenant_id = $1 AND k.key = $2`
+LEFT JOIN platform.idempotency_keys k ON k.tenant_id = $2 AND k.key = $3`
 
 // lockAndLookup returns whether the advisory lock on (tenant, key) was
 // taken, and the unexpired entry or ErrNotFound.
@@ -400,7 +409,7 @@ func (s *Store) lockAndLookup(ctx context.Context, tx pgx.Tx, tenant, key string
 		row    entryRow
 	)
 	dest := append([]any{&locked}, row.dest()...)
-	if err := tx.QueryRow(ctx, lockAndLookupSQL, tenant, key, tenant+"/"+key).Scan(dest...); err != nil {
+	if err := tx.QueryRow(ctx, lockAndLookupSQL, lockName(tenant, key), tenant, key).Scan(dest...); err != nil {
 		return false, Entry{}, fmt.Errorf("idempotency: lock key: %w", err)
 	}
 	if row.fingerprint == nil {
