@@ -102,21 +102,15 @@ func BenchmarkPOST(b *testing.B) {
 }
 
 // createEntryShapedTable creates platform.bench_rows: the idempotency
-// entry table's columns, indexes and row-level security, owned by the
-// application, for the "bare+row" control of BenchmarkPOST.
+// entry table's columns, indexes and row-level security (tenancy.ApplyPolicy),
+// written by the application in the "bare+row" control of BenchmarkPOST.
 func createEntryShapedTable(b *testing.B, db *pgtest.DB) {
-	for _, stmt := range []string{
-		`CREATE TABLE platform.bench_rows (LIKE platform.idempotency_keys INCLUDING DEFAULTS INCLUDING INDEXES)`,
-		`ALTER TABLE platform.bench_rows ENABLE ROW LEVEL SECURITY`,
-		`ALTER TABLE platform.bench_rows FORCE ROW LEVEL SECURITY`,
-		`CREATE POLICY bench_rows_tenant ON platform.bench_rows
-		    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
-		    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)`,
-		`GRANT SELECT, INSERT ON platform.bench_rows TO ` + pgtest.AppRole,
-	} {
-		_, err := db.Owner.Exec(context.Background(), stmt)
-		require.NoError(b, err)
-	}
+	ctx := context.Background()
+	_, err := db.Owner.Exec(ctx, `CREATE TABLE platform.bench_rows (LIKE platform.idempotency_keys INCLUDING DEFAULTS INCLUDING INDEXES)`)
+	require.NoError(b, err)
+	require.NoError(b, tenancy.ApplyPolicy(ctx, db.Owner, "platform.bench_rows"))
+	_, err = db.Owner.Exec(ctx, `GRANT SELECT, INSERT ON platform.bench_rows TO `+pgtest.AppRole)
+	require.NoError(b, err)
 }
 
 // createOrderAndRow is the baseline handler writing, besides its order, one
