@@ -2,15 +2,16 @@ package tenancy
 
 import (
 	"context"
-	"errors"
 	"slices"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/rls"
 )
 
 // ErrInvalidTenant is returned for a tenant id that is not a UUID. Such an
-// id is refused before it can reach SQL.
-var ErrInvalidTenant = errors.New("tenancy: tenant id is not a UUID")
+// id is refused before it can reach SQL. It is the same value in every
+// package of the library.
+var ErrInvalidTenant = errs.ErrInvalidTenant
 
 // AuthMethod says how a principal authenticated.
 type AuthMethod string
@@ -42,21 +43,22 @@ func (p Principal) HasScope(scope string) bool {
 	return slices.Contains(p.Scopes, scope)
 }
 
-// identityKey is the one context key of this package: the tenant and the
-// principal travel together in one value, so an authenticated request pays
-// for one context entry, not two.
-type identityKey struct{}
-
 // identity is what the context carries: a tenant, and the principal when
-// one authenticated.
+// one authenticated. The tenant and the principal travel together in one
+// value, so an authenticated request pays for one context entry, not two.
+// It is stored under the library's shared key (internal/rls), so packages
+// that do not import tenancy (durable, dlq) read the same tenant.
 type identity struct {
 	tenant       string
 	principal    Principal
 	hasPrincipal bool
 }
 
+// TenantID implements rls.Scoped.
+func (id *identity) TenantID() string { return id.tenant }
+
 func identityFrom(ctx context.Context) *identity {
-	id, _ := ctx.Value(identityKey{}).(*identity)
+	id, _ := rls.ScopeFrom(ctx).(*identity)
 	return id
 }
 
@@ -71,15 +73,12 @@ func WithTenant(ctx context.Context, tenantID string) (context.Context, error) {
 	if prev := identityFrom(ctx); prev != nil {
 		next.principal, next.hasPrincipal = prev.principal, prev.hasPrincipal
 	}
-	return context.WithValue(ctx, identityKey{}, next), nil
+	return rls.WithScope(ctx, next), nil
 }
 
 // TenantFrom returns the tenant carried by ctx, if any.
 func TenantFrom(ctx context.Context) (string, bool) {
-	if id := identityFrom(ctx); id != nil && id.tenant != "" {
-		return id.tenant, true
-	}
-	return "", false
+	return rls.TenantFrom(ctx)
 }
 
 // WithPrincipal returns a copy of ctx carrying p and p's tenant.
@@ -89,7 +88,7 @@ func WithPrincipal(ctx context.Context, p Principal) (context.Context, error) {
 		return ctx, ErrInvalidTenant
 	}
 	p.TenantID = canonical
-	return context.WithValue(ctx, identityKey{}, &identity{tenant: canonical, principal: p, hasPrincipal: true}), nil
+	return rls.WithScope(ctx, &identity{tenant: canonical, principal: p, hasPrincipal: true}), nil
 }
 
 // PrincipalFrom returns the principal carried by ctx, if any.
@@ -107,5 +106,5 @@ func withVerifiedPrincipal(ctx context.Context, p Principal) (context.Context, e
 	if !isCanonicalUUID(p.TenantID) {
 		return WithPrincipal(ctx, p)
 	}
-	return context.WithValue(ctx, identityKey{}, &identity{tenant: p.TenantID, principal: p, hasPrincipal: true}), nil
+	return rls.WithScope(ctx, &identity{tenant: p.TenantID, principal: p, hasPrincipal: true}), nil
 }

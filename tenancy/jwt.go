@@ -18,6 +18,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/rls"
 )
 
@@ -38,8 +39,8 @@ const (
 )
 
 // ErrInvalidConfig is wrapped by every configuration error of the
-// constructors in this package.
-var ErrInvalidConfig = errors.New("tenancy: invalid configuration")
+// constructors in this package; it is the same value in every package.
+var ErrInvalidConfig = errs.ErrInvalidConfig
 
 // Key is one key that verifies JWT signatures.
 type Key struct {

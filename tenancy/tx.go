@@ -2,17 +2,29 @@ package tenancy
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/rls"
 )
 
 // ErrNoTenant is returned by InTx, and by every service method that reads
 // the tenant from the context, when the context carries no tenant. Go code
-// denies by default, as the row-level security policies do.
-var ErrNoTenant = errors.New("tenancy: no tenant in context")
+// denies by default, as the row-level security policies do. It is the same
+// value in every package of the library: errors.Is(err, tenancy.ErrNoTenant)
+// matches it whichever package returned it.
+var ErrNoTenant = errs.ErrNoTenant
+
+// ErrTenantMismatch matches (errors.Is) the *TenantMismatchError a …Tx
+// call returns when its context names a tenant other than its
+// transaction's.
+var ErrTenantMismatch = errs.ErrTenantMismatch
+
+// TenantMismatchError is returned by every …Tx of the library whose context
+// names a tenant other than the one the caller's transaction is scoped to.
+// A …Tx never changes the scope of the caller's transaction.
+type TenantMismatchError = errs.TenantMismatchError
 
 // Setting is the PostgreSQL setting the row-level security policies read.
 // InTx sets it with set_config(Setting, tenant, true), so it is local to the

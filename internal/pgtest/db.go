@@ -54,23 +54,53 @@ func New(t testing.TB) *DB {
 
 func (s *server) newDB(t testing.TB) *DB {
 	t.Helper()
+	db, err := s.create()
+	if db != nil {
+		t.Cleanup(func() { db.drop(s) })
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return db
+}
+
+// ForExample creates a database for a runnable Example, which has no
+// testing.T: it is dropped when the test binary ends, and a failure
+// panics (an Example cannot report one otherwise).
+func ForExample() *DB {
+	if current == nil {
+		panic("pgtest: call pgtest.Main from TestMain before pgtest.ForExample")
+	}
+	db, err := current.create()
+	if db != nil {
+		current.atStop(func() { db.drop(current) })
+	}
+	if err != nil {
+		panic(fmt.Sprintf("pgtest: %v", err))
+	}
+	return db
+}
+
+// create clones the template into a new database with a pool per role. A
+// non-nil DB is returned whenever the database was created, so the caller
+// can drop it even when a pool failed.
+func (s *server) create() (*DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	name := fmt.Sprintf("%s_%d", s.template, s.seq.Add(1))
 	if err := s.cloneTemplate(ctx, name); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, err
 	}
 	db := &DB{Name: name, adminURL: s.adminURL}
-	t.Cleanup(func() { db.drop(s) })
 	for role, dst := range map[Role]**pgxpool.Pool{RoleAdmin: &db.Admin, RoleOwner: &db.Owner, RoleApp: &db.App, RoleSystem: &db.System} {
 		pool, err := newPool(ctx, db.URL(role))
 		if err != nil {
-			t.Fatalf("pgtest: %v", err)
+			return db, err
 		}
 		*dst = pool
 	}
-	return db
+	return db, nil
 }
 
 // URL is the connection URL of this database as role, for code under test

@@ -76,6 +76,8 @@ type server struct {
 	template    string
 	seq         atomic.Int64
 	createMu    sync.Mutex // CREATE DATABASE … TEMPLATE one at a time per template
+	cleanupMu   sync.Mutex
+	cleanups    []func() // databases of Examples, dropped at stop
 }
 
 var current *server
@@ -234,9 +236,24 @@ func checkImagePresent(ctx context.Context, image string) error {
 	return nil
 }
 
+// atStop registers fn to run when the server stops, before the template
+// is dropped.
+func (s *server) atStop(fn func()) {
+	s.cleanupMu.Lock()
+	defer s.cleanupMu.Unlock()
+	s.cleanups = append(s.cleanups, fn)
+}
+
 func (s *server) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	s.cleanupMu.Lock()
+	cleanups := s.cleanups
+	s.cleanups = nil
+	s.cleanupMu.Unlock()
+	for _, fn := range cleanups {
+		fn()
+	}
 	if s.admin != nil {
 		if s.template != "" {
 			_, _ = s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.template}.Sanitize()+" WITH (FORCE)")

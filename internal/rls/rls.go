@@ -2,19 +2,28 @@ package rls
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/pgtext"
 )
 
 // Setting is the PostgreSQL setting the RLS policies read.
 const Setting = "app.tenant_id"
 
-// ErrInvalidTenant is returned for a tenant id that is not a UUID; it is
-// refused before it reaches SQL.
-var ErrInvalidTenant = errors.New("rls: tenant id is not a UUID")
+// SetTenantSQL scopes the rest of a transaction to the tenant in $1. It is
+// the one spelling of that statement in the library.
+const SetTenantSQL = "SELECT set_config('" + Setting + "', $1, true)"
+
+// currentTenantSQL reads the tenant a transaction is scoped to (” when
+// none).
+const currentTenantSQL = "SELECT coalesce(current_setting('" + Setting + "', true), '')"
+
+// ErrInvalidTenant is errs.ErrInvalidTenant.
+var ErrInvalidTenant = errs.ErrInvalidTenant
 
 // Beginner starts a transaction: *pgxpool.Pool, *pgx.Conn and pgx.Tx (a
 // savepoint) satisfy it.
@@ -22,22 +31,29 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
+// Querier reads one row: a pgx.Tx, a pool or a connection.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // ParseTenant validates a tenant id and returns it in canonical form.
 func ParseTenant(s string) (string, error) {
 	id, err := uuid.Parse(s)
 	if err != nil || len(s) != 36 {
-		return "", fmt.Errorf("%w: %q", ErrInvalidTenant, truncate(s, 64))
+		return "", fmt.Errorf("%w: %q", ErrInvalidTenant, pgtext.Clean(s, 64))
 	}
 	return id.String(), nil
 }
 
-// SetTenant scopes the rest of tx to tenant.
+// SetTenant scopes the rest of tx to tenant. Only code that opened tx
+// itself may call it: a …Tx method given the caller's transaction never
+// re-scopes it (see CheckTx).
 func SetTenant(ctx context.Context, tx pgx.Tx, tenant string) error {
 	canonical, err := ParseTenant(tenant)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, "SELECT set_config('"+Setting+"', $1, true)", canonical); err != nil {
+	if _, err := tx.Exec(ctx, SetTenantSQL, canonical); err != nil {
 		return fmt.Errorf("rls: set tenant: %w", err)
 	}
 	return nil
@@ -58,9 +74,30 @@ func InTx(ctx context.Context, db Beginner, tenant string, fn func(pgx.Tx) error
 	})
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// TxTenant returns the tenant tx is scoped to, or errs.ErrNoTenant when it
+// is not scoped.
+func TxTenant(ctx context.Context, tx Querier) (string, error) {
+	var tenant string
+	if err := tx.QueryRow(ctx, currentTenantSQL).Scan(&tenant); err != nil {
+		return "", fmt.Errorf("rls: read the transaction's tenant: %w", err)
 	}
-	return s[:n] + "…"
+	if tenant == "" {
+		return "", errs.ErrNoTenant
+	}
+	return tenant, nil
+}
+
+// CheckTx applies the library's rule for a …Tx call: tx must already be
+// scoped to a tenant (else errs.ErrNoTenant), and when ctx names a tenant it
+// must be that one (else a *errs.TenantMismatchError). It returns the
+// transaction's tenant and never changes the transaction's scope.
+func CheckTx(ctx context.Context, tx Querier) (string, error) {
+	txTenant, err := TxTenant(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	if ctxTenant, ok := TenantFrom(ctx); ok && ctxTenant != txTenant {
+		return "", &errs.TenantMismatchError{Context: ctxTenant, Transaction: txTenant}
+	}
+	return txTenant, nil
 }
