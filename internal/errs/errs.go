@@ -40,8 +40,15 @@ func (e *TenantMismatchError) Error() string {
 // Is makes errors.Is(err, ErrTenantMismatch) true for a *TenantMismatchError.
 func (e *TenantMismatchError) Is(target error) bool { return target == ErrTenantMismatch }
 
-// Config joins ErrInvalidConfig with a message naming what is wrong, so
-// errors.Is(err, ErrInvalidConfig) holds and the text says why.
+// Config returns an error matching ErrInvalidConfig whose text names the
+// package and what is wrong, as "dlq: invalid configuration: Workers must
+// be positive".
 func Config(pkg, format string, args ...any) error {
-	return fmt.Errorf("%s: %w: %s", pkg, ErrInvalidConfig, fmt.Sprintf(format, args...))
+	return &configError{pkg: pkg, msg: fmt.Sprintf(format, args...)}
 }
+
+type configError struct{ pkg, msg string }
+
+func (e *configError) Error() string { return e.pkg + ": invalid configuration: " + e.msg }
+
+func (e *configError) Unwrap() error { return ErrInvalidConfig }

@@ -18,6 +18,9 @@ func CheckJSON(data []byte) error {
 	if !json.Valid(data) {
 		return errors.Join(ErrUnstorable, errors.New("not valid JSON"))
 	}
+	if !utf8.Valid(data) {
+		return errors.Join(ErrUnstorable, errors.New("not valid UTF-8"))
+	}
 	// In valid JSON a NUL can only appear escaped; look closer only then,
 	// since `\\u0000` is an escaped backslash followed by text.
 	if bytes.Contains(data, []byte(`\u0000`)) && hasEscapedNUL(data) {
@@ -53,28 +56,28 @@ func CheckText(s string) error {
 	return nil
 }
 
-// Clean returns s made storable in a text column and at most max bytes
-// long (max <= 0: no limit): invalid UTF-8 and NUL become U+FFFD, and a cut
+// Clean returns s made storable in a text column and at most limit bytes
+// long (limit <= 0: no limit): invalid UTF-8 and NUL become U+FFFD, and a cut
 // falls on a rune boundary and ends in "…". Use it for texts the library
 // records but does not interpret, such as a handler's error message.
-func Clean(s string, max int) string {
+func Clean(s string, limit int) string {
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
-	return Truncate(s, max)
+	return Truncate(s, limit)
 }
 
-// Truncate cuts s to at most max bytes on a rune boundary, marking the cut
-// with "…" (which counts toward max). max <= 0 means no limit.
-func Truncate(s string, max int) string {
-	if max <= 0 || len(s) <= max {
+// Truncate cuts s to at most limit bytes on a rune boundary, marking the
+// cut with "…" (which counts toward limit). limit <= 0 means no limit.
+func Truncate(s string, limit int) string {
+	if limit <= 0 || len(s) <= limit {
 		return s
 	}
 	const ellipsis = "…"
-	cut := max - len(ellipsis)
+	cut := limit - len(ellipsis)
 	if cut < 0 {
 		cut = 0
 	}

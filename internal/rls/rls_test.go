@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/migrate"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/internal/rls"
@@ -80,4 +81,89 @@ func TestInvalidTenantNeverReachesSQL(t *testing.T) {
 	got, err := rls.ParseTenant("0D8A4A52-1D11-4C39-9A52-5F0A0A0A0A0A")
 	require.NoError(t, err)
 	require.Equal(t, tenantA, got, "canonical lower-case form")
+}
+
+func TestCheckTxNeverReScopesTheCallersTransaction(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ctxB, err := rls.WithTenant(ctx, tenantB)
+	require.NoError(t, err)
+	require.NoError(t, rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
+		got, err := rls.CheckTx(ctx, tx)
+		require.NoError(t, err, "a context without a tenant takes the transaction's")
+		require.Equal(t, tenantA, got)
+
+		_, err = rls.CheckTx(ctxB, tx)
+		var mismatch *errs.TenantMismatchError
+		require.ErrorAs(t, err, &mismatch)
+		require.ErrorIs(t, err, errs.ErrTenantMismatch)
+		require.Equal(t, tenantB, mismatch.Context)
+		require.Equal(t, tenantA, mismatch.Transaction)
+
+		still, err := rls.TxTenant(ctx, tx)
+		require.NoError(t, err)
+		require.Equal(t, tenantA, still, "the caller's transaction keeps its tenant")
+		return nil
+	}))
+}
+
+func TestCheckTxRefusesAnUnscopedTransaction(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	require.NoError(t, pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error {
+		_, err := rls.CheckTx(ctx, tx)
+		require.ErrorIs(t, err, errs.ErrNoTenant)
+		return nil
+	}))
+}
+
+func TestBatchScopesOnlyItsOwnStatements(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	err := rls.Batch(ctx, db.App, tenantA, func(b *pgx.Batch) {
+		b.Queue("INSERT INTO platform.items (tenant_id) VALUES ($1)", tenantA)
+		b.Queue("INSERT INTO platform.items (tenant_id) VALUES ($1)", tenantA)
+	}, nil)
+	require.NoError(t, err)
+
+	// A statement for another tenant fails the whole batch: nothing of it
+	// is kept.
+	err = rls.Batch(ctx, db.App, tenantA, func(b *pgx.Batch) {
+		b.Queue("INSERT INTO platform.items (tenant_id) VALUES ($1)", tenantA)
+		b.Queue("INSERT INTO platform.items (tenant_id) VALUES ($1)", tenantB)
+	}, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		_, err := br.Exec()
+		return err
+	})
+	require.Error(t, err, "row-level security refuses tenant B's row")
+
+	rows, err := rls.Query(ctx, db.App, tenantA, "SELECT tenant_id::text FROM platform.items")
+	require.NoError(t, err)
+	tenants, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{tenantA, tenantA}, tenants)
+
+	// The setting ended with the batch: the pooled connections carry none.
+	var setting string
+	require.NoError(t, db.App.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting))
+	require.Empty(t, setting)
+}
+
+func TestContextCarriesTheCanonicalTenant(t *testing.T) {
+	t.Parallel()
+	ctx, err := rls.WithTenant(context.Background(), "0D8A4A52-1D11-4C39-9A52-5F0A0A0A0A0A")
+	require.NoError(t, err)
+	got, ok := rls.TenantFrom(ctx)
+	require.True(t, ok)
+	require.Equal(t, tenantA, got)
+	_, err = rls.WithTenant(context.Background(), "nope")
+	require.ErrorIs(t, err, errs.ErrInvalidTenant)
+	_, ok = rls.TenantFrom(context.Background())
+	require.False(t, ok)
 }
