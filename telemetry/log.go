@@ -5,9 +5,13 @@ import (
 	"log/slog"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dealix/platform/internal/rls"
 )
 
-// TenantFunc reads the tenant from a context; wire it to tenancy.TenantFrom.
+// TenantFunc reads the tenant from a context. NewLogHandler defaults to
+// the library's own context value (what tenancy.TenantFrom reads); pass
+// another to log a tenant your application keeps elsewhere.
 type TenantFunc func(ctx context.Context) (string, bool)
 
 // LogHandler adds trace_id, span_id, correlation_id and tenant_id to each
@@ -17,9 +21,13 @@ type LogHandler struct {
 	tenant TenantFunc
 }
 
-// NewLogHandler wraps next. tenant may be nil. Attributes are added to the
-// record, so they land in whatever group next has open.
+// NewLogHandler wraps next. A nil tenant reads the tenant the library's
+// middleware and tenancy.WithTenant put in the context. Attributes are
+// added to the record, so they land in whatever group next has open.
 func NewLogHandler(next slog.Handler, tenant TenantFunc) *LogHandler {
+	if tenant == nil {
+		tenant = rls.TenantFrom
+	}
 	return &LogHandler{next: next, tenant: tenant}
 }
 
@@ -36,10 +44,8 @@ func (h *LogHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := CorrelationID(ctx); id != "" {
 		r.AddAttrs(slog.String("correlation_id", id))
 	}
-	if h.tenant != nil {
-		if tenant, ok := h.tenant(ctx); ok {
-			r.AddAttrs(slog.String("tenant_id", tenant))
-		}
+	if tenant, ok := h.tenant(ctx); ok {
+		r.AddAttrs(slog.String("tenant_id", tenant))
 	}
 	return h.next.Handle(ctx, r)
 }

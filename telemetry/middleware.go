@@ -14,6 +14,12 @@ import (
 const AttrCorrelationID = attribute.Key("correlation.id")
 
 // Option configures Middleware.
+//
+// Middleware takes functional options where the library's other packages
+// take a Config struct: it wraps otelhttp, whose configuration is itself a
+// list of options, and its options map one to one onto those, so a reader
+// who knows otelhttp.NewMiddleware knows these. Init, which has no such
+// counterpart, takes a Config.
 type Option func(*middlewareConfig)
 
 type middlewareConfig struct {

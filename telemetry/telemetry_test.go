@@ -28,6 +28,7 @@ import (
 
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/telemetry"
+	"github.com/dealix/platform/tenancy"
 )
 
 func TestMain(m *testing.M) {
@@ -445,6 +446,18 @@ func TestLogHandlerWithoutContextValues(t *testing.T) {
 	for _, key := range []string{"trace_id", "span_id", "correlation_id", "tenant_id"} {
 		require.NotContains(t, line, key)
 	}
+}
+
+func TestLogHandlerReadsTheLibrarysTenantByDefault(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	logger := slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(&buf, nil), nil))
+	ctx, err := tenancy.WithTenant(context.Background(), "0d8a4a52-1d11-4c39-9a52-5f0a0a0a0a0a")
+	require.NoError(t, err)
+	logger.InfoContext(ctx, "scoped")
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
+	require.Equal(t, "0d8a4a52-1d11-4c39-9a52-5f0a0a0a0a0a", line["tenant_id"])
 }
 
 func BenchmarkMiddleware(b *testing.B) {
