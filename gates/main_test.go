@@ -1,0 +1,11 @@
+package gates_test
+
+import (
+	"testing"
+
+	"github.com/dealix/platform/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+}
