@@ -2,6 +2,7 @@ package problem
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,8 +73,8 @@ func (d Details) MarshalJSON() ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.WriteByte('{')
-	writeMember(&buf, "type", orDefault(d.Type, DefaultType), true)
-	writeMember(&buf, "title", orDefault(d.Title, http.StatusText(d.Status)), false)
+	writeMember(&buf, "type", cmp.Or(d.Type, DefaultType), true)
+	writeMember(&buf, "title", cmp.Or(d.Title, http.StatusText(d.Status)), false)
 	buf.WriteString(`,"status":`)
 	buf.WriteString(strconv.Itoa(d.Status))
 	if d.Detail != "" {
@@ -93,9 +94,9 @@ func (d Details) MarshalJSON() ([]byte, error) {
 // and an adapter can write it.
 func (d Details) Error() string {
 	if d.Detail != "" {
-		return fmt.Sprintf("%d %s: %s", d.Status, orDefault(d.Title, http.StatusText(d.Status)), d.Detail)
+		return fmt.Sprintf("%d %s: %s", d.Status, cmp.Or(d.Title, http.StatusText(d.Status)), d.Detail)
 	}
-	return fmt.Sprintf("%d %s", d.Status, orDefault(d.Title, http.StatusText(d.Status)))
+	return fmt.Sprintf("%d %s", d.Status, cmp.Or(d.Title, http.StatusText(d.Status)))
 }
 
 // Write sends d as the response: Content-Type application/problem+json,
@@ -156,11 +157,4 @@ func writeExtensions(buf *bytes.Buffer, ext map[string]any) error {
 		buf.Write(value)
 	}
 	return nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
