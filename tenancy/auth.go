@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -39,7 +40,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	if cfg.JWT == nil && cfg.APIKeys == nil {
 		return nil, fmt.Errorf("%w: AuthConfig needs JWT or APIKeys", ErrInvalidConfig)
 	}
-	cfg.Realm = cmpOr(cfg.Realm, DefaultRealm)
+	cfg.Realm = cmp.Or(cfg.Realm, DefaultRealm)
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
 		return nil, fmt.Errorf("%w: AuthConfig.Realm must not contain quotes, backslashes or line breaks", ErrInvalidConfig)
 	}
