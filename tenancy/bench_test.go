@@ -61,19 +61,6 @@ func BenchmarkJWT(b *testing.B) {
 	}
 }
 
-// BenchmarkRateLimiterAllow measures one decision on a warm bucket.
-func BenchmarkRateLimiterAllow(b *testing.B) {
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{Default: tenancy.Rate{Requests: 1 << 30, Window: 1e9}})
-	require.NoError(b, err)
-	p := tenancy.Principal{TenantID: tenantA}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			limiter.Allow(p)
-		}
-	})
-}
-
 // savepointOnly hides BeginTx, forcing InTx onto the two-round-trip path
 // of internal/rls (BEGIN, then set_config).
 type savepointOnly struct{ tenancy.Beginner }
