@@ -14,6 +14,7 @@ import (
 
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 // BenchmarkJWT compares the middleware, per request, with a bare
@@ -82,7 +83,7 @@ func BenchmarkRLSTx(b *testing.B) {
 		_, err := db.Owner.Exec(ctx, stmt)
 		require.NoError(b, err)
 	}
-	require.NoError(b, tenancy.ApplyPolicy(ctx, db.Owner, "platform.bench_rls"))
+	require.NoError(b, rlspolicy.Apply(ctx, db.Owner, "platform.bench_rls"))
 	for _, table := range []string{"platform.bench_rls", "platform.bench_plain"} {
 		grant(b, db.Owner, table)
 		// Ten tenants of 1,000 rows, written by the system role (BYPASSRLS).
