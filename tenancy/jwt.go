@@ -180,20 +180,20 @@ func (v *JWTVerifier) Close() {
 
 func (cfg *JWTConfig) setDefaults() error {
 	if len(cfg.Keys) == 0 && cfg.JWKSURL == "" {
-		return fmt.Errorf("%w: JWTConfig needs Keys or a JWKSURL", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig needs Keys or a JWKSURL")
 	}
 	if cfg.Issuer == "" || cfg.Audience == "" {
-		return fmt.Errorf("%w: JWTConfig.Issuer and Audience are required", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig.Issuer and Audience are required")
 	}
 	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
-		return fmt.Errorf("%w: JWTConfig.Leeway must be within 0..%s", ErrInvalidConfig, MaxLeeway)
+		return errs.Config("tenancy", "JWTConfig.Leeway must be within 0..%s", MaxLeeway)
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = DefaultLeeway
 	}
 	if len(cfg.Algorithms) == 0 {
 		if cfg.JWKSURL != "" {
-			return fmt.Errorf("%w: JWTConfig.Algorithms is required with a JWKSURL", ErrInvalidConfig)
+			return errs.Config("tenancy", "JWTConfig.Algorithms is required with a JWKSURL")
 		}
 		for _, k := range cfg.Keys {
 			if !slices.Contains(cfg.Algorithms, k.Algorithm) {
@@ -203,13 +203,13 @@ func (cfg *JWTConfig) setDefaults() error {
 	}
 	for _, alg := range cfg.Algorithms {
 		if jwt.GetSigningMethod(alg) == nil || strings.EqualFold(alg, "none") {
-			return fmt.Errorf("%w: unsupported algorithm %q", ErrInvalidConfig, alg)
+			return errs.Config("tenancy", "unsupported algorithm %q", alg)
 		}
 	}
 	cfg.TenantClaim = cmp.Or(cfg.TenantClaim, DefaultTenantClaim)
 	cfg.Realm = cmp.Or(cfg.Realm, DefaultRealm)
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
-		return fmt.Errorf("%w: JWTConfig.Realm must not contain quotes, backslashes or line breaks", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig.Realm must not contain quotes, backslashes or line breaks")
 	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
@@ -231,17 +231,17 @@ func (cfg *JWTConfig) setDefaults() error {
 
 func (v *JWTVerifier) addKey(k Key) error {
 	if !slices.Contains(v.cfg.Algorithms, k.Algorithm) {
-		return fmt.Errorf("%w: key %q uses %q, which Algorithms does not allow", ErrInvalidConfig, k.ID, k.Algorithm)
+		return errs.Config("tenancy", "key %q uses %q, which Algorithms does not allow", k.ID, k.Algorithm)
 	}
 	if !keyFits(k.Algorithm, k.Key) {
-		return fmt.Errorf("%w: key %q is not a valid %s verification key", ErrInvalidConfig, k.ID, k.Algorithm)
+		return errs.Config("tenancy", "key %q is not a valid %s verification key", k.ID, k.Algorithm)
 	}
 	if k.ID == "" {
 		v.noID = append(v.noID, k)
 		return nil
 	}
 	if _, dup := v.byID[k.ID]; dup {
-		return fmt.Errorf("%w: two keys with id %q", ErrInvalidConfig, k.ID)
+		return errs.Config("tenancy", "two keys with id %q", k.ID)
 	}
 	v.byID[k.ID] = k
 	return nil

@@ -46,7 +46,7 @@ type Rate struct {
 
 func (r Rate) withDefaults() (Rate, error) {
 	if r.Requests <= 0 || r.Window < time.Second || r.Window%time.Second != 0 || r.Burst < 0 {
-		return r, fmt.Errorf("%w: a Rate needs Requests > 0, a Window of whole seconds >= 1s and Burst >= 0 (got %+v)", ErrInvalidConfig, r)
+		return r, errs.Config("ratelimit", "a Rate needs Requests > 0, a Window of whole seconds >= 1s and Burst >= 0 (got %+v)", r)
 	}
 	if r.Burst == 0 {
 		r.Burst = r.Requests
@@ -128,7 +128,7 @@ func New(cfg Config) (*Limiter, error) {
 	plans := make(map[string]Rate, len(cfg.Plans))
 	for name, r := range cfg.Plans {
 		if !validPolicyName(name) {
-			return nil, fmt.Errorf("%w: plan name %q", ErrInvalidConfig, name)
+			return nil, errs.Config("ratelimit", "plan name %q", name)
 		}
 		if plans[name], err = r.withDefaults(); err != nil {
 			return nil, fmt.Errorf("plan %q: %w", name, err)
@@ -136,10 +136,10 @@ func New(cfg Config) (*Limiter, error) {
 	}
 	cfg.Plans = plans
 	if cfg.Key != KeyByTenant && cfg.Key != KeyByCredential {
-		return nil, fmt.Errorf("%w: unknown Key %d", ErrInvalidConfig, cfg.Key)
+		return nil, errs.Config("ratelimit", "unknown Key %d", cfg.Key)
 	}
 	if cfg.MaxEntries < 0 || cfg.IdleTimeout < 0 {
-		return nil, fmt.Errorf("%w: MaxEntries and IdleTimeout must not be negative", ErrInvalidConfig)
+		return nil, errs.Config("ratelimit", "MaxEntries and IdleTimeout must not be negative")
 	}
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = DefaultMaxEntries
