@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -97,6 +98,16 @@ type txBeginner interface {
 	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
+// beginHead and beginTail surround the tenant in the BEGIN of inTx: BEGIN,
+// then rls.SetTenantSQL with its $1 written as a string literal.
+var beginHead, beginTail = func() (string, string) {
+	head, tail, ok := strings.Cut(rls.SetTenantSQL, "$1")
+	if !ok {
+		panic("tenancy: rls.SetTenantSQL has no $1")
+	}
+	return "BEGIN; " + head + "'", "'" + tail
+}()
+
 // inTx runs fn in a transaction scoped to canonical, a tenant id already
 // validated by rls.ParseTenant.
 //
@@ -112,7 +123,7 @@ func inTx(ctx context.Context, db Beginner, canonical string, fn func(pgx.Tx) er
 		return ErrInvalidTenant
 	}
 	if b, ok := db.(txBeginner); ok {
-		begin := "BEGIN; SELECT set_config('" + Setting + "', '" + canonical + "', true)"
+		begin := beginHead + canonical + beginTail
 		return pgx.BeginTxFunc(ctx, b, pgx.TxOptions{BeginQuery: begin}, fn)
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
