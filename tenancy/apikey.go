@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/pgtext"
+	"github.com/dealix/platform/internal/rls"
 )
 
 // Sizes and defaults of API keys.
@@ -78,22 +83,22 @@ type APIKeysConfig struct {
 // platform.tenancy_api_keys. Use it on the app role: every statement runs
 // in a transaction scoped to one tenant. It is safe for concurrent use.
 type APIKeys struct {
-	db  Beginner
+	db  DB
 	cfg APIKeysConfig
 }
 
 // NewAPIKeys validates cfg and returns the service on db (usually the app
 // role's *pgxpool.Pool).
-func NewAPIKeys(db Beginner, cfg APIKeysConfig) (*APIKeys, error) {
+func NewAPIKeys(db DB, cfg APIKeysConfig) (*APIKeys, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: APIKeys needs a database", ErrInvalidConfig)
+		return nil, errs.Config("tenancy", "APIKeys needs a database")
 	}
-	cfg.Brand = cmpOr(cfg.Brand, DefaultAPIKeyBrand)
+	cfg.Brand = cmp.Or(cfg.Brand, DefaultAPIKeyBrand)
 	if !brandPattern.MatchString(cfg.Brand) {
-		return nil, fmt.Errorf("%w: APIKeysConfig.Brand %q must match %s", ErrInvalidConfig, cfg.Brand, brandPattern)
+		return nil, errs.Config("tenancy", "APIKeysConfig.Brand %q must match %s", cfg.Brand, brandPattern)
 	}
 	if cfg.LastUsedInterval < 0 {
-		return nil, fmt.Errorf("%w: APIKeysConfig.LastUsedInterval is negative", ErrInvalidConfig)
+		return nil, errs.Config("tenancy", "APIKeysConfig.LastUsedInterval is negative")
 	}
 	if cfg.LastUsedInterval == 0 {
 		cfg.LastUsedInterval = DefaultLastUsedInterval
@@ -142,10 +147,14 @@ func (s *APIKeys) Create(ctx context.Context, spec NewAPIKey) (IssuedAPIKey, err
 	if err := spec.validate(); err != nil { // before opening a transaction
 		return IssuedAPIKey{}, err
 	}
+	tenant, ok := TenantFrom(ctx)
+	if !ok {
+		return IssuedAPIKey{}, ErrNoTenant
+	}
 	var issued IssuedAPIKey
-	err := InTx(ctx, s.db, func(tx pgx.Tx) error {
+	err := InTxForTenant(ctx, s.db, tenant, func(tx pgx.Tx) error {
 		var err error
-		issued, err = s.CreateTx(ctx, tx, spec)
+		issued, err = s.createTx(ctx, tx, tenant, spec)
 		return err
 	})
 	if err != nil {
@@ -154,18 +163,23 @@ func (s *APIKeys) Create(ctx context.Context, spec NewAPIKey) (IssuedAPIKey, err
 	return issued, nil
 }
 
-// CreateTx issues a key for the tenant in ctx inside the caller's
-// transaction tx, which should be scoped to that tenant (InTx, SetTenantTx);
-// row-level security refuses the row otherwise. The key exists only if tx
-// commits.
+// CreateTx issues a key for the tenant of the caller's transaction tx,
+// inside it: the key exists only if tx commits. tx must already be scoped
+// to a tenant (ErrNoTenant otherwise); it is never re-scoped, and a context
+// naming another tenant is refused with a *tenancy.TenantMismatchError.
 func (s *APIKeys) CreateTx(ctx context.Context, tx pgx.Tx, spec NewAPIKey) (IssuedAPIKey, error) {
-	tenant, ok := TenantFrom(ctx)
-	if !ok {
-		return IssuedAPIKey{}, ErrNoTenant
-	}
 	if err := spec.validate(); err != nil {
 		return IssuedAPIKey{}, err
 	}
+	tenant, err := rls.CheckTx(ctx, tx)
+	if err != nil {
+		return IssuedAPIKey{}, err
+	}
+	return s.createTx(ctx, tx, tenant, spec)
+}
+
+// createTx inserts a key for tenant, the tenant tx is scoped to.
+func (s *APIKeys) createTx(ctx context.Context, tx pgx.Tx, tenant string, spec NewAPIKey) (IssuedAPIKey, error) {
 	key, prefix, err := s.generate(tenant)
 	if err != nil {
 		return IssuedAPIKey{}, err
@@ -193,7 +207,7 @@ func (spec NewAPIKey) validate() error {
 	}
 	for _, scope := range spec.Scopes {
 		if !scopePattern.MatchString(scope) {
-			return fmt.Errorf("%w: scope %q", ErrInvalidAPIKeySpec, truncate(scope, 64))
+			return fmt.Errorf("%w: scope %q", ErrInvalidAPIKeySpec, pgtext.Clean(scope, 64))
 		}
 	}
 	return nil
@@ -204,7 +218,10 @@ func (spec NewAPIKey) validate() error {
 // in clear to find the key; the whole key is hashed.
 func (s *APIKeys) generate(tenant string) (key, prefix string, err error) {
 	var idBytes [16 + prefixRandomBytes]byte
-	tenantUUID := uuid.MustParse(tenant) // TenantFrom only holds canonical UUIDs
+	tenantUUID, err := uuid.Parse(tenant)
+	if err != nil {
+		return "", "", fmt.Errorf("tenancy: the transaction's tenant %q: %w", pgtext.Clean(tenant, 64), ErrInvalidTenant)
+	}
 	copy(idBytes[:16], tenantUUID[:])
 	var secret [APIKeySecretBytes]byte
 	if _, err := rand.Read(idBytes[16:]); err != nil {
@@ -266,7 +283,7 @@ func (s *APIKeys) Authenticate(ctx context.Context, key string) (Principal, erro
 		return Principal{}, ErrInvalidAPIKey
 	}
 	var p Principal
-	err = InTenantTx(ctx, s.db, tenant, func(tx pgx.Tx) error {
+	err = InTxForTenant(ctx, s.db, tenant, func(tx pgx.Tx) error {
 		p, err = s.authenticateTx(ctx, tx, tenant, prefix, key)
 		return err
 	})
@@ -346,19 +363,30 @@ func (s *APIKeys) List(ctx context.Context) ([]APIKey, error) {
 // key is refused from then on. Revoking a revoked key keeps its first
 // revocation time and succeeds; an unknown id is ErrAPIKeyNotFound.
 func (s *APIKeys) Revoke(ctx context.Context, id string) error {
-	return InTx(ctx, s.db, func(tx pgx.Tx) error { return s.RevokeTx(ctx, tx, id) })
-}
-
-// RevokeTx is Revoke inside the caller's transaction tx, scoped to the
-// tenant in ctx.
-func (s *APIKeys) RevokeTx(ctx context.Context, tx pgx.Tx, id string) error {
 	tenant, ok := TenantFrom(ctx)
 	if !ok {
 		return ErrNoTenant
 	}
+	return InTxForTenant(ctx, s.db, tenant, func(tx pgx.Tx) error { return s.revokeTx(ctx, tx, tenant, id) })
+}
+
+// RevokeTx is Revoke inside the caller's transaction tx, for the tenant of
+// tx. tx must already be scoped to a tenant (ErrNoTenant otherwise); it is
+// never re-scoped, and a context naming another tenant is refused with a
+// *tenancy.TenantMismatchError.
+func (s *APIKeys) RevokeTx(ctx context.Context, tx pgx.Tx, id string) error {
+	tenant, err := rls.CheckTx(ctx, tx)
+	if err != nil {
+		return err
+	}
+	return s.revokeTx(ctx, tx, tenant, id)
+}
+
+// revokeTx revokes key id of tenant, the tenant tx is scoped to.
+func (s *APIKeys) revokeTx(ctx context.Context, tx pgx.Tx, tenant, id string) error {
 	keyID, err := uuid.Parse(id)
 	if err != nil {
-		return fmt.Errorf("%w: %q", ErrAPIKeyNotFound, truncate(id, 64))
+		return fmt.Errorf("%w: %q", ErrAPIKeyNotFound, pgtext.Clean(id, 64))
 	}
 	tag, err := tx.Exec(ctx, `UPDATE platform.tenancy_api_keys SET revoked_at = coalesce(revoked_at, $3)
 		WHERE tenant_id = $1 AND id = $2`, tenant, keyID, s.cfg.Now().UTC())
@@ -369,11 +397,4 @@ func (s *APIKeys) RevokeTx(ctx context.Context, tx pgx.Tx, id string) error {
 		return fmt.Errorf("%w: %s", ErrAPIKeyNotFound, keyID)
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

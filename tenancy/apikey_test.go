@@ -268,6 +268,7 @@ func TestAuthenticatorAcceptsJWTAndAPIKeyOnOneRoute(t *testing.T) {
 
 func TestAuthenticatorWithAPIKeysOnly(t *testing.T) {
 	t.Parallel()
+	testKeys(t)
 	db := pgtest.New(t)
 	auth, err := tenancy.NewAuthenticator(tenancy.AuthConfig{APIKeys: newAPIKeys(t, db, newFakeClock()), Realm: "deals"})
 	require.NoError(t, err)
@@ -280,4 +281,56 @@ func TestAuthenticatorWithAPIKeysOnly(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrInvalidConfig)
 	_, err = tenancy.NewAPIKeys(db.App, tenancy.APIKeysConfig{Brand: "Bad_Brand"})
 	require.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+}
+
+// TestAPIKeysTxNeverRescopesTheCallersTx: CreateTx and RevokeTx work for
+// the tenant the caller's transaction is scoped to, refuse a context naming
+// another, refuse an unscoped transaction, and never change its scope.
+func TestAPIKeysTxNeverRescopesTheCallersTx(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	keys := newAPIKeys(t, db, newFakeClock())
+	ctxA, ctxB := tenantContext(t, tenantA), tenantContext(t, tenantB)
+	issuedB, err := keys.Create(ctxB, tenancy.NewAPIKey{Name: "of B"})
+	require.NoError(t, err)
+
+	err = tenancy.InTx(ctxA, db.App, func(txA pgx.Tx) error {
+		_, err := keys.CreateTx(ctxB, txA, tenancy.NewAPIKey{Name: "forged"})
+		var mismatch *tenancy.TenantMismatchError
+		require.ErrorAs(t, err, &mismatch)
+		require.Equal(t, tenancy.TenantMismatchError{Context: tenantB, Transaction: tenantA}, *mismatch)
+		require.Equal(t, tenantA, txSetting(t, ctxA, txA))
+
+		err = keys.RevokeTx(ctxB, txA, issuedB.ID)
+		require.ErrorIs(t, err, tenancy.ErrTenantMismatch)
+		require.Equal(t, tenantA, txSetting(t, ctxA, txA))
+
+		// A context without a tenant takes the transaction's.
+		issuedA, err := keys.CreateTx(testContext(t), txA, tenancy.NewAPIKey{Name: "of A"})
+		require.NoError(t, err)
+		require.Equal(t, tenantA, issuedA.TenantID)
+		require.NoError(t, keys.RevokeTx(ctxA, txA, issuedA.ID))
+		require.Equal(t, tenantA, txSetting(t, ctxA, txA))
+		return nil
+	})
+	require.NoError(t, err)
+
+	// An unscoped transaction is refused, and stays unscoped.
+	err = pgx.BeginFunc(ctxA, db.App, func(tx pgx.Tx) error {
+		_, err := keys.CreateTx(ctxA, tx, tenancy.NewAPIKey{Name: "unscoped"})
+		require.ErrorIs(t, err, tenancy.ErrNoTenant)
+		require.ErrorIs(t, keys.RevokeTx(ctxA, tx, issuedB.ID), tenancy.ErrNoTenant)
+		require.Empty(t, txSetting(t, ctxA, tx))
+		return nil
+	})
+	require.NoError(t, err)
+
+	// B's key is untouched; A has exactly the one key it revoked itself.
+	_, err = keys.Authenticate(ctxB, issuedB.Key)
+	require.NoError(t, err)
+	listed, err := keys.List(ctxA)
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+	require.Equal(t, "of A", listed[0].Name)
+	require.NotNil(t, listed[0].RevokedAt)
 }

@@ -1,10 +1,13 @@
 package tenancy
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
 // AuthConfig configures an Authenticator. At least one of JWT and APIKeys
@@ -37,11 +40,11 @@ type Authenticator struct {
 // NewAuthenticator validates cfg and returns an Authenticator.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	if cfg.JWT == nil && cfg.APIKeys == nil {
-		return nil, fmt.Errorf("%w: AuthConfig needs JWT or APIKeys", ErrInvalidConfig)
+		return nil, errs.Config("tenancy", "AuthConfig needs JWT or APIKeys")
 	}
-	cfg.Realm = cmpOr(cfg.Realm, DefaultRealm)
+	cfg.Realm = cmp.Or(cfg.Realm, DefaultRealm)
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
-		return nil, fmt.Errorf("%w: AuthConfig.Realm must not contain quotes, backslashes or line breaks", ErrInvalidConfig)
+		return nil, errs.Config("tenancy", "AuthConfig.Realm must not contain quotes, backslashes or line breaks")
 	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 // BenchmarkJWT compares the middleware, per request, with a bare
@@ -61,26 +62,11 @@ func BenchmarkJWT(b *testing.B) {
 	}
 }
 
-// BenchmarkRateLimiterAllow measures one decision on a warm bucket.
-func BenchmarkRateLimiterAllow(b *testing.B) {
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{Default: tenancy.Rate{Requests: 1 << 30, Window: 1e9}})
-	require.NoError(b, err)
-	p := tenancy.Principal{TenantID: tenantA}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			limiter.Allow(p)
-		}
-	})
-}
-
-// savepointOnly hides BeginTx, forcing InTx onto the two-round-trip path
-// of internal/rls (BEGIN, then set_config).
-type savepointOnly struct{ tenancy.Beginner }
-
 // BenchmarkRLSTx compares one-row indexed selects:
 //   - InTx/rls: tenancy.InTx and a select under row-level security;
-//   - InTx/rls-two-step: the same over the generic two-round-trip path;
+//   - InTx/nested: the same select in an InTx nested in the caller's
+//     scoped transaction (savepoint, scope check, release), the outer
+//     transaction's BEGIN and COMMIT included;
 //   - BeginFunc/explicit-where: pgx.BeginFunc with WHERE tenant_id = $1 on
 //     the same data in a table without row-level security;
 //   - InTx/plain: tenancy.InTx and the explicit-WHERE select on the table
@@ -95,7 +81,7 @@ func BenchmarkRLSTx(b *testing.B) {
 		_, err := db.Owner.Exec(ctx, stmt)
 		require.NoError(b, err)
 	}
-	require.NoError(b, tenancy.ApplyPolicy(ctx, db.Owner, "platform.bench_rls"))
+	require.NoError(b, rlspolicy.Apply(ctx, db.Owner, "platform.bench_rls"))
 	for _, table := range []string{"platform.bench_rls", "platform.bench_plain"} {
 		grant(b, db.Owner, table)
 		// Ten tenants of 1,000 rows, written by the system role (BYPASSRLS).
@@ -133,8 +119,10 @@ func BenchmarkRLSTx(b *testing.B) {
 	run("InTx/rls", func(id int) error {
 		return tenancy.InTx(tctx, pool, func(tx pgx.Tx) error { return selectRLS(tx, id) })
 	})
-	run("InTx/rls-two-step", func(id int) error {
-		return tenancy.InTx(tctx, savepointOnly{pool}, func(tx pgx.Tx) error { return selectRLS(tx, id) })
+	run("InTx/nested", func(id int) error {
+		return tenancy.InTx(tctx, pool, func(outer pgx.Tx) error {
+			return tenancy.InTx(tctx, outer, func(tx pgx.Tx) error { return selectRLS(tx, id) })
+		})
 	})
 	run("BeginFunc/explicit-where", func(id int) error {
 		return pgx.BeginFunc(tctx, pool, func(tx pgx.Tx) error { return selectPlain(tx, id) })

@@ -4,8 +4,8 @@
 // # Overview
 //
 // A request passes through an authentication middleware, which puts a
-// Principal and its tenant in the request's context; a rate limiter keyed by
-// that principal; and handlers that open tenant-scoped transactions:
+// Principal and its tenant in the request's context, and reaches handlers
+// that open tenant-scoped transactions:
 //
 //	verifier, err := tenancy.NewJWTVerifier(ctx, tenancy.JWTConfig{
 //		JWKSURL:    "https://auth.example.com/.well-known/jwks.json",
@@ -13,18 +13,21 @@
 //		Issuer:     "https://auth.example.com",
 //		Audience:   "deals-api",
 //	})
+//	defer verifier.Close() // stops the JWKS refresh
 //	keys, err := tenancy.NewAPIKeys(appPool, tenancy.APIKeysConfig{})
 //	auth, err := tenancy.NewAuthenticator(tenancy.AuthConfig{JWT: verifier, APIKeys: keys})
-//	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-//		Default: tenancy.Rate{Requests: 100, Window: time.Minute},
-//	})
-//	http.Handle("/deals", auth.Handler(limiter.Handler(dealsHandler)))
+//	http.Handle("/deals", auth.Handler(dealsHandler))
 //
 //	// in dealsHandler:
 //	err := tenancy.InTx(r.Context(), appPool, func(tx pgx.Tx) error {
 //		rows, err := tx.Query(ctx, "SELECT id, title FROM deals") // only this tenant's rows
 //		...
 //	})
+//
+// Two sub-packages hold what is not on every request's path:
+// tenancy/ratelimit (per-tenant and per-credential rate limits, placed
+// after the authentication middleware) and tenancy/rlspolicy (the row-level
+// security policy DDL for migrations, and the audit release gates run).
 //
 // # Context
 //
@@ -35,35 +38,41 @@
 //
 // # Transactions
 //
-// InTx opens a transaction, runs
+// InTx opens a transaction on a pool or connection, runs
 // SELECT set_config('app.tenant_id', <tenant>, true) and then the caller's
 // function, committing on nil and rolling back otherwise. Without a tenant in
 // the context it returns ErrNoTenant and touches nothing: Go denies by
-// default, as the policies do. InTenantTx does the same for an explicitly
+// default, as the policies do. InTxForTenant does the same for an explicitly
 // named tenant, for background work on the system role. The setting is local
 // to the transaction, so it never leaks to the next user of a pooled
 // connection. On a pool or connection, BEGIN and set_config travel in one
 // round trip.
 //
-// # Policies and the audit
-//
-// PolicySQL and ApplyPolicy make a table tenant-scoped: ENABLE and FORCE
-// ROW LEVEL SECURITY and one policy, PolicyName, with USING and WITH CHECK
-// on TenantPredicate; they are idempotent. Audit(ctx, pool) lists what would
-// let one tenant see another's rows: tables with a tenant_id column without
-// RLS, FORCE or a policy, policies without WITH CHECK or that ignore the
-// tenant, and a connected role that is a superuser, has BYPASSRLS or owns a
-// tenant table. Release gates call it with the app role's pool.
+// Nothing in this package changes the scope of a transaction it was given.
+// Given a pgx.Tx, InTx and InTxForTenant run the function in a savepoint
+// and check the transaction's tenant instead of setting it (PostgreSQL keeps
+// a setting made in a savepoint after RELEASE, so setting it there would
+// re-scope the rest of the caller's transaction): a transaction scoped to
+// another tenant is refused with a *TenantMismatchError (errors.Is
+// ErrTenantMismatch), an unscoped one with ErrNoTenant. APIKeys.CreateTx and
+// RevokeTx follow the same rule, as every …Tx of the library does.
+// SetTenantTx is the one function that sets the tenant of an existing
+// transaction, for code that opened that transaction itself.
 //
 // # JWT
 //
 // JWTVerifier checks bearer tokens with github.com/golang-jwt/jwt/v5 against
 // static keys (HMAC, RSA, ECDSA, Ed25519; several at once for rotation,
-// chosen by kid) and optionally a JWKS URL served by
-// github.com/MicahParks/keyfunc/v3, refreshed in the background. Algorithms
-// are pinned, each key verifies only its own algorithm, and issuer, audience
-// and exp are required, with a small leeway. The tenant comes from a
-// configurable claim (default "tenant_id").
+// chosen by kid) and optionally a JWKS URL (keys parsed with
+// github.com/MicahParks/keyfunc/v3). The JWKS is refreshed in the
+// background until Close, whatever context the constructor was given, and a
+// token naming a kid the verifier does not hold triggers a fetch shared by
+// concurrent requests and limited to one per JWKSMinRefreshInterval (one
+// minute by default), so a key rotation at the identity provider is picked
+// up at once while made-up kids cannot flood it. Algorithms are pinned, each
+// key verifies only its own algorithm, and issuer, audience and exp are
+// required, with a small leeway. The tenant comes from a configurable claim
+// (default "tenant_id").
 //
 // # API keys
 //
@@ -102,17 +111,16 @@
 // ErrMalformedCredentials, ErrInvalidToken, ErrInvalidAPIKey,
 // ErrTenantNotGranted, ErrAuthUnavailable); StatusOf maps them.
 //
-// # Rate limits
-//
-// RateLimiter keeps a golang.org/x/time/rate token bucket per tenant (or per
-// API key and JWT subject), with rates per plan, idle buckets evicted and a
-// hard cap on buckets. It never keys on a header the client chooses. It sets
-// the RateLimit-Policy and RateLimit fields of
-// draft-ietf-httpapi-ratelimit-headers-09 on every response and answers 429
-// problem+json with Retry-After when the bucket is empty.
-//
 // # Migrations
 //
 // Migrate creates the package's table in schema platform; run it as the
-// schema's owner on every start.
+// schema's owner on every start. Revoked API keys are kept (their history
+// is the audit trail), so the package expires no rows and has no sweeper.
+//
+// # Shared conventions
+//
+// ErrNoTenant, ErrInvalidTenant, ErrInvalidConfig, ErrTenantMismatch and
+// TenantMismatchError are the library's shared values, re-exported by every
+// package that returns them; DB is the library's one database interface,
+// which NewAPIKeys takes.
 package tenancy

@@ -29,21 +29,6 @@ func ExampleWithTenant() {
 	// true
 }
 
-func ExamplePolicySQL() {
-	stmts, err := tenancy.PolicySQL("platform.deals")
-	if err != nil {
-		panic(err)
-	}
-	for _, stmt := range stmts {
-		fmt.Println(stmt)
-	}
-	// Output:
-	// ALTER TABLE "platform"."deals" ENABLE ROW LEVEL SECURITY
-	// ALTER TABLE "platform"."deals" FORCE ROW LEVEL SECURITY
-	// DROP POLICY IF EXISTS "tenant_isolation" ON "platform"."deals"
-	// CREATE POLICY "tenant_isolation" ON "platform"."deals" USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid) WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
-}
-
 func ExampleParseAuthorization() {
 	token, err := tenancy.ParseAuthorization("Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", 0)
 	fmt.Println(token, err)
@@ -101,24 +86,4 @@ func ExampleJWTVerifier_Handler() {
 	// Output:
 	// 200 ada acts for 6f1c1a8e-0000-4000-8000-00000000000a
 	// 401 Bearer realm="api"
-}
-
-func ExampleRateLimiter_Allow() {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default: tenancy.Rate{Requests: 2, Window: 10 * time.Second},
-		Now:     func() time.Time { return now },
-	})
-	if err != nil {
-		panic(err)
-	}
-	caller := tenancy.Principal{TenantID: "6f1c1a8e-0000-4000-8000-00000000000a"}
-	for range 3 {
-		d := limiter.Allow(caller)
-		fmt.Println(d.Allowed, d.Remaining, d.Reset, d.RetryAfter)
-	}
-	// Output:
-	// true 1 5s 0s
-	// true 0 10s 0s
-	// false 0 10s 5s
 }

@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -15,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/dealix/platform/internal/errs"
@@ -32,6 +32,12 @@ const (
 	MaxLeeway = 5 * time.Minute
 	// DefaultJWKSRefresh is how often a JWKS URL is fetched again.
 	DefaultJWKSRefresh = time.Hour
+	// DefaultJWKSMinRefreshInterval is the least time between two fetches
+	// of a JWKS URL caused by tokens naming a kid the verifier does not
+	// hold.
+	DefaultJWKSMinRefreshInterval = time.Minute
+	// DefaultJWKSTimeout bounds one fetch of a JWKS URL.
+	DefaultJWKSTimeout = 10 * time.Second
 	// DefaultRealm is the realm of the WWW-Authenticate challenge.
 	DefaultRealm = "api"
 	// MinHMACKeyBytes is the shortest HMAC secret a Key may hold.
@@ -66,10 +72,11 @@ type Key struct {
 type JWTConfig struct {
 	// Keys are static verification keys.
 	Keys []Key
-	// JWKSURL, when set, is a JSON Web Key Set fetched with
-	// github.com/MicahParks/keyfunc/v3 and refreshed in the background
-	// every JWKSRefresh, and when a token names an unknown kid (at most
-	// once every five minutes). Keys with the token's kid are looked up in
+	// JWKSURL, when set, is a JSON Web Key Set (keys parsed with
+	// github.com/MicahParks/keyfunc/v3), fetched by NewJWTVerifier and
+	// refreshed in the background every JWKSRefresh until Close, and when
+	// a token names a kid the verifier does not hold (at most once every
+	// JWKSMinRefreshInterval). Keys with the token's kid are looked up in
 	// Keys first; a token verified through the JWKS must name its key by
 	// kid.
 	JWKSURL string
@@ -78,6 +85,15 @@ type JWTConfig struct {
 	// JWKSRefresh is the refresh interval of JWKSURL. Default:
 	// DefaultJWKSRefresh (one hour).
 	JWKSRefresh time.Duration
+	// JWKSMinRefreshInterval is the least time between two fetches of
+	// JWKSURL caused by tokens naming an unknown kid, and the retry
+	// interval after a failed fetch. Tokens with an unknown kid that
+	// arrive while the limit holds are refused at once, without a fetch.
+	// Default: DefaultJWKSMinRefreshInterval (one minute).
+	JWKSMinRefreshInterval time.Duration
+	// JWKSTimeout bounds one fetch of JWKSURL. Default:
+	// DefaultJWKSTimeout (10s).
+	JWKSTimeout time.Duration
 	// Algorithms pins the accepted "alg" values (jwt.WithValidMethods).
 	// Default: the algorithms of Keys. Required when only JWKSURL is set.
 	// "none" is never accepted.
@@ -98,9 +114,11 @@ type JWTConfig struct {
 	// Realm is the realm of the WWW-Authenticate challenge. Default:
 	// DefaultRealm ("api").
 	Realm string
-	// Now is the clock. Default: time.Now.
+	// Now is the clock, for the token's times and the JWKS rate limit.
+	// Default: time.Now.
 	Now func() time.Time
-	// Logger receives refusals at debug level. Default: slog.Default().
+	// Logger receives refusals at debug level and failed JWKS fetches at
+	// error level. Default: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -111,14 +129,18 @@ type JWTVerifier struct {
 	parser *jwt.Parser
 	byID   map[string]Key
 	noID   []Key
-	jwks   keyfunc.Keyfunc
+	jwks   *jwksCache // nil without a JWKSURL
 	// staticKeyfunc is keyfunc bound once, for verifiers without a JWKS,
 	// saving an allocation per token.
 	staticKeyfunc jwt.Keyfunc
 }
 
-// NewJWTVerifier validates cfg and returns a verifier. ctx bounds the
-// background refresh of cfg.JWKSURL; cancel it to stop the refresh.
+// NewJWTVerifier validates cfg and returns a verifier. With a JWKSURL it
+// fetches the key set first, waiting at most until ctx ends; a failed
+// fetch is logged and retried, not returned. ctx bounds only that wait:
+// the background refresh lives until Close, so the usual
+// context.WithTimeout plus defer cancel() around the constructor does not
+// stop it. Call Close when the verifier is no longer needed.
 func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -129,22 +151,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 			return nil, err
 		}
 	}
-	if cfg.JWKSURL != "" {
-		jwks, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
-			Client:          cfg.JWKSClient,
-			RefreshInterval: cfg.JWKSRefresh,
-			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-				return func(ctx context.Context, err error) {
-					cfg.Logger.ErrorContext(ctx, "tenancy: JWKS refresh failed", "url", u, "error", err)
-				}
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%w: JWKS %s: %w", ErrInvalidConfig, cfg.JWKSURL, err)
-		}
-		v.jwks = jwks
-	}
-	v.staticKeyfunc = v.keyfunc(ctx)
+	v.staticKeyfunc = v.keyfunc(context.Background())
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(cfg.Algorithms),
 		jwt.WithIssuer(cfg.Issuer),
@@ -154,25 +161,39 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Now),
 	)
+	if cfg.JWKSURL != "" {
+		v.jwks = newJWKSCache(cfg)
+		v.jwks.start(ctx)
+	}
 	return v, nil
+}
+
+// Close stops the background refresh of the JWKS and waits for a fetch in
+// progress. Keys already fetched and static keys keep verifying; a token
+// naming an unknown kid no longer triggers a fetch. Close is safe to call
+// more than once, and a no-op without a JWKSURL.
+func (v *JWTVerifier) Close() {
+	if v.jwks != nil {
+		v.jwks.close()
+	}
 }
 
 func (cfg *JWTConfig) setDefaults() error {
 	if len(cfg.Keys) == 0 && cfg.JWKSURL == "" {
-		return fmt.Errorf("%w: JWTConfig needs Keys or a JWKSURL", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig needs Keys or a JWKSURL")
 	}
 	if cfg.Issuer == "" || cfg.Audience == "" {
-		return fmt.Errorf("%w: JWTConfig.Issuer and Audience are required", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig.Issuer and Audience are required")
 	}
 	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
-		return fmt.Errorf("%w: JWTConfig.Leeway must be within 0..%s", ErrInvalidConfig, MaxLeeway)
+		return errs.Config("tenancy", "JWTConfig.Leeway must be within 0..%s", MaxLeeway)
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = DefaultLeeway
 	}
 	if len(cfg.Algorithms) == 0 {
 		if cfg.JWKSURL != "" {
-			return fmt.Errorf("%w: JWTConfig.Algorithms is required with a JWKSURL", ErrInvalidConfig)
+			return errs.Config("tenancy", "JWTConfig.Algorithms is required with a JWKSURL")
 		}
 		for _, k := range cfg.Keys {
 			if !slices.Contains(cfg.Algorithms, k.Algorithm) {
@@ -182,20 +203,23 @@ func (cfg *JWTConfig) setDefaults() error {
 	}
 	for _, alg := range cfg.Algorithms {
 		if jwt.GetSigningMethod(alg) == nil || strings.EqualFold(alg, "none") {
-			return fmt.Errorf("%w: unsupported algorithm %q", ErrInvalidConfig, alg)
+			return errs.Config("tenancy", "unsupported algorithm %q", alg)
 		}
 	}
-	cfg.TenantClaim = cmpOr(cfg.TenantClaim, DefaultTenantClaim)
-	cfg.Realm = cmpOr(cfg.Realm, DefaultRealm)
+	cfg.TenantClaim = cmp.Or(cfg.TenantClaim, DefaultTenantClaim)
+	cfg.Realm = cmp.Or(cfg.Realm, DefaultRealm)
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
-		return fmt.Errorf("%w: JWTConfig.Realm must not contain quotes, backslashes or line breaks", ErrInvalidConfig)
+		return errs.Config("tenancy", "JWTConfig.Realm must not contain quotes, backslashes or line breaks")
 	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	if cfg.JWKSRefresh <= 0 {
-		cfg.JWKSRefresh = DefaultJWKSRefresh
+	if cfg.JWKSRefresh < 0 || cfg.JWKSMinRefreshInterval < 0 || cfg.JWKSTimeout < 0 {
+		return errs.Config("tenancy", "JWTConfig.JWKSRefresh, JWKSMinRefreshInterval and JWKSTimeout must not be negative")
 	}
+	cfg.JWKSRefresh = cmp.Or(cfg.JWKSRefresh, DefaultJWKSRefresh)
+	cfg.JWKSMinRefreshInterval = cmp.Or(cfg.JWKSMinRefreshInterval, DefaultJWKSMinRefreshInterval)
+	cfg.JWKSTimeout = cmp.Or(cfg.JWKSTimeout, DefaultJWKSTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -207,17 +231,17 @@ func (cfg *JWTConfig) setDefaults() error {
 
 func (v *JWTVerifier) addKey(k Key) error {
 	if !slices.Contains(v.cfg.Algorithms, k.Algorithm) {
-		return fmt.Errorf("%w: key %q uses %q, which Algorithms does not allow", ErrInvalidConfig, k.ID, k.Algorithm)
+		return errs.Config("tenancy", "key %q uses %q, which Algorithms does not allow", k.ID, k.Algorithm)
 	}
 	if !keyFits(k.Algorithm, k.Key) {
-		return fmt.Errorf("%w: key %q is not a valid %s verification key", ErrInvalidConfig, k.ID, k.Algorithm)
+		return errs.Config("tenancy", "key %q is not a valid %s verification key", k.ID, k.Algorithm)
 	}
 	if k.ID == "" {
 		v.noID = append(v.noID, k)
 		return nil
 	}
 	if _, dup := v.byID[k.ID]; dup {
-		return fmt.Errorf("%w: two keys with id %q", ErrInvalidConfig, k.ID)
+		return errs.Config("tenancy", "two keys with id %q", k.ID)
 	}
 	v.byID[k.ID] = k
 	return nil
@@ -336,14 +360,14 @@ func (v *JWTVerifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 		if v.jwks == nil {
 			return nil, errUnknownKey
 		}
-		key, err := v.jwks.KeyfuncCtx(ctx)(token)
+		k, err := v.jwks.lookup(ctx, kid)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errUnknownKey, err)
+			return nil, err
 		}
-		if !keyFits(alg, publicOf(key)) {
+		if (k.alg != "" && k.alg != alg) || !keyFits(alg, k.key) {
 			return nil, errKeyMismatch
 		}
-		return publicOf(key), nil
+		return k.key, nil
 	}
 }
 
@@ -413,11 +437,4 @@ func canonicalTenant(raw string) (string, error) {
 		return raw, nil
 	}
 	return rls.ParseTenant(raw)
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

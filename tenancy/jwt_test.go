@@ -319,12 +319,27 @@ type jwksServer struct {
 	mu   sync.Mutex
 	keys map[string]ed25519.PublicKey
 	hits atomic.Int64
+	// served receives the number of each answered request, when a test
+	// waits for one (it never blocks the server).
+	served chan int64
+	// failWith, when not zero, is the status every request gets.
+	failWith atomic.Int32
 }
 
 func newJWKSServer(t *testing.T) *jwksServer {
-	s := &jwksServer{keys: map[string]ed25519.PublicKey{}}
+	s := &jwksServer{keys: map[string]ed25519.PublicKey{}, served: make(chan int64, 1024)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
+		n := s.hits.Add(1)
+		defer func() {
+			select {
+			case s.served <- n:
+			default:
+			}
+		}()
+		if status := s.failWith.Load(); status != 0 {
+			http.Error(w, "unavailable", int(status))
+			return
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var set struct {
@@ -349,6 +364,31 @@ func (s *jwksServer) put(kid string, pub ed25519.PublicKey) {
 	s.keys[kid] = pub
 }
 
+// rotate replaces every key of the set with pub under kid.
+func (s *jwksServer) rotate(kid string, pub ed25519.PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.keys)
+	s.keys[kid] = pub
+}
+
+// waitServed waits for a request numbered above after to be answered.
+func (s *jwksServer) waitServed(t *testing.T, ctx context.Context, after int64) {
+	t.Helper()
+	for {
+		select {
+		case n := <-s.served:
+			if n > after {
+				// Let the verifier store what it fetched: the response is
+				// written before the handler returns.
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no JWKS request after #%d: %v", after, ctx.Err())
+		}
+	}
+}
+
 func TestJWTVerifierWithJWKSRefreshesOnUnknownKID(t *testing.T) {
 	t.Parallel()
 	jwks := newJWKSServer(t)
@@ -365,6 +405,7 @@ func TestJWTVerifierWithJWKSRefreshesOnUnknownKID(t *testing.T) {
 		Issuer: testIssuer, Audience: testAudience, Now: testClock,
 	})
 	require.NoError(t, err)
+	t.Cleanup(v.Close)
 
 	p, err := v.Verify(ctx, sign(t, jwt.SigningMethodEdDSA, "jwks-1", priv1, validClaims()))
 	require.NoError(t, err)
@@ -385,4 +426,169 @@ func TestJWTVerifierWithJWKSRefreshesOnUnknownKID(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrInvalidToken)
 	_, err = v.Verify(ctx, sign(t, jwt.SigningMethodHS256, "jwks-1", hmacSecret, validClaims()))
 	require.ErrorIs(t, err, jwt.ErrTokenSignatureInvalid)
+}
+
+// settableClock is a clock a test moves by hand; safe for concurrent use.
+type settableClock struct{ ns atomic.Int64 }
+
+func newSettableClock(t time.Time) *settableClock {
+	c := &settableClock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+func (c *settableClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *settableClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newEd25519(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	return pub, priv
+}
+
+// TestJWKSRefreshOutlivesTheConstructorContext builds the verifier the
+// usual way (WithTimeout, then cancel) and shows that the background
+// refresh still runs: after the issuer rotates its keys, a token with the
+// new kid is accepted without any fetch of its own.
+func TestJWKSRefreshOutlivesTheConstructorContext(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t)
+	pub1, priv1 := newEd25519(t)
+	pub2, priv2 := newEd25519(t)
+	jwks.put("2026-01", pub1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	v, err := tenancy.NewJWTVerifier(ctx, tenancy.JWTConfig{
+		JWKSURL: jwks.URL, JWKSClient: jwks.Client(), Algorithms: []string{"EdDSA"},
+		Issuer: testIssuer, Audience: testAudience, Now: testClock,
+		JWKSRefresh: 20 * time.Millisecond,
+	})
+	cancel()
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	verify := context.Background()
+
+	_, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-01", priv1, validClaims()))
+	require.NoError(t, err)
+	jwks.rotate("2026-02", pub2)
+	// Nothing verifies while the test waits, so only the background
+	// refresh can make requests: wait for two after the rotation (the
+	// loop starts the second only after storing the first).
+	wait, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	rotatedAt := jwks.hits.Load()
+	jwks.waitServed(t, wait, rotatedAt+1)
+
+	p, err := v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-02", priv2, validClaims()))
+	require.NoError(t, err)
+	require.Equal(t, "2026-02", p.KeyID)
+	_, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-01", priv1, validClaims()))
+	require.ErrorIs(t, err, tenancy.ErrInvalidToken, "the rotated-out key is gone")
+
+	// Close stops the refresh: no request after it returns.
+	v.Close()
+	closedAt := jwks.hits.Load()
+	_, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "after-close", priv2, validClaims()))
+	require.ErrorIs(t, err, tenancy.ErrInvalidToken)
+	p, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-02", priv2, validClaims()))
+	require.NoError(t, err, "keys fetched before Close still verify")
+	require.Equal(t, "2026-02", p.KeyID)
+	v.Close() // twice is fine
+	require.Equal(t, closedAt, jwks.hits.Load())
+}
+
+// TestJWKSUnknownKIDRefreshIsRateLimited: a token with an unknown kid
+// triggers one fetch, a flood of them no more, and once the interval has
+// passed the next unknown kid fetches again.
+func TestJWKSUnknownKIDRefreshIsRateLimited(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t)
+	pub1, priv1 := newEd25519(t)
+	pub2, priv2 := newEd25519(t)
+	jwks.put("2026-01", pub1)
+	clock := newSettableClock(testNow)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	v, err := tenancy.NewJWTVerifier(ctx, tenancy.JWTConfig{
+		JWKSURL: jwks.URL, JWKSClient: jwks.Client(), Algorithms: []string{"EdDSA"},
+		Issuer: testIssuer, Audience: testAudience, Now: clock.Now,
+		JWKSMinRefreshInterval: time.Minute,
+	})
+	cancel() // the constructor's context ends at once
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	require.EqualValues(t, 1, jwks.hits.Load(), "the constructor fetched the set")
+	verify := context.Background()
+
+	// The issuer rotates; the first token with the new kid triggers a
+	// fetch and is accepted.
+	jwks.put("2026-02", pub2)
+	p, err := v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-02", priv2, validClaims()))
+	require.NoError(t, err)
+	require.Equal(t, "2026-02", p.KeyID)
+	require.EqualValues(t, 2, jwks.hits.Load())
+
+	// A flood of made-up kids, concurrently: at most the one fetch the
+	// limit allows per interval, and it has been spent.
+	const flood = 64
+	var wg sync.WaitGroup
+	errs := make([]error, flood)
+	for i := range flood {
+		wg.Go(func() {
+			kid := "forged-" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
+			_, errs[i] = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, kid, priv1, validClaims()))
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.ErrorIs(t, err, tenancy.ErrInvalidToken)
+	}
+	require.EqualValues(t, 2, jwks.hits.Load(), "the flood fetched nothing")
+
+	// Known keys verify meanwhile without a fetch.
+	_, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-01", priv1, validClaims()))
+	require.NoError(t, err)
+
+	// Another rotation inside the interval waits for the limit...
+	pub3, priv3 := newEd25519(t)
+	jwks.put("2026-03", pub3)
+	_, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-03", priv3, validClaims()))
+	require.ErrorIs(t, err, tenancy.ErrInvalidToken)
+	require.EqualValues(t, 2, jwks.hits.Load())
+
+	// ...and is picked up once it has passed: exactly one more fetch for
+	// a second flood.
+	clock.Advance(time.Minute)
+	for range flood {
+		wg.Go(func() {
+			_, _ = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-03", priv3, validClaims()))
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 3, jwks.hits.Load())
+	p, err = v.Verify(verify, sign(t, jwt.SigningMethodEdDSA, "2026-03", priv3, validClaims()))
+	require.NoError(t, err)
+	require.Equal(t, "2026-03", p.KeyID)
+}
+
+// TestJWKSFirstFetchFailureIsRetried: an identity provider that is down at
+// start does not fail the constructor; the first token after it is back
+// triggers a fetch.
+func TestJWKSFirstFetchFailureIsRetried(t *testing.T) {
+	t.Parallel()
+	jwks := newJWKSServer(t)
+	pub, priv := newEd25519(t)
+	jwks.failWith.Store(http.StatusServiceUnavailable)
+	jwks.put("k", pub)
+	v, err := tenancy.NewJWTVerifier(context.Background(), tenancy.JWTConfig{
+		JWKSURL: jwks.URL, JWKSClient: jwks.Client(), Algorithms: []string{"EdDSA"},
+		Issuer: testIssuer, Audience: testAudience, Now: testClock,
+	})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+	require.EqualValues(t, 1, jwks.hits.Load())
+
+	jwks.failWith.Store(0)
+	p, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodEdDSA, "k", priv, validClaims()))
+	require.NoError(t, err)
+	require.Equal(t, "k", p.KeyID)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 const (
@@ -50,7 +51,7 @@ func createNotes(t testing.TB, db *pgtest.DB) {
 		tenant_id uuid NOT NULL, id bigint NOT NULL, body text NOT NULL,
 		PRIMARY KEY (tenant_id, id))`)
 	require.NoError(t, err)
-	require.NoError(t, tenancy.ApplyPolicy(ctx, db.Owner, "platform.notes"))
+	require.NoError(t, rlspolicy.Apply(ctx, db.Owner, "platform.notes"))
 	grant(t, db.Owner, "platform.notes")
 }
 

@@ -149,7 +149,7 @@ func TestInTxWithoutTenantIsDenied(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrNoTenant)
 	require.False(t, called)
 
-	err = tenancy.InTenantTx(testContext(t), db.System, "1; DROP TABLE x", func(pgx.Tx) error {
+	err = tenancy.InTxForTenant(testContext(t), db.System, "1; DROP TABLE x", func(pgx.Tx) error {
 		called = true
 		return nil
 	})
@@ -175,17 +175,17 @@ func TestInTxRollsBackOnError(t *testing.T) {
 	require.Zero(t, total)
 }
 
-func TestInTenantTxOnSystemRoleScopesToNamedTenant(t *testing.T) {
+func TestInTxForTenantOnSystemRoleScopesToNamedTenant(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	createNotes(t, db)
 	seedTwoTenants(t, db)
 	ctx := testContext(t)
-	// The system role bypasses RLS for reads, so InTenantTx's value is the
+	// The system role bypasses RLS for reads, so InTxForTenant's value is the
 	// setting it makes visible to SQL that reads it, as triggers and
 	// defaults do; the helper must set exactly the named tenant.
 	var setting string
-	err := tenancy.InTenantTx(ctx, db.System, tenantB, func(tx pgx.Tx) error {
+	err := tenancy.InTxForTenant(ctx, db.System, tenantB, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, "SELECT current_setting('app.tenant_id')").Scan(&setting)
 	})
 	require.NoError(t, err)
@@ -193,7 +193,7 @@ func TestInTenantTxOnSystemRoleScopesToNamedTenant(t *testing.T) {
 
 	// On the app role the same helper binds RLS to that tenant.
 	var ofB int
-	err = tenancy.InTenantTx(ctx, db.App, tenantB, func(tx pgx.Tx) error {
+	err = tenancy.InTxForTenant(ctx, db.App, tenantB, func(tx pgx.Tx) error {
 		_, _, ofB, err = countRows(ctx, tx, "platform.notes")
 		return err
 	})
@@ -275,9 +275,13 @@ func TestInTxOnConnectionAndSavepoint(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int{2, 0}, []int{ofA, ofB})
 
-	// A pgx.Tx opens a savepoint and sets the tenant with internal/rls.
+	// A pgx.Tx scoped to B: InTxForTenant(B) runs fn in a savepoint of it,
+	// under the transaction's own scope.
 	err = pgx.BeginFunc(ctxA, conn, func(outer pgx.Tx) error {
-		return tenancy.InTenantTx(ctxA, outer, tenantB, func(tx pgx.Tx) error {
+		if _, err := outer.Exec(ctxA, "SELECT set_config('app.tenant_id', $1, true)", tenantB); err != nil {
+			return err
+		}
+		return tenancy.InTxForTenant(ctxA, outer, tenantB, func(tx pgx.Tx) error {
 			_, ofA, ofB, err = countRows(ctxA, tx, "platform.notes")
 			return err
 		})
@@ -289,4 +293,91 @@ func TestInTxOnConnectionAndSavepoint(t *testing.T) {
 	total, _, _, err := countRows(ctxA, conn, "platform.notes")
 	require.NoError(t, err)
 	require.Zero(t, total)
+}
+
+// txSetting reads the tenant tx is scoped to ("" for none).
+func txSetting(t *testing.T, ctx context.Context, tx pgx.Tx) string {
+	t.Helper()
+	var setting string
+	require.NoError(t, tx.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting))
+	return setting
+}
+
+// TestInTxNeverRescopesTheCallersTx is the savepoint leak: PostgreSQL keeps
+// a set_config made in a savepoint after RELEASE, so a nested InTx that set
+// the tenant would scope the rest of the caller's transaction to it.
+func TestInTxNeverRescopesTheCallersTx(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	createNotes(t, db)
+	seedTwoTenants(t, db)
+	ctxA, ctxB := tenantContext(t, tenantA), tenantContext(t, tenantB)
+
+	nested := map[string]func(pgx.Tx, func(pgx.Tx) error) error{
+		"InTx with the context of B": func(txA pgx.Tx, fn func(pgx.Tx) error) error {
+			return tenancy.InTx(ctxB, txA, fn)
+		},
+		"InTxForTenant B": func(txA pgx.Tx, fn func(pgx.Tx) error) error {
+			return tenancy.InTxForTenant(ctxA, txA, tenantB, fn)
+		},
+	}
+	for name, call := range nested {
+		t.Run(name, func(t *testing.T) {
+			called := false
+			err := tenancy.InTx(ctxA, db.App, func(txA pgx.Tx) error {
+				err := call(txA, func(pgx.Tx) error { called = true; return nil })
+				var mismatch *tenancy.TenantMismatchError
+				require.ErrorAs(t, err, &mismatch)
+				require.ErrorIs(t, err, tenancy.ErrTenantMismatch)
+				require.Equal(t, tenancy.TenantMismatchError{Context: tenantB, Transaction: tenantA}, *mismatch)
+
+				// The caller's transaction is still scoped to A and
+				// still sees exactly A's rows.
+				require.Equal(t, tenantA, txSetting(t, ctxA, txA))
+				_, ofA, ofB, err := countRows(ctxA, txA, "platform.notes")
+				require.NoError(t, err)
+				require.Equal(t, []int{2, 0}, []int{ofA, ofB})
+				return nil
+			})
+			require.NoError(t, err)
+			require.False(t, called, "fn must not run for another tenant")
+		})
+	}
+
+	t.Run("same tenant runs in a savepoint", func(t *testing.T) {
+		err := tenancy.InTx(ctxA, db.App, func(txA pgx.Tx) error {
+			inner := tenancy.InTx(ctxA, txA, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctxA, "INSERT INTO platform.notes (tenant_id, id, body) VALUES ($1, 50, 'inner')", tenantA)
+				if err != nil {
+					return err
+				}
+				return errTestRollback
+			})
+			require.ErrorIs(t, inner, errTestRollback)
+			// The savepoint rolled back alone; the caller's transaction
+			// goes on, scoped to A.
+			require.Equal(t, tenantA, txSetting(t, ctxA, txA))
+			var n int
+			require.NoError(t, txA.QueryRow(ctxA, "SELECT count(*) FROM platform.notes WHERE id = 50").Scan(&n))
+			require.Zero(t, n)
+			return tenancy.InTx(ctxA, txA, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctxA, "INSERT INTO platform.notes (tenant_id, id, body) VALUES ($1, 51, 'inner')", tenantA)
+				return err
+			})
+		})
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, db.System.QueryRow(ctxA, "SELECT count(*) FROM platform.notes WHERE id = 51 AND tenant_id = $1", tenantA).Scan(&n))
+		require.Equal(t, 1, n)
+	})
+
+	t.Run("an unscoped transaction is refused, not scoped", func(t *testing.T) {
+		err := pgx.BeginFunc(ctxB, db.App, func(tx pgx.Tx) error {
+			err := tenancy.InTx(ctxB, tx, func(pgx.Tx) error { return errors.New("must not run") })
+			require.ErrorIs(t, err, tenancy.ErrNoTenant)
+			require.Empty(t, txSetting(t, ctxB, tx))
+			return nil
+		})
+		require.NoError(t, err)
+	})
 }

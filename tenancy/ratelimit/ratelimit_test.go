@@ -1,7 +1,10 @@
-package tenancy_test
+package ratelimit_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,8 +14,37 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
 )
+
+const (
+	tenantA = "6f1c1a8e-0000-4000-8000-00000000000a"
+	tenantB = "6f1c1a8e-0000-4000-8000-00000000000b"
+)
+
+var (
+	testNow  = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	secret   = []byte("0123456789abcdef0123456789abcdef-hmac")
+	issuer   = "https://issuer.test"
+	audience = "dealix-api"
+)
+
+func newFakeClock() *clocktest.Clock { return clocktest.New(testNow) }
+
+// token signs an HS256 JWT for tenant that the test verifier accepts.
+func token(t testing.TB, tenant string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": issuer, "aud": audience, "sub": "user-42", "tenant_id": tenant,
+		"exp": time.Now().Add(time.Hour).Unix(),
+	})
+	tok.Header["kid"] = "hs-1"
+	s, err := tok.SignedString(secret)
+	require.NoError(t, err)
+	return s
+}
 
 type limitedResponse struct {
 	status                    int
@@ -21,9 +53,13 @@ type limitedResponse struct {
 }
 
 // limitedServer chains JWT authentication, the limiter and a 200 handler.
-func limitedServer(t *testing.T, limiter *tenancy.RateLimiter) *httptest.Server {
+func limitedServer(t *testing.T, limiter *ratelimit.Limiter) *httptest.Server {
 	t.Helper()
-	verifier := newVerifier(t)
+	verifier, err := tenancy.NewJWTVerifier(context.Background(), tenancy.JWTConfig{
+		Keys:   []tenancy.Key{{ID: "hs-1", Algorithm: "HS256", Key: secret}},
+		Issuer: issuer, Audience: audience,
+	})
+	require.NoError(t, err)
 	srv := httptest.NewServer(verifier.Handler(limiter.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	}))))
@@ -35,7 +71,7 @@ func limitedCall(t *testing.T, srv *httptest.Server, tenant string, extra map[st
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+sign(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, with(validClaims(), "tenant_id", tenant)))
+	req.Header.Set("Authorization", "Bearer "+token(t, tenant))
 	for k, v := range extra {
 		req.Header.Set(k, v)
 	}
@@ -48,7 +84,7 @@ func limitedCall(t *testing.T, srv *httptest.Server, tenant string, extra map[st
 	}
 	if res.StatusCode != http.StatusOK {
 		require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
-		require.NoError(t, jsonDecode(res, &out.body))
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&out.body))
 	}
 	return out
 }
@@ -56,8 +92,8 @@ func limitedCall(t *testing.T, srv *httptest.Server, tenant string, extra map[st
 func TestRateLimitBurstThen429WithHeaders(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default: tenancy.Rate{Requests: 3, Window: 3 * time.Second},
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Default: ratelimit.Rate{Requests: 3, Window: 3 * time.Second},
 		Now:     clock.Now,
 	})
 	require.NoError(t, err)
@@ -105,9 +141,9 @@ func TestRateLimitPlans(t *testing.T) {
 	clock := newFakeClock()
 	plan := map[string]string{tenantB: "pro"}
 	var mu sync.Mutex
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default: tenancy.Rate{Requests: 1, Window: time.Minute},
-		Plans:   map[string]tenancy.Rate{"pro": {Requests: 600, Window: time.Minute, Burst: 10}},
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Default: ratelimit.Rate{Requests: 1, Window: time.Minute},
+		Plans:   map[string]ratelimit.Rate{"pro": {Requests: 600, Window: time.Minute, Burst: 10}},
 		PlanOf: func(p tenancy.Principal) string {
 			mu.Lock()
 			defer mu.Unlock()
@@ -147,9 +183,9 @@ func TestRateLimitPlans(t *testing.T) {
 
 func TestRateLimitByCredential(t *testing.T) {
 	t.Parallel()
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default: tenancy.Rate{Requests: 1, Window: time.Minute},
-		Key:     tenancy.KeyByCredential,
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Default: ratelimit.Rate{Requests: 1, Window: time.Minute},
+		Key:     ratelimit.KeyByCredential,
 		Now:     newFakeClock().Now,
 	})
 	require.NoError(t, err)
@@ -168,8 +204,8 @@ func TestRateLimitByCredential(t *testing.T) {
 func TestRateLimitMemoryIsBounded(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default:     tenancy.Rate{Requests: 1, Window: time.Minute},
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Default:     ratelimit.Rate{Requests: 1, Window: time.Minute},
 		MaxEntries:  100,
 		IdleTimeout: time.Minute,
 		Now:         clock.Now,
@@ -211,29 +247,39 @@ func TestRateLimitMemoryIsBounded(t *testing.T) {
 
 func TestRateLimitWithoutPrincipalIs401(t *testing.T) {
 	t.Parallel()
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{Default: tenancy.Rate{Requests: 1, Window: time.Second}})
+	limiter, err := ratelimit.New(ratelimit.Config{Default: ratelimit.Rate{Requests: 1, Window: time.Second}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(limiter.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
 	t.Cleanup(srv.Close)
-	res := call(t, srv, map[string]string{"X-Tenant-ID": tenantA})
-	require.Equal(t, http.StatusUnauthorized, res.status)
-	require.Equal(t, `Bearer realm="api"`, res.challenge)
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Tenant-ID", tenantA)
+	res, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	require.Equal(t, `Bearer realm="api"`, res.Header.Get("WWW-Authenticate"))
+	require.Equal(t, "application/problem+json", res.Header.Get("Content-Type"))
+	require.Contains(t, string(body), `"status":401`)
 }
 
 func TestNewRateLimiterRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	ok := tenancy.Rate{Requests: 1, Window: time.Second}
-	for name, cfg := range map[string]tenancy.RateLimitConfig{
+	ok := ratelimit.Rate{Requests: 1, Window: time.Second}
+	for name, cfg := range map[string]ratelimit.Config{
 		"no default":        {},
-		"sub-second window": {Default: tenancy.Rate{Requests: 1, Window: time.Millisecond}},
-		"fractional window": {Default: tenancy.Rate{Requests: 1, Window: 1500 * time.Millisecond}},
-		"negative burst":    {Default: tenancy.Rate{Requests: 1, Window: time.Second, Burst: -1}},
-		"bad plan":          {Default: ok, Plans: map[string]tenancy.Rate{"pro": {}}},
-		"quote in plan":     {Default: ok, Plans: map[string]tenancy.Rate{`p"`: ok}},
+		"sub-second window": {Default: ratelimit.Rate{Requests: 1, Window: time.Millisecond}},
+		"fractional window": {Default: ratelimit.Rate{Requests: 1, Window: 1500 * time.Millisecond}},
+		"negative burst":    {Default: ratelimit.Rate{Requests: 1, Window: time.Second, Burst: -1}},
+		"bad plan":          {Default: ok, Plans: map[string]ratelimit.Rate{"pro": {}}},
+		"quote in plan":     {Default: ok, Plans: map[string]ratelimit.Rate{`p"`: ok}},
 		"unknown key":       {Default: ok, Key: 7},
 		"negative cap":      {Default: ok, MaxEntries: -1},
 	} {
-		_, err := tenancy.NewRateLimiter(cfg)
+		_, err := ratelimit.New(cfg)
+		require.ErrorIs(t, err, ratelimit.ErrInvalidConfig, name)
 		require.ErrorIs(t, err, tenancy.ErrInvalidConfig, name)
 	}
 }

@@ -1,4 +1,4 @@
-package tenancy
+package ratelimit
 
 import (
 	"container/list"
@@ -13,15 +13,21 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/problem"
+	"github.com/dealix/platform/tenancy"
 )
 
-// Defaults of RateLimitConfig.
+// ErrInvalidConfig is wrapped by New's configuration errors. It is the same
+// value in every package of the library (tenancy.ErrInvalidConfig).
+var ErrInvalidConfig = errs.ErrInvalidConfig
+
+// Defaults of Config.
 const (
-	// DefaultMaxLimiterEntries is the hard cap on buckets held in memory.
-	DefaultMaxLimiterEntries = 10_000
-	// DefaultLimiterIdleTimeout is how long an unused bucket is kept.
-	DefaultLimiterIdleTimeout = 10 * time.Minute
+	// DefaultMaxEntries is the hard cap on buckets held in memory.
+	DefaultMaxEntries = 10_000
+	// DefaultIdleTimeout is how long an unused bucket is kept.
+	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultPolicyName names the policy of principals without a plan.
 	DefaultPolicyName = "default"
 )
@@ -40,7 +46,7 @@ type Rate struct {
 
 func (r Rate) withDefaults() (Rate, error) {
 	if r.Requests <= 0 || r.Window < time.Second || r.Window%time.Second != 0 || r.Burst < 0 {
-		return r, fmt.Errorf("%w: a Rate needs Requests > 0, a Window of whole seconds >= 1s and Burst >= 0 (got %+v)", ErrInvalidConfig, r)
+		return r, errs.Config("ratelimit", "a Rate needs Requests > 0, a Window of whole seconds >= 1s and Burst >= 0 (got %+v)", r)
 	}
 	if r.Burst == 0 {
 		r.Burst = r.Requests
@@ -50,20 +56,20 @@ func (r Rate) withDefaults() (Rate, error) {
 
 func (r Rate) limit() rate.Limit { return rate.Limit(float64(r.Requests) / r.Window.Seconds()) }
 
-// RateLimitKey chooses what a bucket is shared by.
-type RateLimitKey int
+// Key chooses what a bucket is shared by.
+type Key int
 
 const (
 	// KeyByTenant gives every tenant one bucket, whatever credential its
 	// callers use.
-	KeyByTenant RateLimitKey = iota
+	KeyByTenant Key = iota
 	// KeyByCredential gives every API key, and every JWT subject within a
 	// tenant, its own bucket.
 	KeyByCredential
 )
 
-// RateLimitConfig configures a RateLimiter. Default is required.
-type RateLimitConfig struct {
+// Config configures a Limiter. Default is required.
+type Config struct {
 	// Default is the rate of principals without a plan (or with a plan
 	// not in Plans); its policy is named DefaultPolicyName. Required.
 	Default Rate
@@ -75,19 +81,19 @@ type RateLimitConfig struct {
 	// lookup keyed by p.TenantID or from p.KeyID for per-key rates. Nil
 	// means every principal is on Default. Called on every request; keep
 	// it fast.
-	PlanOf func(p Principal) string
+	PlanOf func(p tenancy.Principal) string
 	// Key chooses the bucket: KeyByTenant (default) or KeyByCredential.
 	// The key always comes from the authenticated principal, never from a
 	// header the client chooses.
-	Key RateLimitKey
+	Key Key
 	// MaxEntries is the hard cap on buckets kept in memory; the least
 	// recently used bucket is dropped to make room. Default:
-	// DefaultMaxLimiterEntries (10,000). Keep it above the number of
+	// DefaultMaxEntries (10,000). Keep it above the number of
 	// tenants active within IdleTimeout: a dropped bucket starts full.
 	MaxEntries int
 	// IdleTimeout drops buckets unused for this long; they are swept on
 	// each request, without a background goroutine. Default:
-	// DefaultLimiterIdleTimeout (10 minutes).
+	// DefaultIdleTimeout (10 minutes).
 	IdleTimeout time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -95,11 +101,11 @@ type RateLimitConfig struct {
 	Logger *slog.Logger
 }
 
-// RateLimiter limits requests per authenticated tenant or credential with
+// Limiter limits requests per authenticated tenant or credential with
 // golang.org/x/time/rate token buckets held in bounded memory. It is safe
 // for concurrent use.
-type RateLimiter struct {
-	cfg RateLimitConfig
+type Limiter struct {
+	cfg Config
 
 	mu      sync.Mutex
 	entries map[string]*list.Element
@@ -113,8 +119,8 @@ type limiterEntry struct {
 	lastSeen time.Time
 }
 
-// NewRateLimiter validates cfg and returns a limiter.
-func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
+// New validates cfg and returns a limiter.
+func New(cfg Config) (*Limiter, error) {
 	var err error
 	if cfg.Default, err = cfg.Default.withDefaults(); err != nil {
 		return nil, err
@@ -122,7 +128,7 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 	plans := make(map[string]Rate, len(cfg.Plans))
 	for name, r := range cfg.Plans {
 		if !validPolicyName(name) {
-			return nil, fmt.Errorf("%w: plan name %q", ErrInvalidConfig, name)
+			return nil, errs.Config("ratelimit", "plan name %q", name)
 		}
 		if plans[name], err = r.withDefaults(); err != nil {
 			return nil, fmt.Errorf("plan %q: %w", name, err)
@@ -130,16 +136,16 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 	}
 	cfg.Plans = plans
 	if cfg.Key != KeyByTenant && cfg.Key != KeyByCredential {
-		return nil, fmt.Errorf("%w: unknown RateLimitKey %d", ErrInvalidConfig, cfg.Key)
+		return nil, errs.Config("ratelimit", "unknown Key %d", cfg.Key)
 	}
 	if cfg.MaxEntries < 0 || cfg.IdleTimeout < 0 {
-		return nil, fmt.Errorf("%w: MaxEntries and IdleTimeout must not be negative", ErrInvalidConfig)
+		return nil, errs.Config("ratelimit", "MaxEntries and IdleTimeout must not be negative")
 	}
 	if cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultMaxLimiterEntries
+		cfg.MaxEntries = DefaultMaxEntries
 	}
 	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = DefaultLimiterIdleTimeout
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -147,7 +153,7 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &RateLimiter{cfg: cfg, entries: make(map[string]*list.Element)}, nil
+	return &Limiter{cfg: cfg, entries: make(map[string]*list.Element)}, nil
 }
 
 func validPolicyName(name string) bool {
@@ -180,7 +186,7 @@ type Decision struct {
 }
 
 // Allow takes one request of p from its bucket.
-func (l *RateLimiter) Allow(p Principal) Decision {
+func (l *Limiter) Allow(p tenancy.Principal) Decision {
 	policy, r := l.rateOf(p)
 	now := l.cfg.Now()
 
@@ -211,7 +217,7 @@ func ceilSeconds(s float64) time.Duration {
 	return time.Duration(math.Ceil(math.Round(s*1e6)/1e6)) * time.Second
 }
 
-func (l *RateLimiter) rateOf(p Principal) (string, Rate) {
+func (l *Limiter) rateOf(p tenancy.Principal) (string, Rate) {
 	if l.cfg.PlanOf != nil {
 		name := l.cfg.PlanOf(p)
 		if r, ok := l.cfg.Plans[name]; ok {
@@ -222,19 +228,19 @@ func (l *RateLimiter) rateOf(p Principal) (string, Rate) {
 }
 
 // keyOf derives the bucket key from the authenticated principal only.
-func (l *RateLimiter) keyOf(p Principal) string {
+func (l *Limiter) keyOf(p tenancy.Principal) string {
 	if l.cfg.Key == KeyByTenant {
 		return p.TenantID
 	}
-	if p.Method == AuthAPIKey {
-		return string(AuthAPIKey) + "\x00" + p.KeyID
+	if p.Method == tenancy.AuthAPIKey {
+		return string(tenancy.AuthAPIKey) + "\x00" + p.KeyID
 	}
 	return p.TenantID + "\x00" + string(p.Method) + "\x00" + p.Subject
 }
 
 // limiter returns the bucket for key, creating it (and making room) when
 // needed. l.mu is held.
-func (l *RateLimiter) limiter(key string, r Rate, now time.Time) *rate.Limiter {
+func (l *Limiter) limiter(key string, r Rate, now time.Time) *rate.Limiter {
 	l.evictIdle(now)
 	if el, ok := l.entries[key]; ok {
 		e := el.Value.(*limiterEntry)
@@ -257,19 +263,19 @@ func (l *RateLimiter) limiter(key string, r Rate, now time.Time) *rate.Limiter {
 
 // evictIdle drops buckets unused for IdleTimeout, oldest first; the list
 // is ordered by use, so it stops at the first recent one.
-func (l *RateLimiter) evictIdle(now time.Time) {
+func (l *Limiter) evictIdle(now time.Time) {
 	for el := l.lru.Back(); el != nil && now.Sub(el.Value.(*limiterEntry).lastSeen) >= l.cfg.IdleTimeout; el = l.lru.Back() {
 		l.remove(el)
 	}
 }
 
-func (l *RateLimiter) remove(el *list.Element) {
+func (l *Limiter) remove(el *list.Element) {
 	delete(l.entries, el.Value.(*limiterEntry).key)
 	l.lru.Remove(el)
 }
 
 // Len is the number of buckets held in memory.
-func (l *RateLimiter) Len() int {
+func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.entries)
@@ -288,18 +294,20 @@ func (l *RateLimiter) Len() int {
 // problem+json with Retry-After (seconds until one more request is
 // admitted). A request without a principal is refused with 401: the
 // limiter never falls back to a client-chosen key.
-func (l *RateLimiter) Handler(next http.Handler) http.Handler {
+func (l *Limiter) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := PrincipalFrom(r.Context())
+		p, ok := tenancy.PrincipalFrom(r.Context())
 		if !ok {
-			writeAuthError(w, r, DefaultRealm, l.cfg.Logger, ErrNoCredentials)
+			// Never a client-chosen fallback key: no principal, no entry.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+tenancy.DefaultRealm+`"`)
+			problem.Status(w, http.StatusUnauthorized, "authentication required")
 			return
 		}
 		d := l.Allow(p)
 		d.writeHeaders(w.Header())
 		if !d.Allowed {
 			recordRateLimited(r.Context(), d.Policy)
-			l.cfg.Logger.DebugContext(r.Context(), "tenancy: rate limited", "tenant", p.TenantID, "policy", d.Policy)
+			l.cfg.Logger.DebugContext(r.Context(), "ratelimit: rate limited", "tenant", p.TenantID, "policy", d.Policy)
 			w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter/time.Second)))
 			_ = problem.Write(w, problem.Details{
 				Status: http.StatusTooManyRequests,

@@ -1,4 +1,4 @@
-package tenancy_test
+package ratelimit_test
 
 import (
 	"net/http"
@@ -9,15 +9,15 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/dealix/platform/internal/metrictest"
-	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
 )
 
 // Not parallel: it installs the global meter provider. Counts are compared
 // before and after, as parallel tests may be rate limited too.
 func TestRateLimitRejectionsAreCounted(t *testing.T) {
 	reader := metrictest.InstallGlobal()
-	limiter, err := tenancy.NewRateLimiter(tenancy.RateLimitConfig{
-		Default: tenancy.Rate{Requests: 1, Window: time.Hour},
+	limiter, err := ratelimit.New(ratelimit.Config{
+		Default: ratelimit.Rate{Requests: 1, Window: time.Hour},
 		Now:     newFakeClock().Now,
 	})
 	require.NoError(t, err)

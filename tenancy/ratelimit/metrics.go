@@ -1,4 +1,4 @@
-package tenancy
+package ratelimit
 
 import (
 	"context"
@@ -8,11 +8,12 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// rateLimited counts requests refused with 429, through the global meter
+// rateLimited counts (under the name it had when the limiter was part of
+// package tenancy, so dashboards keep working) requests refused with 429, through the global meter
 // provider: a no-op until an application installs one. The attribute is
 // the policy (plan), never the tenant: tenants are unbounded in number.
 var rateLimited = func() metric.Int64Counter {
-	c, _ := otel.Meter("github.com/dealix/platform/tenancy").Int64Counter("dealix.tenancy.rate_limited",
+	c, _ := otel.Meter("github.com/dealix/platform/tenancy/ratelimit").Int64Counter("dealix.tenancy.rate_limited",
 		metric.WithDescription("Requests refused by the rate limiter, by policy."))
 	return c
 }()

@@ -1,4 +1,4 @@
-package tenancy_test
+package rlspolicy_test
 
 import (
 	"testing"
@@ -6,12 +6,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/internal/pgtest"
-	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
-func TestPolicySQL(t *testing.T) {
+func TestSQL(t *testing.T) {
 	t.Parallel()
-	stmts, err := tenancy.PolicySQL("platform.orders")
+	stmts, err := rlspolicy.SQL("platform.orders")
 	require.NoError(t, err)
 	require.Equal(t, []string{
 		`ALTER TABLE "platform"."orders" ENABLE ROW LEVEL SECURITY`,
@@ -21,30 +21,29 @@ func TestPolicySQL(t *testing.T) {
 	}, stmts)
 
 	for _, bad := range []string{"", "a.b.c", "orders; DROP TABLE x", `"orders"`, "1orders", "platform."} {
-		_, err := tenancy.PolicySQL(bad)
-		require.ErrorIs(t, err, tenancy.ErrInvalidTable, bad)
+		_, err := rlspolicy.SQL(bad)
+		require.ErrorIs(t, err, rlspolicy.ErrInvalidTable, bad)
 	}
 }
 
-func TestApplyPolicyIsIdempotent(t *testing.T) {
+func TestApplyIsIdempotentAndPassesTheAudit(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := testContext(t)
-	_, err := db.Owner.Exec(ctx, "CREATE TABLE platform.orders (tenant_id uuid NOT NULL, id int NOT NULL)")
-	require.NoError(t, err)
+	exec(t, db.Owner, "CREATE TABLE platform.orders (tenant_id uuid NOT NULL, id int NOT NULL)")
 	grant(t, db.Owner, "platform.orders")
 
 	for range 3 {
-		require.NoError(t, tenancy.ApplyPolicy(ctx, db.Owner, "platform.orders"))
+		require.NoError(t, rlspolicy.Apply(ctx, db.Owner, "platform.orders"))
 	}
 	var policies int
 	require.NoError(t, db.Owner.QueryRow(ctx, "SELECT count(*) FROM pg_policies WHERE schemaname = 'platform' AND tablename = 'orders'").Scan(&policies))
 	require.Equal(t, 1, policies)
 
-	findings, err := tenancy.Audit(ctx, db.App)
+	findings, err := rlspolicy.Audit(ctx, db.App)
 	require.NoError(t, err)
 	require.Empty(t, findings)
 
-	err = tenancy.ApplyPolicy(ctx, db.Owner, "platform.missing")
+	err = rlspolicy.Apply(ctx, db.Owner, "platform.missing")
 	require.Error(t, err)
 }
