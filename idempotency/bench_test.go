@@ -24,6 +24,7 @@ import (
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 // benchClients is the number of concurrent clients of the benchmarks.
@@ -102,13 +103,13 @@ func BenchmarkPOST(b *testing.B) {
 }
 
 // createEntryShapedTable creates platform.bench_rows: the idempotency
-// entry table's columns, indexes and row-level security (tenancy.ApplyPolicy),
+// entry table's columns, indexes and row-level security (rlspolicy.Apply),
 // written by the application in the "bare+row" control of BenchmarkPOST.
 func createEntryShapedTable(b *testing.B, db *pgtest.DB) {
 	ctx := context.Background()
 	_, err := db.Owner.Exec(ctx, `CREATE TABLE platform.bench_rows (LIKE platform.idempotency_keys INCLUDING DEFAULTS INCLUDING INDEXES)`)
 	require.NoError(b, err)
-	require.NoError(b, tenancy.ApplyPolicy(ctx, db.Owner, "platform.bench_rows"))
+	require.NoError(b, rlspolicy.Apply(ctx, db.Owner, "platform.bench_rows"))
 	_, err = db.Owner.Exec(ctx, `GRANT SELECT, INSERT ON platform.bench_rows TO `+pgtest.AppRole)
 	require.NoError(b, err)
 }
