@@ -161,8 +161,10 @@ func (mw *Middleware) serveOnce(w http.ResponseWriter, r *http.Request, d Delive
 	switch claim.Status {
 	case ClaimInProgress:
 		mw.cfg.Logger.InfoContext(r.Context(), "webhooksig: delivery in progress elsewhere", "verifier", d.Verifier)
+		err := &Error{Verifier: d.Verifier, Field: "delivery", Err: ErrInProgress}
+		recordRejection(r.Context(), d.Verifier, err)
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(claim.RetryAfter/time.Second), 10))
-		problem.Status(w, http.StatusConflict, (&Error{Verifier: d.Verifier, Field: "delivery", Err: ErrInProgress}).Error())
+		problem.Status(w, http.StatusConflict, err.Error())
 		return
 	case ClaimCompleted:
 		mw.cfg.Logger.InfoContext(r.Context(), "webhooksig: replayed delivery", "verifier", d.Verifier)
@@ -170,7 +172,9 @@ func (mw *Middleware) serveOnce(w http.ResponseWriter, r *http.Request, d Delive
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		problem.Status(w, http.StatusConflict, (&Error{Verifier: d.Verifier, Field: "delivery", Err: ErrReplayed}).Error())
+		err := &Error{Verifier: d.Verifier, Field: "delivery", Err: ErrReplayed}
+		recordRejection(r.Context(), d.Verifier, err)
+		problem.Status(w, http.StatusConflict, err.Error())
 		return
 	}
 

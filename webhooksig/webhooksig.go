@@ -119,7 +119,7 @@ func fail(verifier, field string, err error) error {
 // StatusCode maps a verification error to its HTTP status: 400 for a
 // missing or malformed header or body, 401 for a bad signature, a stale
 // timestamp or an unknown key, 413 for an oversized body and 409 for a
-// replayed delivery. Any other error maps to 401, since the message was
+// replayed delivery or one in progress. Any other error maps to 401, since the message was
 // not shown to be authentic.
 func StatusCode(err error) int {
 	switch {
@@ -127,7 +127,7 @@ func StatusCode(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrReplayed):
+	case errors.Is(err, ErrReplayed), errors.Is(err, ErrInProgress):
 		return http.StatusConflict
 	default:
 		return http.StatusUnauthorized
