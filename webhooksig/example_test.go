@@ -1,6 +1,7 @@
 package webhooksig_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/webhooksig"
@@ -112,4 +115,44 @@ func ExampleSignStandard() {
 func ExampleHubSpotDecodeURI() {
 	fmt.Println(webhooksig.HubSpotDecodeURI("https://example.com/hook%3Fportal%3D1%2C2%20x"))
 	// Output: https://example.com/hook?portal%3D1,2%20x
+}
+
+// Claim a delivery in the handler's own transaction: the record of the
+// delivery commits or rolls back with the handler's writes, so a failed
+// attempt leaves it free for the retry and a committed one is final.
+func ExampleReplayStore_ClaimTx() {
+	db := pgtest.ForExample() // a migrated database; in production, a pool of the serving role
+	store, err := webhooksig.NewReplayStore(db.App, webhooksig.ReplayStoreConfig{})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	process := func(fail bool) {
+		err := pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error {
+			c, err := store.ClaimTx(ctx, tx, "stripe", "evt_1", 72*time.Hour)
+			if err != nil {
+				return err
+			}
+			fmt.Println("claim:", c.Status)
+			if c.Status != webhooksig.ClaimAcquired {
+				return nil // completed: acknowledge; in progress: answer 409 with Retry-After
+			}
+			// ... the handler's writes in tx ...
+			if fail {
+				return errors.New("ledger write failed")
+			}
+			return nil
+		})
+		fmt.Println("result:", err)
+	}
+	process(true)  // rolls back, and the claim with it
+	process(false) // the sender's retry is processed
+	process(false) // a replay
+	// Output:
+	// claim: acquired
+	// result: ledger write failed
+	// claim: acquired
+	// result: <nil>
+	// claim: completed
+	// result: <nil>
 }
