@@ -15,6 +15,7 @@ import (
 	"github.com/dealix/platform/internal/dbx"
 	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/pgtext"
+	"github.com/dealix/platform/internal/rls"
 )
 
 // DB is the database interface NewReplayStore and NewSweeper take: the
@@ -215,18 +216,43 @@ func (s *ReplayStore) Claim(ctx context.Context, verifier, id string, ttl time.D
 // was processed; ClaimInProgress means a Claim outside a transaction holds
 // it under a live lease.
 //
-// tx is used as it is: it is never re-scoped. The table holds no tenant
-// data, so tx need not be scoped to a tenant, and a tenant it is scoped to
-// is left unchanged.
+// tx is never re-scoped, and a context naming another tenant than the one
+// tx is scoped to is refused with a *tenancy.TenantMismatchError (matching
+// ErrTenantMismatch). Unlike other …Tx methods, tx need not be scoped to a
+// tenant at all: the table holds no tenant data, and a webhook is often
+// claimed before its tenant is known.
 func (s *ReplayStore) ClaimTx(ctx context.Context, tx pgx.Tx, verifier, id string, ttl time.Duration) (Claim, error) {
 	if verifier == "" || id == "" || ttl <= 0 {
 		return Claim{}, ErrInvalidDelivery
+	}
+	if err := checkTxTenant(ctx, tx); err != nil {
+		return Claim{}, err
 	}
 	c, err := claimLoop(ctx, tx, claimTxSQL, verifier, storedKey(id), ttl)
 	if c.Status == ClaimAcquired {
 		c.LeaseUntil = time.Time{}
 	}
 	return c, err
+}
+
+// checkTxTenant refuses a context naming a tenant other than the one tx is
+// scoped to. It reads the transaction's tenant only when the context names
+// one, so a webhook handler without a tenant pays no round trip.
+func checkTxTenant(ctx context.Context, tx pgx.Tx) error {
+	ctxTenant, ok := rls.TenantFrom(ctx)
+	if !ok {
+		return nil
+	}
+	txTenant, err := rls.TxTenant(ctx, tx)
+	switch {
+	case errors.Is(err, errs.ErrNoTenant):
+		return nil
+	case err != nil:
+		return fmt.Errorf("webhooksig: %w", err)
+	case txTenant != ctxTenant:
+		return &errs.TenantMismatchError{Context: ctxTenant, Transaction: txTenant}
+	}
+	return nil
 }
 
 // querier is what a claim runs on: the store's DB or the caller's pgx.Tx.

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/webhooksig"
@@ -550,7 +551,8 @@ func TestReplayStoreClaimTx(t *testing.T) {
 }
 
 // ClaimTx never changes the scope of the caller's transaction: a tenant
-// set before is still set after, and an unscoped transaction stays so.
+// set before is still set after, and an unscoped transaction stays so. A
+// context naming another tenant than the transaction's is refused.
 func TestReplayStoreClaimTxKeepsScope(t *testing.T) {
 	t.Parallel()
 	b := setupReplay(t)
@@ -561,19 +563,37 @@ func TestReplayStoreClaimTxKeepsScope(t *testing.T) {
 		require.NoError(t, tx.QueryRow(ctx, "SELECT coalesce(current_setting($1, true), '')", rls.Setting).Scan(&s))
 		return s
 	}
+	same, err := rls.WithTenant(ctx, tenant)
+	require.NoError(t, err)
+	other, err := rls.WithTenant(ctx, "11111111-2222-4333-8444-555555555555")
+	require.NoError(t, err)
 	require.NoError(t, pgx.BeginFunc(ctx, b.db.App, func(tx pgx.Tx) error {
 		require.NoError(t, rls.SetTenant(ctx, tx, tenant))
-		other, err := rls.WithTenant(ctx, "11111111-2222-4333-8444-555555555555")
-		require.NoError(t, err)
-		_, err = b.store.ClaimTx(other, tx, "slack", "sig:1", time.Hour)
-		require.NoError(t, err)
-		require.Equal(t, tenant, scope(tx))
+		for i, c := range []context.Context{ctx, same} {
+			got, err := b.store.ClaimTx(c, tx, "slack", "sig:"+strconv.Itoa(i), time.Hour)
+			require.NoError(t, err)
+			require.Equal(t, webhooksig.ClaimAcquired, got.Status)
+			require.Equal(t, tenant, scope(tx))
+		}
+
+		_, err := b.store.ClaimTx(other, tx, "slack", "sig:other", time.Hour)
+		var mismatch *errs.TenantMismatchError
+		require.ErrorAs(t, err, &mismatch)
+		require.ErrorIs(t, err, webhooksig.ErrTenantMismatch)
+		require.Equal(t, tenant, mismatch.Transaction)
+		require.Equal(t, tenant, scope(tx), "refused without touching the scope")
 		return nil
 	}))
+	require.Equal(t, 2, b.rows(t), "the refused claim wrote nothing")
+
+	// An unscoped transaction will do, with or without a tenant in the
+	// context, and stays unscoped.
 	require.NoError(t, pgx.BeginFunc(ctx, b.db.App, func(tx pgx.Tx) error {
-		_, err := b.store.ClaimTx(ctx, tx, "slack", "sig:2", time.Hour)
-		require.NoError(t, err)
-		require.Equal(t, "", scope(tx))
+		for i, c := range []context.Context{ctx, other} {
+			_, err := b.store.ClaimTx(c, tx, "slack", "sig:unscoped-"+strconv.Itoa(i), time.Hour)
+			require.NoError(t, err)
+			require.Equal(t, "", scope(tx))
+		}
 		return nil
 	}))
 }

@@ -89,6 +89,10 @@ var (
 	// value in every package of the library (errors.Is matches
 	// tenancy.ErrInvalidConfig too).
 	ErrInvalidConfig = errs.ErrInvalidConfig
+	// ErrTenantMismatch is what the *tenancy.TenantMismatchError returned by
+	// ReplayStore.ClaimTx matches with errors.Is. It is the same value in
+	// every package of the library.
+	ErrTenantMismatch = errs.ErrTenantMismatch
 )
 
 // Error is a failed check: which verifier, which field and which sentinel.
