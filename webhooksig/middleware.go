@@ -147,11 +147,19 @@ func (mw *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
+// claimTimeout bounds each statement of the replay guard, which runs
+// detached from the request's cancellation.
+const claimTimeout = 10 * time.Second
+
 // serveOnce claims the delivery, calls next while renewing the claim, and
 // completes or releases it by next's outcome.
 func (mw *Middleware) serveOnce(w http.ResponseWriter, r *http.Request, d Delivery, next http.Handler) {
-	store := mw.cfg.Replay
-	claim, err := store.Claim(r.Context(), d.Verifier, d.ID, mw.cfg.ReplayTTL)
+	// The claim is not cancelled with the request: a statement cut off
+	// half-way may still commit on the server, leaving a claim nobody
+	// holds until its lease runs out.
+	claimCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), claimTimeout)
+	claim, err := mw.cfg.Replay.Claim(claimCtx, d.Verifier, d.ID, mw.cfg.ReplayTTL)
+	cancel()
 	if err != nil {
 		mw.cfg.Logger.ErrorContext(r.Context(), "webhooksig: replay guard unavailable", "verifier", d.Verifier, "error", err)
 		w.Header().Set("Retry-After", "30")
@@ -230,7 +238,7 @@ func (mw *Middleware) renewWhileRunning(ctx context.Context, d Delivery, token s
 // held), bounded by its own timeout. When it fails the claim stays in
 // progress until its lease ends, after which a retry is processed again.
 func (mw *Middleware) endClaim(ctx context.Context, d Delivery, token string, processed bool) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
 	op, end := "release", mw.cfg.Replay.Release
 	if processed {

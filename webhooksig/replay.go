@@ -1,6 +1,7 @@
 package webhooksig
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,7 +34,7 @@ type ReplayStoreConfig struct {
 	// slow handler keeps its claim; the lease only bounds how long the
 	// sender's retries are answered 409 after the holder died (a killed
 	// process, a lost database connection). Default DefaultLease (30 s).
-	// Must not be negative.
+	// Must be at least a second: Retry-After counts whole seconds.
 	Lease time.Duration
 }
 
@@ -66,11 +67,9 @@ func NewReplayStore(db DB, cfg ReplayStoreConfig) (*ReplayStore, error) {
 	if db == nil {
 		return nil, errs.Config("webhooksig", "replay store: nil database")
 	}
-	if cfg.Lease < 0 {
-		return nil, errs.Config("webhooksig", "replay store: negative Lease %s", cfg.Lease)
-	}
-	if cfg.Lease == 0 {
-		cfg.Lease = DefaultLease
+	cfg.Lease = cmp.Or(cfg.Lease, DefaultLease)
+	if cfg.Lease < time.Second {
+		return nil, errs.Config("webhooksig", "replay store: Lease %s is below one second", cfg.Lease)
 	}
 	return &ReplayStore{db: db, lease: cfg.Lease}, nil
 }

@@ -500,8 +500,10 @@ func TestReplayStoreInput(t *testing.T) {
 
 	_, err = webhooksig.NewReplayStore(nil, webhooksig.ReplayStoreConfig{})
 	require.ErrorIs(t, err, webhooksig.ErrInvalidConfig)
-	_, err = webhooksig.NewReplayStore(b.db.App, webhooksig.ReplayStoreConfig{Lease: -time.Second})
-	require.ErrorIs(t, err, webhooksig.ErrInvalidConfig)
+	for _, lease := range []time.Duration{-time.Second, time.Millisecond} {
+		_, err = webhooksig.NewReplayStore(b.db.App, webhooksig.ReplayStoreConfig{Lease: lease})
+		require.ErrorIs(t, err, webhooksig.ErrInvalidConfig, "lease %v", lease)
+	}
 }
 
 func TestReplayStoreClaimTx(t *testing.T) {
