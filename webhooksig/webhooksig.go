@@ -31,11 +31,12 @@ type Delivery struct {
 	// ID identifies the delivery for the replay guard. It is always
 	// covered by what the scheme authenticates, so a captured delivery
 	// cannot be resent under another id: the signed webhook-id (Standard
-	// Webhooks), the event's "id" in the signed body (Stripe, Moyasar), or,
-	// for schemes without a signed id (GitHub, Slack, Calendly, HubSpot, a
+	// Webhooks), the event's "id" in the signed body (Stripe), or, for
+	// schemes without a signed id (GitHub, Slack, Calendly, HubSpot, a
 	// Stripe event without "id"), "sig:" and the hex SHA-256 of the
-	// verified signature, which is unique per signed content. A Moyasar
-	// event without "id" gets "body:" and the hex SHA-256 of its body.
+	// verified signature, which is unique per signed content. Moyasar
+	// signs nothing (see Moyasar.Verify): its id is the event's "id", or
+	// "body:" and the hex SHA-256 of the body for an event without one.
 	ID string
 	// SenderID is the sender's own delivery id when the scheme does not
 	// sign it (GitHub's X-GitHub-Delivery), for logs and support requests;
