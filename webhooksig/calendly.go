@@ -1,6 +1,9 @@
 package webhooksig
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // CalendlySignatureHeader is the header Calendly signs with.
 const CalendlySignatureHeader = "Calendly-Webhook-Signature"
@@ -36,7 +39,7 @@ func NewCalendly(cfg CalendlyConfig) (*Calendly, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Calendly{name: orDefault(cfg.Name, "calendly"), keys: newKeyring(keys), timing: t}, nil
+	return &Calendly{name: cmp.Or(cfg.Name, "calendly"), keys: newKeyring(keys), timing: t}, nil
 }
 
 // Name implements Verifier.

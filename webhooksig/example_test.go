@@ -1,6 +1,8 @@
 package webhooksig_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/webhooksig"
 )
 
@@ -24,31 +29,45 @@ func ExampleGitHub_Verify() {
 	m.Header.Set("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
 	m.Header.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
 	d, err := v.Verify(m)
-	fmt.Println(d.ID, err)
+	// GitHub does not sign X-GitHub-Delivery: the replay guard keys the
+	// delivery by its signature's digest, and the header is kept for logs.
+	fmt.Println(d.SenderID, strings.HasPrefix(d.ID, "sig:"), err)
 
 	m.Body = []byte("Hello, World?")
 	_, err = v.Verify(m)
 	fmt.Println(err, errors.Is(err, webhooksig.ErrBadSignature), webhooksig.StatusCode(err))
 	// Output:
-	// 72d3162e-cc78-11e3-81ab-4c9367dc0958 <nil>
+	// 72d3162e-cc78-11e3-81ab-4c9367dc0958 true <nil>
 	// webhooksig: github: X-Hub-Signature-256: signature does not match true 401
 }
 
-// Protect a handler with the middleware; a Stripe secret is being rolled,
-// so both the old and the new one are active.
+// Protect a handler with the middleware and the replay guard; a Stripe
+// secret is being rolled, so both the old and the new one are active. The
+// handler fails the first attempt, so the sender's retry reaches it again;
+// once it answered 2xx, a resend is a replay.
 func ExampleMiddleware_Handler() {
+	db := pgtest.ForExample() // a migrated database; in production, a pool of the serving role
+	store, err := webhooksig.NewReplayStore(db.App, webhooksig.ReplayStoreConfig{})
+	if err != nil {
+		panic(err)
+	}
 	v, err := webhooksig.NewStripe(webhooksig.StripeConfig{Secrets: []string{"whsec_new", "whsec_old"}})
 	if err != nil {
 		panic(err)
 	}
-	mw, err := webhooksig.New(v, webhooksig.Config{MaxBodyBytes: 64 << 10, Logger: slog.New(slog.DiscardHandler)})
+	mw, err := webhooksig.New(v, webhooksig.Config{Replay: store, MaxBodyBytes: 64 << 10, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
+	attempts := 0
 	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		d, _ := webhooksig.DeliveryFromContext(r.Context())
-		fmt.Printf("handler: %s %s\n", d.ID, body)
+		attempts++
+		fmt.Printf("handler: attempt %d: %s %s\n", attempts, d.ID, body)
+		if attempts == 1 {
+			http.Error(w, "ledger unavailable", http.StatusServiceUnavailable)
+		}
 	})
 	srv := httptest.NewServer(mw.Handler(events))
 	defer srv.Close()
@@ -60,17 +79,28 @@ func ExampleMiddleware_Handler() {
 		if err != nil {
 			panic(err)
 		}
-		problem, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Println(resp.StatusCode, resp.Header.Get("Content-Type"), strings.Contains(string(problem), "signature does not match"))
+		defer resp.Body.Close()
+		var problem struct {
+			Detail string `json:"detail"`
+		}
+		if resp.Header.Get("Content-Type") == "application/problem+json" {
+			_ = json.NewDecoder(resp.Body).Decode(&problem)
+		}
+		fmt.Println(strings.TrimSpace(fmt.Sprint(resp.StatusCode, " ", problem.Detail)))
 	}
 	body := `{"id":"evt_1","type":"invoice.paid"}`
-	send(body, webhooksig.SignStripe(time.Now(), []byte(body), "whsec_old"))
+	signature := webhooksig.SignStripe(time.Now(), []byte(body), "whsec_old")
+	send(body, signature) // the handler fails: the claim is released
+	send(body, signature) // the sender's retry is processed
+	send(body, signature) // a replay of a completed delivery
 	send(body, webhooksig.SignStripe(time.Now(), []byte(body), "whsec_unknown"))
 	// Output:
-	// handler: evt_1 {"id":"evt_1","type":"invoice.paid"}
-	// 200  false
-	// 401 application/problem+json true
+	// handler: attempt 1: evt_1 {"id":"evt_1","type":"invoice.paid"}
+	// 503
+	// handler: attempt 2: evt_1 {"id":"evt_1","type":"invoice.paid"}
+	// 200
+	// 409 webhooksig: stripe: delivery: delivery already received
+	// 401 webhooksig: stripe: Stripe-Signature: signature does not match
 }
 
 // Sign a Standard Webhooks message, as a sender does.
@@ -85,4 +115,44 @@ func ExampleSignStandard() {
 func ExampleHubSpotDecodeURI() {
 	fmt.Println(webhooksig.HubSpotDecodeURI("https://example.com/hook%3Fportal%3D1%2C2%20x"))
 	// Output: https://example.com/hook?portal%3D1,2%20x
+}
+
+// Claim a delivery in the handler's own transaction: the record of the
+// delivery commits or rolls back with the handler's writes, so a failed
+// attempt leaves it free for the retry and a committed one is final.
+func ExampleReplayStore_ClaimTx() {
+	db := pgtest.ForExample() // a migrated database; in production, a pool of the serving role
+	store, err := webhooksig.NewReplayStore(db.App, webhooksig.ReplayStoreConfig{})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	process := func(fail bool) {
+		err := pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error {
+			c, err := store.ClaimTx(ctx, tx, "stripe", "evt_1", 72*time.Hour)
+			if err != nil {
+				return err
+			}
+			fmt.Println("claim:", c.Status)
+			if c.Status != webhooksig.ClaimAcquired {
+				return nil // completed: acknowledge; in progress: answer 409 with Retry-After
+			}
+			// ... the handler's writes in tx ...
+			if fail {
+				return errors.New("ledger write failed")
+			}
+			return nil
+		})
+		fmt.Println("result:", err)
+	}
+	process(true)  // rolls back, and the claim with it
+	process(false) // the sender's retry is processed
+	process(false) // a replay
+	// Output:
+	// claim: acquired
+	// result: ledger write failed
+	// claim: acquired
+	// result: <nil>
+	// claim: completed
+	// result: <nil>
 }

@@ -240,10 +240,13 @@ func FuzzMoyasarBody(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, err := v.Verify(&Message{Body: body})
+		d, err := v.Verify(&Message{Body: body})
 		if err != nil {
 			requireKnownError(t, err)
 			return
+		}
+		if d.ID == "" {
+			t.Fatalf("accepted %q without a replay key", body)
 		}
 		var event struct {
 			Token string `json:"secret_token"`

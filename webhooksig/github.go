@@ -1,6 +1,7 @@
 package webhooksig
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -24,7 +25,12 @@ type GitHubConfig struct {
 
 // GitHub verifies GitHub's X-Hub-Signature-256: "sha256=" followed by the
 // hex HMAC-SHA256 of the body. GitHub signs no timestamp, so replay
-// protection rests on the replay guard keyed by X-GitHub-Delivery.
+// protection rests on the replay guard. GitHub does not sign its delivery
+// id (X-GitHub-Delivery) either, so the guard keys a delivery by the digest
+// of its verified signature, that is by its body: a captured delivery resent
+// under a new or no X-GitHub-Delivery is still the same delivery. Two
+// deliveries with byte-identical bodies count as one; GitHub's payloads
+// differ per event. The header's value is Delivery.SenderID.
 type GitHub struct {
 	name string
 	keys *keyring
@@ -36,7 +42,7 @@ func NewGitHub(cfg GitHubConfig) (*GitHub, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &GitHub{name: orDefault(cfg.Name, "github"), keys: newKeyring(keys)}, nil
+	return &GitHub{name: cmp.Or(cfg.Name, "github"), keys: newKeyring(keys)}, nil
 }
 
 // Name implements Verifier.
@@ -59,11 +65,10 @@ func (g *GitHub) Verify(m *Message) (Delivery, error) {
 	if _, ok := g.keys.match([][]byte{sig}, nil, m.Body, nil); !ok {
 		return Delivery{}, fail(g.name, GitHubSignatureHeader, ErrBadSignature)
 	}
-	id := firstValue(m.Header, GitHubDeliveryHeader)
-	if id == "" {
-		id = signatureID(sig)
-	}
-	return Delivery{Verifier: g.name, ID: id}, nil
+	// X-GitHub-Delivery is not signed: whoever captured a delivery could
+	// resend it under any id. The replay key is the signature's digest,
+	// which covers the body; the header is passed on for logs only.
+	return Delivery{Verifier: g.name, ID: signatureID(sig), SenderID: firstValue(m.Header, GitHubDeliveryHeader)}, nil
 }
 
 // SignGitHub returns the X-Hub-Signature-256 value for body under secret.

@@ -1,6 +1,7 @@
 package webhooksig
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -58,7 +59,7 @@ func NewHubSpot(cfg HubSpotConfig) (*HubSpot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &HubSpot{name: orDefault(cfg.Name, "hubspot"), keys: newKeyring(keys), secrets: keys, legacy: cfg.Legacy, timing: t}, nil
+	return &HubSpot{name: cmp.Or(cfg.Name, "hubspot"), keys: newKeyring(keys), secrets: keys, legacy: cfg.Legacy, timing: t}, nil
 }
 
 // Name implements Verifier.

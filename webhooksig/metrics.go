@@ -36,6 +36,8 @@ func reason(err error) string {
 		return "body_too_large"
 	case errors.Is(err, ErrReplayed):
 		return "replayed"
+	case errors.Is(err, ErrInProgress):
+		return "in_progress"
 	default:
 		return "other"
 	}

@@ -86,7 +86,9 @@ func TestMiddlewarePassesVerifiedRequest(t *testing.T) {
 	got := <-calls
 	require.Equal(t, body, got.body, "the handler reads the body intact")
 	require.True(t, got.ok)
-	require.Equal(t, webhooksig.Delivery{Verifier: "github", ID: "delivery-1"}, got.delivery)
+	require.Equal(t, "github", got.delivery.Verifier)
+	require.Equal(t, "delivery-1", got.delivery.SenderID)
+	require.True(t, strings.HasPrefix(got.delivery.ID, "sig:"), got.delivery.ID)
 }
 
 func TestMiddlewareRejections(t *testing.T) {

@@ -137,6 +137,15 @@ func schemes() []scheme {
 	}
 }
 
+// knownHeaders are every header a scheme reads, and the ids senders send.
+var knownHeaders = []string{
+	webhooksig.GitHubSignatureHeader, webhooksig.GitHubDeliveryHeader, webhooksig.StripeSignatureHeader,
+	webhooksig.CalendlySignatureHeader, webhooksig.StandardIDHeader, webhooksig.StandardTimestampHeader,
+	webhooksig.StandardSignatureHeader, webhooksig.SlackSignatureHeader, webhooksig.SlackTimestampHeader,
+	webhooksig.HubSpotSignatureV3Header, webhooksig.HubSpotTimestampHeader, webhooksig.HubSpotSignatureHeader,
+	webhooksig.HubSpotVersionHeader, "Idempotency-Key", "X-Request-Id",
+}
+
 func (s scheme) message(h http.Header, body []byte) *webhooksig.Message {
 	return &webhooksig.Message{Method: "POST", URL: hookURL, Header: h, Body: body}
 }
@@ -194,6 +203,28 @@ func TestSchemes(t *testing.T) {
 					h.Add(name, h.Get(name))
 					_, err := v.Verify(s.message(h, body))
 					require.ErrorIs(t, err, webhooksig.ErrMalformedHeader, name)
+				}
+			})
+			// The replay key must be covered by the signature: a captured
+			// delivery resent with any header changed, added or removed is
+			// either refused or the same delivery.
+			t.Run("replay key is signed", func(t *testing.T) {
+				signed := s.sign(t, newSecret, fixedNow, body)
+				want, err := v.Verify(s.message(signed, body))
+				require.NoError(t, err)
+				for _, name := range knownHeaders {
+					for _, value := range []string{"", "changed-" + name, "d-2"} {
+						h := signed.Clone()
+						if value == "" {
+							h.Del(name)
+						} else {
+							h.Set(name, value)
+						}
+						got, err := v.Verify(s.message(h, body))
+						if err == nil {
+							require.Equal(t, want.ID, got.ID, "%s set to %q", name, value)
+						}
+					}
 				}
 			})
 			t.Run("error never echoes secrets or signatures", func(t *testing.T) {
@@ -384,6 +415,16 @@ func TestMoyasar(t *testing.T) {
 
 	_, err = webhooksig.SignMoyasar("t", []byte(`[1]`))
 	require.ErrorIs(t, err, webhooksig.ErrMalformedBody)
+
+	// An event without "id" is keyed by its body, so it is still guarded.
+	anonymous, err := webhooksig.SignMoyasar("new-token", []byte(`{"type":"payment_paid"}`))
+	require.NoError(t, err)
+	d, err := v.Verify(message("POST", "", anonymous))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(d.ID, "body:"), d.ID)
+	again, err := v.Verify(message("POST", "", anonymous))
+	require.NoError(t, err)
+	require.Equal(t, d.ID, again.ID)
 }
 
 func TestHubSpotVersions(t *testing.T) {

@@ -1,6 +1,7 @@
 package webhooksig
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -45,7 +46,7 @@ func NewSlack(cfg SlackConfig) (*Slack, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Slack{name: orDefault(cfg.Name, "slack"), keys: newKeyring(keys), timing: t}, nil
+	return &Slack{name: cmp.Or(cfg.Name, "slack"), keys: newKeyring(keys), timing: t}, nil
 }
 
 // Name implements Verifier.

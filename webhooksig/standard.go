@@ -1,12 +1,14 @@
 package webhooksig
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
 // Standard Webhooks header names.
@@ -44,7 +46,7 @@ type Standard struct {
 // ErrInvalidConfig when a secret is not base64.
 func NewStandard(cfg StandardConfig) (*Standard, error) {
 	if len(cfg.Secrets) == 0 {
-		return nil, errors.Join(ErrInvalidConfig, errors.New("standard-webhooks: at least one secret is required"))
+		return nil, errs.Config("webhooksig", "standard-webhooks: at least one secret is required")
 	}
 	keys := make([][]byte, len(cfg.Secrets))
 	for i, s := range cfg.Secrets {
@@ -58,14 +60,14 @@ func NewStandard(cfg StandardConfig) (*Standard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Standard{name: orDefault(cfg.Name, "standard-webhooks"), keys: newKeyring(keys), timing: t}, nil
+	return &Standard{name: cmp.Or(cfg.Name, "standard-webhooks"), keys: newKeyring(keys), timing: t}, nil
 }
 
 func decodeStandardSecret(secret string) ([]byte, error) {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	if err != nil || len(key) == 0 {
 		// The decoding error quotes the input's offending byte; leave it out.
-		return nil, errors.Join(ErrInvalidConfig, errors.New("standard-webhooks: secret is not whsec_ followed by base64"))
+		return nil, errs.Config("webhooksig", "standard-webhooks: secret is not whsec_ followed by base64")
 	}
 	return key, nil
 }

@@ -2,6 +2,7 @@ package webhooksig
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
@@ -44,7 +45,7 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stripe{name: orDefault(cfg.Name, "stripe"), keys: newKeyring(keys), timing: t}, nil
+	return &Stripe{name: cmp.Or(cfg.Name, "stripe"), keys: newKeyring(keys), timing: t}, nil
 }
 
 // Name implements Verifier.

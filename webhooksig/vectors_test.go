@@ -1,6 +1,7 @@
 package webhooksig_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ func TestGitHubDocumentedVector(t *testing.T) {
 	require.NoError(t, err)
 	d, err := v.Verify(message("POST", "", body, "X-Hub-Signature-256", want, "X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"))
 	require.NoError(t, err)
-	require.Equal(t, "72d3162e-cc78-11e3-81ab-4c9367dc0958", d.ID)
+	require.Equal(t, "72d3162e-cc78-11e3-81ab-4c9367dc0958", d.SenderID, "the unsigned header is passed on")
+	require.True(t, strings.HasPrefix(d.ID, "sig:"), "the replay key is the signature's digest, not the unsigned header: %s", d.ID)
 	require.Equal(t, "github", d.Verifier)
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
 // Message is what a webhook scheme can sign: the request method, the URL the
@@ -26,11 +28,20 @@ type Message struct {
 type Delivery struct {
 	// Verifier is the name of the verifier that accepted the message.
 	Verifier string
-	// ID identifies the delivery for the replay guard: the scheme's own id
-	// (webhook-id, X-GitHub-Delivery, the Stripe or Moyasar event id) or,
-	// for schemes without one, "sig:" and the hex SHA-256 of the verified
-	// signature, which is unique per timestamp and body.
+	// ID identifies the delivery for the replay guard. It is always
+	// covered by what the scheme authenticates, so a captured delivery
+	// cannot be resent under another id: the signed webhook-id (Standard
+	// Webhooks), the event's "id" in the signed body (Stripe), or, for
+	// schemes without a signed id (GitHub, Slack, Calendly, HubSpot, a
+	// Stripe event without "id"), "sig:" and the hex SHA-256 of the
+	// verified signature, which is unique per signed content. Moyasar
+	// signs nothing (see Moyasar.Verify): its id is the event's "id", or
+	// "body:" and the hex SHA-256 of the body for an event without one.
 	ID string
+	// SenderID is the sender's own delivery id when the scheme does not
+	// sign it (GitHub's X-GitHub-Delivery), for logs and support requests;
+	// empty otherwise. The replay guard never keys on it.
+	SenderID string
 	// Timestamp is the signed timestamp; zero for schemes without one.
 	Timestamp time.Time
 }
@@ -71,8 +82,18 @@ var (
 	ErrBodyTooLarge = errors.New("body too large")
 	// ErrReplayed means the delivery id was already seen inside its TTL.
 	ErrReplayed = errors.New("delivery already received")
-	// ErrInvalidConfig is returned by constructors for an unusable configuration.
-	ErrInvalidConfig = errors.New("webhooksig: invalid configuration")
+	// ErrInProgress means another request is processing the same delivery
+	// right now; the middleware answers 409 Conflict with Retry-After.
+	ErrInProgress = errors.New("delivery is being processed")
+	// ErrInvalidConfig is returned by constructors for an unusable
+	// configuration; the error wrapping it names the field. It is the same
+	// value in every package of the library (errors.Is matches
+	// tenancy.ErrInvalidConfig too).
+	ErrInvalidConfig = errs.ErrInvalidConfig
+	// ErrTenantMismatch is what the *tenancy.TenantMismatchError returned by
+	// ReplayStore.ClaimTx matches with errors.Is. It is the same value in
+	// every package of the library.
+	ErrTenantMismatch = errs.ErrTenantMismatch
 )
 
 // Error is a failed check: which verifier, which field and which sentinel.
@@ -103,7 +124,7 @@ func fail(verifier, field string, err error) error {
 // StatusCode maps a verification error to its HTTP status: 400 for a
 // missing or malformed header or body, 401 for a bad signature, a stale
 // timestamp or an unknown key, 413 for an oversized body and 409 for a
-// replayed delivery. Any other error maps to 401, since the message was
+// replayed delivery or one in progress. Any other error maps to 401, since the message was
 // not shown to be authentic.
 func StatusCode(err error) int {
 	switch {
@@ -111,7 +132,7 @@ func StatusCode(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrReplayed):
+	case errors.Is(err, ErrReplayed), errors.Is(err, ErrInProgress):
 		return http.StatusConflict
 	default:
 		return http.StatusUnauthorized
@@ -182,7 +203,7 @@ type timing struct {
 
 func newTiming(now func() time.Time, tolerance, fallback time.Duration) (timing, error) {
 	if tolerance < 0 {
-		return timing{}, errors.Join(ErrInvalidConfig, errors.New("tolerance must not be negative"))
+		return timing{}, errs.Config("webhooksig", "tolerance must not be negative")
 	}
 	if tolerance == 0 {
 		tolerance = fallback
@@ -196,21 +217,14 @@ func newTiming(now func() time.Time, tolerance, fallback time.Duration) (timing,
 // stringSecrets validates and converts the active secrets of a verifier.
 func stringSecrets(provider string, secrets []string) ([][]byte, error) {
 	if len(secrets) == 0 {
-		return nil, errors.Join(ErrInvalidConfig, errors.New(provider+": at least one secret is required"))
+		return nil, errs.Config("webhooksig", "%s: at least one secret is required", provider)
 	}
 	keys := make([][]byte, len(secrets))
 	for i, s := range secrets {
 		if s == "" {
-			return nil, errors.Join(ErrInvalidConfig, errors.New(provider+": empty secret"))
+			return nil, errs.Config("webhooksig", "%s: empty secret", provider)
 		}
 		keys[i] = []byte(s)
 	}
 	return keys, nil
-}
-
-func orDefault(name, fallback string) string {
-	if name == "" {
-		return fallback
-	}
-	return name
 }
