@@ -47,11 +47,14 @@ func dockerReachable(ctx context.Context) (err error) {
 	}
 	provider, err := testcontainers.NewDockerProvider()
 	if err != nil {
-		return err
+		return fmt.Errorf("no engine found: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return provider.Health(ctx) // closes the provider
+	if err := provider.Health(ctx); err != nil { // closes the provider
+		return fmt.Errorf("the engine does not answer: %w", err)
+	}
+	return nil
 }
 
 // checkDockerHost makes an explicit DOCKER_HOST authoritative: when it is

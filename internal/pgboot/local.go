@@ -27,6 +27,7 @@ const (
 	passwordName = "password"     // the superuser's password; marks the directory as this package's
 	portName     = "port"         // the port of the last start
 	logName      = "postgres.log" // the server's and initdb's output
+	lockName     = "lock"         // held while a program runs the cluster
 )
 
 // DebianBinGlob is where Debian and Ubuntu install PostgreSQL's binaries,
@@ -220,6 +221,7 @@ type cluster struct {
 	settings map[string]string
 	opts     *Options
 	proc     *proc
+	lock     *os.File
 }
 
 func (c *cluster) pgdata() string { return filepath.Join(c.dir, pgdataName) }
@@ -241,11 +243,13 @@ func startLocal(ctx context.Context, opts *Options, bins binaries) (*Server, err
 		return nil, err
 	}
 	c := &cluster{bins: bins, user: who, settings: opts.Settings, opts: opts}
-	if err := c.prepareDir(opts); err != nil {
-		return nil, err
+	err = c.prepareDir(opts)
+	if err == nil {
+		err = c.start(ctx, opts.Port)
 	}
-	if err := c.start(ctx, opts.Port); err != nil {
-		if c.temp {
+	if err != nil {
+		c.unlock()
+		if c.temp && c.dir != "" {
 			_ = os.RemoveAll(c.dir)
 		}
 		return nil, err
@@ -278,17 +282,20 @@ func (c *cluster) prepareDir(opts *Options) error {
 		if err := checkOurs(dir); err != nil {
 			return err
 		}
-		if opts.Reset {
-			opts.log("resetting the local cluster", "dir", dir)
-			if err := os.RemoveAll(dir); err != nil {
-				return fmt.Errorf("pgboot: reset %s: %w", dir, err)
-			}
-		}
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return fmt.Errorf("pgboot: data directory: %w", err)
 		}
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("pgboot: data directory: %w", err)
+		}
+		if err := c.lockDir(); err != nil {
+			return err
+		}
+		if opts.Reset {
+			opts.log("resetting the local cluster", "dir", dir)
+			if err := c.wipe(); err != nil {
+				return err
+			}
 		}
 	}
 	if err := c.user.chown(c.dir); err != nil {
@@ -300,11 +307,54 @@ func (c *cluster) prepareDir(opts *Options) error {
 	return c.initdb()
 }
 
+// lockDir takes an exclusive lock on the directory for as long as the
+// cluster runs, so a second program given the same directory is told so
+// instead of racing the first through initdb.
+func (c *cluster) lockDir() error {
+	f, err := os.OpenFile(filepath.Join(c.dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("pgboot: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("pgboot: data directory %s is in use by another program's cluster: stop it or choose another directory", c.dir)
+		}
+		return fmt.Errorf("pgboot: lock %s: %w", c.dir, err)
+	}
+	c.lock = f
+	return nil
+}
+
+func (c *cluster) unlock() {
+	if c.lock != nil {
+		_ = c.lock.Close() // releases the lock
+		c.lock = nil
+	}
+}
+
+// wipe removes everything in the directory but the lock.
+func (c *cluster) wipe() error {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("pgboot: reset %s: %w", c.dir, err)
+	}
+	for _, e := range entries {
+		if e.Name() == lockName {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(c.dir, e.Name())); err != nil {
+			return fmt.Errorf("pgboot: reset %s: %w", c.dir, err)
+		}
+	}
+	return nil
+}
+
 // checkOurs refuses a directory that holds anything but a cluster made by
 // this package, so neither initdb nor Reset touches someone else's files.
 func checkOurs(dir string) error {
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
+	if errors.Is(err, os.ErrNotExist) || (err == nil && (len(entries) == 0 || len(entries) == 1 && entries[0].Name() == lockName)) {
 		return nil
 	}
 	if err != nil {
@@ -494,6 +544,7 @@ func (c *cluster) restart(ctx context.Context) error {
 
 func (c *cluster) close(ctx context.Context) error {
 	err := c.stop(ctx)
+	c.unlock()
 	if c.temp {
 		if rmErr := os.RemoveAll(c.dir); rmErr != nil && err == nil {
 			err = fmt.Errorf("pgboot: remove %s: %w", c.dir, rmErr)

@@ -159,6 +159,13 @@ func TestPersistentDataDirKeepsDataAndResetWipesIt(t *testing.T) {
 	require.Equal(t, pgboot.SourceLocal, first.Source)
 	require.Equal(t, dir, first.DataDir)
 	exec1(t, first.AdminURL, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('demo data')")
+	// One program at a time: a second one is told, and the first one's
+	// cluster is untouched.
+	for _, reset := range []bool{false, true} {
+		_, err = pgboot.Start(ctx, pgboot.Options{DataDir: dir, Reset: reset})
+		require.ErrorContains(t, err, "is in use by another program's cluster")
+	}
+	require.Equal(t, "demo data", query(t, first.AdminURL, "SELECT v FROM kept"))
 	require.NoError(t, first.Close(ctx))
 	require.True(t, refused(first.AdminURL))
 	require.FileExists(t, filepath.Join(dir, "pgdata", "PG_VERSION"), "a persistent directory is kept")
