@@ -191,7 +191,7 @@ func (s *Server) restartDocker(ctx context.Context) error {
 	}
 	// The container's log still holds the first start's "ready" lines, so
 	// the wait strategy cannot tell; ask the server itself.
-	return waitReady(ctx, s.AdminURL, nil)
+	return waitReady(ctx, s.AdminURL, nil, nil)
 }
 
 func (s *Server) waitContainerStopped(ctx context.Context) error {

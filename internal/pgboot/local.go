@@ -454,20 +454,43 @@ func (c *cluster) setup(cmd *exec.Cmd) {
 	}
 }
 
+// errPortTaken says the server could not bind its port: another program
+// took it between the choice and the start.
+var errPortTaken = errors.New("port taken")
+
 // start runs the server and waits until it accepts connections. port 0
-// reuses the port of the last start when it is free.
+// reuses the port of the last start when it is free, else a free one, and
+// tries another when that one is taken before the server binds it.
 func (c *cluster) start(ctx context.Context, port int) error {
-	if port == 0 {
-		port = c.pickPort()
+	for attempt := 1; ; attempt++ {
+		p := port
+		if p == 0 {
+			var err error
+			if p, err = c.pickPort(attempt); err != nil {
+				return err
+			}
+		}
+		err := c.startOn(ctx, p)
+		if err == nil || port != 0 || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return err
+		}
 	}
+}
+
+func (c *cluster) startOn(ctx context.Context, port int) error {
 	c.port = port
 	_ = os.WriteFile(filepath.Join(c.dir, portName), []byte(strconv.Itoa(port)+"\n"), 0o644)
 
-	logFile, err := os.OpenFile(filepath.Join(c.dir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logPath := filepath.Join(c.dir, logName)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("pgboot: %w", err)
 	}
 	defer logFile.Close() // the child has its own descriptor
+	var logStart int64
+	if st, err := logFile.Stat(); err == nil {
+		logStart = st.Size()
+	}
 	args := []string{"-D", c.pgdata(), "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="}
 	args = append(args, settingArgs(c.settings)...)
@@ -481,32 +504,53 @@ func (c *cluster) start(ctx context.Context, port int) error {
 	c.proc = p
 	waitCtx, cancel := context.WithTimeout(ctx, LocalStartTimeout)
 	defer cancel()
-	if err := waitReady(waitCtx, c.adminURL(), p.done); err != nil {
+	if err := waitReady(waitCtx, c.adminURL(), p.done, c.isOurs); err != nil {
 		_ = c.stop(context.Background())
-		return fmt.Errorf("pgboot: local cluster in %s did not start: %w\n%s", c.dir, err, c.logTail())
+		out := c.logSince(logPath, logStart)
+		if strings.Contains(out, "Address already in use") {
+			err = fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+		return fmt.Errorf("pgboot: local cluster in %s did not start on port %d: %w\n%s", c.dir, port, err, out)
 	}
 	c.opts.log("local cluster ready", "dir", c.dir, "port", port, "version", c.bins.version)
 	return nil
 }
 
-func (c *cluster) pickPort() int {
-	if b, err := os.ReadFile(filepath.Join(c.dir, portName)); err == nil {
-		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 {
-			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
-				_ = l.Close()
-				return p
+// isOurs makes sure the server that answered is this cluster's and not
+// another one that holds the port.
+func (c *cluster) isOurs(ctx context.Context, conn *pgx.Conn) error {
+	var dir string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dir); err != nil {
+		return err
+	}
+	if dir != c.pgdata() {
+		return fmt.Errorf("another server (data directory %s) answers on port %d", dir, c.port)
+	}
+	return nil
+}
+
+// pickPort chooses the port of a start: on the first attempt the last
+// start's port when it is free.
+func (c *cluster) pickPort(attempt int) (int, error) {
+	if attempt == 1 {
+		if b, err := os.ReadFile(filepath.Join(c.dir, portName)); err == nil {
+			if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 {
+				if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+					_ = l.Close()
+					return p, nil
+				}
 			}
 		}
 	}
-	p, err := FreePort()
-	if err != nil {
-		return 5432
-	}
-	return p
+	return FreePort()
 }
 
-func (c *cluster) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(c.dir, logName))
+// logSince is the server's output from offset on, its last lines.
+func (c *cluster) logSince(path string, offset int64) string {
+	b, _ := os.ReadFile(path)
+	if offset <= int64(len(b)) {
+		b = b[offset:]
+	}
 	return tail(string(b))
 }
 
@@ -580,15 +624,22 @@ func spawn(cmd *exec.Cmd) (*proc, error) {
 	return p, <-started
 }
 
-// waitReady waits until the server at adminURL accepts a connection, or
-// exited is closed (the server died), or ctx ends.
-func waitReady(ctx context.Context, adminURL string, exited <-chan struct{}) error {
+// waitReady waits until the server at adminURL accepts a connection (that
+// check, when not nil, accepts), or exited is closed (the server died), or
+// ctx ends.
+func waitReady(ctx context.Context, adminURL string, exited <-chan struct{}, check func(context.Context, *pgx.Conn) error) error {
 	for {
 		connCtx, cancel := context.WithTimeout(ctx, time.Second)
 		conn, err := pgx.Connect(connCtx, adminURL)
+		if err == nil && check != nil {
+			err = check(connCtx, conn)
+		}
 		cancel()
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
 		if err == nil {
-			return conn.Close(ctx)
+			return nil
 		}
 		select {
 		case <-ctx.Done():

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -301,4 +303,31 @@ func TestKilledCallerLeavesNoServer(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "pgdata", "postmaster.pid"))
 		return errors.Is(err, os.ErrNotExist)
 	}, time.Minute, 50*time.Millisecond, "and it shut down in order")
+}
+
+func TestTakenPort(t *testing.T) {
+	t.Setenv("DOCKER_HOST", noDocker)
+	ctx := context.Background()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+
+	// A port the caller fixed is not exchanged for another: the start
+	// fails and says why.
+	_, err = pgboot.Start(ctx, pgboot.Options{Port: taken})
+	require.ErrorContains(t, err, fmt.Sprintf("did not start on port %d", taken))
+	require.ErrorContains(t, err, "Address already in use")
+
+	// The last start's port, taken meanwhile, is.
+	dir := filepath.Join(reachableDir(t), "cluster")
+	srv, err := pgboot.Start(ctx, pgboot.Options{DataDir: dir})
+	require.NoError(t, err)
+	require.NoError(t, srv.Close(ctx))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "port"), []byte(strconv.Itoa(taken)+"\n"), 0o644))
+	srv, err = pgboot.Start(ctx, pgboot.Options{DataDir: dir})
+	require.NoError(t, err)
+	defer srv.Close(ctx)
+	require.NotContains(t, srv.AdminURL, fmt.Sprintf(":%d/", taken))
+	require.Equal(t, "1", query(t, srv.AdminURL, "SELECT 1::text"))
 }
