@@ -276,14 +276,14 @@ func (c *cluster) prepareDir(opts *Options) error {
 			return fmt.Errorf("pgboot: data directory: %w", err)
 		}
 		c.dir = dir
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("pgboot: data directory: %w", err)
+		}
 		if err := reachableBy(dir, c.user); err != nil {
 			return fmt.Errorf("pgboot: data directory %s: %w", dir, err)
 		}
 		if err := checkOurs(dir); err != nil {
 			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return fmt.Errorf("pgboot: data directory: %w", err)
 		}
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("pgboot: data directory: %w", err)
