@@ -42,14 +42,16 @@ type DB struct {
 	adminURL string
 }
 
-// New creates a database for t from the template prepared by Main. It fails
-// t when Main was not called from TestMain.
+// New creates a database for t, cloned from the migrated template; the
+// first call starts the server. It fails t when Main was not called from
+// TestMain or no server is available.
 func New(t testing.TB) *DB {
 	t.Helper()
-	if current == nil {
-		t.Fatal("pgtest: call pgtest.Main from TestMain before pgtest.New")
+	srv, err := shared("New")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
 	}
-	return current.newDB(t)
+	return srv.newDB(t)
 }
 
 func (s *server) newDB(t testing.TB) *DB {
@@ -68,12 +70,13 @@ func (s *server) newDB(t testing.TB) *DB {
 // testing.T: it is dropped when the test binary ends, and a failure
 // panics (an Example cannot report one otherwise).
 func ForExample() *DB {
-	if current == nil {
-		panic("pgtest: call pgtest.Main from TestMain before pgtest.ForExample")
+	srv, err := shared("ForExample")
+	if err != nil {
+		panic(fmt.Sprintf("pgtest: %v", err))
 	}
-	db, err := current.create()
+	db, err := srv.create()
 	if db != nil {
-		current.atStop(func() { db.drop(current) })
+		srv.atStop(func() { db.drop(srv) })
 	}
 	if err != nil {
 		panic(fmt.Sprintf("pgtest: %v", err))

@@ -3,9 +3,11 @@ package pgtest_test
 import (
 	"context"
 	"embed"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/internal/migrate"
+	"github.com/dealix/platform/internal/pgboot"
 	"github.com/dealix/platform/internal/pgtest"
 )
 
@@ -51,10 +54,23 @@ func TestServerIsRealPostgres(t *testing.T) {
 	require.NoError(t, db.App.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num))
 	require.GreaterOrEqual(t, num, 150000, "PostgreSQL 15 or newer")
 
-	if pgtest.ContainerID() == "" {
-		require.NotEmpty(t, os.Getenv(pgtest.EnvDatabaseURL), "without a container the server must come from the URL variable")
+	switch pgtest.Source() {
+	case pgboot.SourceURL:
+		require.NotEmpty(t, os.Getenv(pgtest.EnvDatabaseURL), "a server from a URL came from the URL variable")
+		require.Empty(t, pgtest.ContainerID())
+		return
+	case pgboot.SourceLocal:
+		// A cluster of the helper's own, from PostgreSQL's binaries:
+		// loopback only, in a temporary pgboot directory.
+		require.Empty(t, os.Getenv(pgtest.EnvDatabaseURL))
+		require.Empty(t, pgtest.ContainerID())
+		var listen, dataDir string
+		require.NoError(t, db.Admin.QueryRow(ctx, "SELECT current_setting('listen_addresses'), current_setting('data_directory')").Scan(&listen, &dataDir))
+		require.Equal(t, "127.0.0.1", listen)
+		require.Contains(t, dataDir, "/pgboot-")
 		return
 	}
+	require.Equal(t, pgboot.SourceDocker, pgtest.Source())
 	// Docker names a container's host after the start of its id: reading
 	// the server's own /etc/hostname proves the server runs in it.
 	var hostname string
@@ -178,7 +194,7 @@ func TestMigrationsTableIsReadOnlyForServingRoles(t *testing.T) {
 
 func TestURLVariableUsesExistingServer(t *testing.T) {
 	t.Parallel()
-	if os.Getenv(envChild) == "url" || pgtest.ContainerID() == "" {
+	if os.Getenv(envChild) == "url" {
 		// Running on a server named by the URL variable: no container was
 		// started, and the server is the one the URL names.
 		require.NotEmpty(t, os.Getenv(pgtest.EnvDatabaseURL))
@@ -196,8 +212,8 @@ func TestURLVariableUsesExistingServer(t *testing.T) {
 		return
 	}
 
-	// In a container: run this same test in a child process pointed at the
-	// container through the URL variable, with a marker only this server has.
+	// Run this same test in a child process pointed at this binary's server
+	// through the URL variable, with a marker only this server has.
 	db := pgtest.New(t)
 	ctx := context.Background()
 	marker := "marker_" + strings.ReplaceAll(db.Name, "pgtest_", "")
@@ -216,30 +232,100 @@ func TestURLVariableUsesExistingServer(t *testing.T) {
 	require.Contains(t, out, "--- PASS: TestURLVariableUsesExistingServer")
 }
 
+// nothing is the environment of a child with no server at all: no URL, a
+// Docker engine that cannot exist, no PostgreSQL binaries.
+var nothing = map[string]string{
+	pgtest.EnvDatabaseURL: "",
+	"DOCKER_HOST":         "unix:///nonexistent/docker.sock",
+	pgtest.EnvBinDir:      "/nonexistent/bin",
+}
+
+func with(env map[string]string, more ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range env {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		out[more[i]] = more[i+1]
+	}
+	return out
+}
+
 func TestFailsClearlyWithoutAnyServer(t *testing.T) {
 	t.Parallel()
-	if os.Getenv(envChild) != "" {
-		t.Fatal("this child must never get as far as running a test")
+	if os.Getenv(envChild) == "none" {
+		pgtest.New(t) // fails the test: there is no server
+		t.Fatal("pgtest.New returned without a server")
 	}
-	out, err := runChild(t, "^TestFailsClearlyWithoutAnyServer$", map[string]string{
-		envChild:              "none",
-		pgtest.EnvDatabaseURL: "",
-		"DOCKER_HOST":         "unix:///nonexistent/docker.sock",
-	})
+	out, err := runChild(t, "^TestFailsClearlyWithoutAnyServer$", with(nothing, envChild, "none"))
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "output:\n%s", out)
 	require.Equal(t, 1, exit.ExitCode())
-	require.Contains(t, out, "pgtest: no PostgreSQL server for the tests: set DEALIX_TEST_DATABASE_URL")
+	require.Contains(t, out, "--- FAIL: TestFailsClearlyWithoutAnyServer")
+	require.Contains(t, out, "pgtest: no PostgreSQL server: set DEALIX_TEST_DATABASE_URL to the URL of an existing server, make a Docker engine reachable (")
+	require.Contains(t, out, "or install PostgreSQL's binaries, initdb and postgres, in /nonexistent/bin, the directory DEALIX_TEST_POSTGRES_BIN names")
 	require.Equal(t, 1, strings.Count(out, "pgtest:"), "one message, output:\n%s", out)
+	require.NotContains(t, out, "returned without a server")
 	require.NotContains(t, out, "--- SKIP")
+}
+
+// TestPureTestNeedsNoServer is a test without a database: it passes in a
+// child that has no server at all, since the server starts on the first
+// database request only.
+func TestPureTestNeedsNoServer(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(envChild) == "pure" {
+		require.Empty(t, pgtest.Source(), "nothing was started")
+		return
+	}
+	out, err := runChild(t, "^(TestPureTestNeedsNoServer|Example_noDatabase)$", with(nothing, envChild, "pure"))
+	require.NoError(t, err, "output:\n%s", out)
+	require.Contains(t, out, "--- PASS: TestPureTestNeedsNoServer")
+	require.Contains(t, out, "--- PASS: Example_noDatabase")
+	require.NotContains(t, out, "pgtest:")
+}
+
+// Example_noDatabase is an Example that needs no database.
+func Example_noDatabase() {
+	fmt.Println(pgtest.AppRole)
+	// Output: dealix_app
+}
+
+// TestLocalBinariesWithoutURLOrDocker runs a database test in a child with
+// neither the URL variable nor a Docker engine: the helper starts a cluster
+// of its own from PostgreSQL's binaries.
+func TestLocalBinariesWithoutURLOrDocker(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(envChild) == "local" {
+		db := pgtest.New(t)
+		require.Equal(t, pgboot.SourceLocal, pgtest.Source())
+		insertNote(t, db.System, tenantA, "on a local cluster")
+		require.Equal(t, 1, countNotes(t, db.App, tenantA))
+		require.Equal(t, 0, countNotes(t, db.App, tenantB))
+		return
+	}
+	out, err := runChild(t, "^(TestLocalBinariesWithoutURLOrDocker|TestServerIsRealPostgres|TestRolesAttributes)$", map[string]string{
+		envChild:              "local",
+		pgtest.EnvDatabaseURL: "",
+		pgtest.EnvBinDir:      "",
+		"DOCKER_HOST":         "unix:///nonexistent/docker.sock",
+	})
+	require.NoError(t, err, "output:\n%s", out)
+	for _, name := range []string{"TestLocalBinariesWithoutURLOrDocker", "TestServerIsRealPostgres", "TestRolesAttributes"} {
+		require.Contains(t, out, "--- PASS: "+name)
+	}
 }
 
 func TestMissingImageIsNotPulledWithoutConsent(t *testing.T) {
 	t.Parallel()
-	if pgtest.ContainerID() == "" {
-		// On a server from the URL variable there is no engine to ask;
-		// the check below needs one.
-		require.NotEmpty(t, os.Getenv(pgtest.EnvDatabaseURL))
+	if os.Getenv(envChild) == "image" {
+		pgtest.New(t) // fails the test: the image is missing
+		return
+	}
+	if pgtest.New(t); pgtest.ContainerID() == "" {
+		// Without a Docker engine there is no engine to ask; the check
+		// below needs one.
+		require.NotEqual(t, pgboot.SourceDocker, pgtest.Source())
 		return
 	}
 	out, err := runChild(t, "^TestMissingImageIsNotPulledWithoutConsent$", map[string]string{
@@ -253,6 +339,73 @@ func TestMissingImageIsNotPulledWithoutConsent(t *testing.T) {
 	require.Equal(t, 1, exit.ExitCode())
 	require.Contains(t, out, "image dealix-absent-image:0 is not on this Docker engine")
 	require.Contains(t, out, "DEALIX_TEST_PULL_IMAGE=true")
+}
+
+// TestKilledChildLeavesNoDatabase: a process started by a test binary names
+// its databases under the binary's template, so the binary drops them when
+// it stops, even those of a child killed before its own clean-up. Three
+// generations: this test, a middle child that runs a doomed grandchild,
+// and the grandchild, killed with SIGKILL while its database exists.
+func TestKilledChildLeavesNoDatabase(t *testing.T) {
+	switch os.Getenv(envChild) {
+	case "doomed":
+		db := pgtest.New(t)
+		fmt.Printf("DOOMED_DB=%s\n", db.Name)
+		require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGKILL))
+		time.Sleep(time.Minute) // never reached: SIGKILL cannot be caught
+	case "middle":
+		db := pgtest.New(t)
+		template := templateOf(db.Name)
+		out, err := runChild(t, "^TestKilledChildLeavesNoDatabase$", map[string]string{
+			envChild:              "doomed",
+			pgtest.EnvDatabaseURL: pgtest.AdminURL(),
+		})
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "output:\n%s", out)
+		status := exit.Sys().(syscall.WaitStatus)
+		require.True(t, status.Signaled() && status.Signal() == syscall.SIGKILL, "killed, output:\n%s", out)
+		doomed := outputValue(out, "DOOMED_DB")
+		require.True(t, strings.HasPrefix(doomed, template+"_c"), "named under %s: %s", template, doomed)
+		require.True(t, databaseExists(t, db.Admin, doomed), "the killed child could not drop it")
+		fmt.Printf("MIDDLE_TEMPLATE=%s\nDOOMED_DB=%s\n", template, doomed)
+		return
+	}
+	t.Parallel()
+	db := pgtest.New(t)
+	out, err := runChild(t, "^TestKilledChildLeavesNoDatabase$", map[string]string{
+		envChild:              "middle",
+		pgtest.EnvDatabaseURL: pgtest.AdminURL(),
+	})
+	require.NoError(t, err, "output:\n%s", out)
+	middle, doomed := outputValue(out, "MIDDLE_TEMPLATE"), outputValue(out, "DOOMED_DB")
+	require.True(t, strings.HasPrefix(middle, templateOf(db.Name)+"_c"), "the middle child named its databases under ours: %s", middle)
+	require.False(t, databaseExists(t, db.Admin, doomed), "the middle child dropped its killed child's database when it stopped")
+	var left int
+	require.NoError(t, db.Admin.QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_database WHERE datname = $1 OR starts_with(datname, $2)", middle, middle+"_").Scan(&left))
+	require.Zero(t, left, "nothing of the middle child's is left")
+}
+
+// templateOf is the template a test database was cloned from: its name
+// without the sequence number.
+func templateOf(name string) string {
+	return name[:strings.LastIndex(name, "_")]
+}
+
+func outputValue(out, key string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func databaseExists(t *testing.T, admin *pgxpool.Pool, name string) bool {
+	t.Helper()
+	var exists bool
+	require.NoError(t, admin.QueryRow(context.Background(), "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", name).Scan(&exists))
+	return exists
 }
 
 // runChild runs this test binary again for the tests matching pattern, with

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -17,30 +16,49 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/testcontainers/testcontainers-go"
-	tclog "github.com/testcontainers/testcontainers-go/log"
-	"github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/dealix/platform/internal/migrate"
+	"github.com/dealix/platform/internal/pgboot"
 )
 
 const (
-	// EnvDatabaseURL names an existing server to use instead of a
-	// container: a postgres:// URL of a superuser (roles and databases
-	// are created on it).
+	// EnvDatabaseURL names an existing server to use instead of starting
+	// one: a postgres:// URL of a superuser (roles and databases are
+	// created on it).
 	EnvDatabaseURL = "DEALIX_TEST_DATABASE_URL"
-	// EnvImage names the PostgreSQL image the container is started from.
+	// EnvImage names the PostgreSQL image a container is started from.
 	EnvImage = "DEALIX_TEST_POSTGRES_IMAGE"
 	// DefaultImage is the image used when EnvImage is empty.
-	DefaultImage = "postgres:16-alpine"
+	DefaultImage = pgboot.DefaultImage
 	// EnvPullImage, set to "true", lets the helper pull a missing image
 	// from its registry. Without it a missing image is an error that says
 	// how to get one, so a test run never reaches out to a registry by
 	// surprise.
 	EnvPullImage = "DEALIX_TEST_PULL_IMAGE"
-	// StartTimeout bounds how long Main waits for a container to be ready.
+	// EnvBinDir, when set, is the only directory searched for PostgreSQL's
+	// binaries (initdb, postgres) when neither a URL nor Docker serves.
+	EnvBinDir = "DEALIX_TEST_POSTGRES_BIN"
+	// StartTimeout bounds how long the first database request waits for a
+	// server to be ready.
 	StartTimeout = 2 * time.Minute
+	// envParent carries a test binary's template name to the processes it
+	// starts, which name their databases under it: the parent drops them
+	// when it stops, so a child killed before its own clean-up leaves
+	// nothing behind on a shared server.
+	envParent = "DEALIX_PGTEST_PARENT"
 )
+
+// envNames are the variables the helper reads pgboot's options from.
+var envNames = pgboot.EnvNames{URL: EnvDatabaseURL, Image: EnvImage, Pull: EnvPullImage, BinDir: EnvBinDir}
+
+// serverSettings trade durability for speed and allow many connections:
+// every test opens pools for four roles.
+var serverSettings = map[string]string{
+	"max_connections":    "500",
+	"synchronous_commit": "off",
+	"full_page_writes":   "off",
+	"fsync":              "off",
+}
 
 // The three roles of the library's design. They are created on the server
 // (roles are cluster-wide) with fixed, test-only passwords.
@@ -66,25 +84,36 @@ func WithMigrations(fns ...MigrateFunc) Option {
 	return func(c *config) { c.migrations = append(c.migrations, fns...) }
 }
 
-// server is the PostgreSQL server of one test binary.
+// server is a PostgreSQL server prepared for tests: roles and a migrated
+// template.
 type server struct {
-	cfg         config
-	adminURL    string
-	containerID string
-	container   *postgres.PostgresContainer
-	admin       *pgxpool.Pool
-	template    string
-	seq         atomic.Int64
-	createMu    sync.Mutex // CREATE DATABASE … TEMPLATE one at a time per template
-	cleanupMu   sync.Mutex
-	cleanups    []func() // databases of Examples, dropped at stop
+	cfg       config
+	boot      *pgboot.Server
+	adminURL  string
+	admin     *pgxpool.Pool
+	template  string
+	seq       atomic.Int64
+	createMu  sync.Mutex // CREATE DATABASE … TEMPLATE one at a time per template
+	cleanupMu sync.Mutex
+	cleanups  []func() // databases of Examples, dropped at stop
 }
 
-var current *server
+// The shared server of one test binary, started by the first database
+// request, so tests, fuzz workers and Examples that need no database run
+// without one.
+var (
+	mainCfg   atomic.Pointer[config]
+	startOnce sync.Once
+	current   atomic.Pointer[server]
+	startErr  error
+)
 
-// Main starts (or connects to) the server, prepares the roles and the
-// migrated template, runs the tests and cleans up. Call it from TestMain; it
-// does not return.
+// Main runs the tests and then stops the server if one was started and
+// drops what the tests left. Call it from TestMain; it does not return.
+//
+// The server is started by the first call of New, ForExample or AdminURL;
+// when none is available, that call fails its test with one message naming
+// the three ways to get one.
 func Main(m *testing.M, opts ...Option) {
 	os.Exit(run(m, opts...))
 }
@@ -94,35 +123,77 @@ func run(m *testing.M, opts ...Option) int {
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	srv, err := start(context.Background(), cfg)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
-		return 1
+	mainCfg.Store(&cfg)
+	code := m.Run()
+	if srv := current.Load(); srv != nil {
+		srv.stop()
 	}
-	current = srv
-	defer srv.stop()
-	return m.Run()
+	return code
+}
+
+// shared returns the binary's server, starting it on first use.
+func shared(caller string) (*server, error) {
+	cfg := mainCfg.Load()
+	if cfg == nil {
+		return nil, fmt.Errorf("call pgtest.Main from TestMain before pgtest.%s", caller)
+	}
+	startOnce.Do(func() {
+		srv, err := start(context.Background(), *cfg, envNames.Options())
+		if err != nil {
+			startErr = err
+			return
+		}
+		current.Store(srv)
+		// Processes started from here on name their databases under this
+		// template, so stop drops them even when they were killed.
+		_ = os.Setenv(envParent, srv.template)
+	})
+	if startErr != nil {
+		return nil, startErr
+	}
+	return current.Load(), nil
 }
 
 // ContainerID is the id of the container the server runs in, or "" when
-// the server came from EnvDatabaseURL.
+// the server came from EnvDatabaseURL or local binaries, or has not been
+// started.
 func ContainerID() string {
-	if current == nil {
-		return ""
+	if srv := current.Load(); srv != nil {
+		return srv.boot.ContainerID
 	}
-	return current.containerID
+	return ""
 }
 
-// AdminURL is the superuser URL of the server in use.
+// Source says where the server came from ("" before it started).
+func Source() pgboot.Source {
+	if srv := current.Load(); srv != nil {
+		return srv.boot.Source
+	}
+	return ""
+}
+
+// AdminURL is the superuser URL of the server in use, starting it if
+// needed; "" when none could be started (New reports why).
 func AdminURL() string {
-	if current == nil {
+	srv, err := shared("AdminURL")
+	if err != nil {
 		return ""
 	}
-	return current.adminURL
+	return srv.adminURL
 }
 
-func start(ctx context.Context, cfg config) (*server, error) {
-	srv := &server{cfg: cfg, adminURL: os.Getenv(EnvDatabaseURL)}
+// start gets a server from pgboot (for the shared server: the
+// environment's URL, else Docker, else local binaries) and prepares it.
+func start(ctx context.Context, cfg config, opts pgboot.Options) (*server, error) {
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
+	defer cancel()
+	opts.Settings = serverSettings
+	opts.ContainerLabels = map[string]string{"dealix.pgtest": "true"}
+	boot, err := pgboot.Start(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	srv := &server{cfg: cfg, boot: boot, adminURL: boot.AdminURL}
 	if err := srv.prepare(ctx); err != nil {
 		srv.stop()
 		return nil, err
@@ -130,110 +201,19 @@ func start(ctx context.Context, cfg config) (*server, error) {
 	return srv, nil
 }
 
-func (s *server) prepare(ctx context.Context, extra ...testcontainers.ContainerCustomizer) (err error) {
-	if s.adminURL == "" {
-		if err := s.startContainer(ctx, extra...); err != nil {
-			return fmt.Errorf("no PostgreSQL server for the tests: set %s to the URL of an existing server, or make a Docker engine reachable (%w)", EnvDatabaseURL, err)
-		}
-	}
+func (s *server) prepare(ctx context.Context) (err error) {
 	if s.admin, err = newPool(ctx, s.adminURL); err != nil {
 		return err
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := s.admin.Ping(pingCtx); err != nil {
-		return fmt.Errorf("cannot reach the PostgreSQL server at %s: %w", redact(s.adminURL), err)
+		return fmt.Errorf("cannot reach the PostgreSQL server at %s: %w", pgboot.Redact(s.adminURL), err)
 	}
 	if err := ensureRoles(ctx, s.admin); err != nil {
 		return err
 	}
 	return s.createTemplate(ctx)
-}
-
-func (s *server) startContainer(ctx context.Context, extra ...testcontainers.ContainerCustomizer) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
-	defer cancel()
-	// testcontainers panics in some set-ups without a Docker engine; that
-	// is the same answer as an error here: no server.
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("starting a container panicked: %v", r)
-		}
-	}()
-	tclog.SetDefault(tclog.NewNoopLogger())
-	if err := checkDockerHost(ctx); err != nil {
-		return err
-	}
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		image = DefaultImage
-	}
-	if err := checkImagePresent(ctx, image); err != nil {
-		return err
-	}
-	opts := []testcontainers.ContainerCustomizer{
-		postgres.WithUsername("postgres"),
-		postgres.WithPassword("postgres"),
-		postgres.WithDatabase("postgres"),
-		postgres.BasicWaitStrategies(),
-		testcontainers.WithLabels(map[string]string{"dealix.pgtest": "true"}),
-		// Test servers trade durability for speed and allow many
-		// connections: every test opens pools for three roles.
-		testcontainers.WithCmdArgs("-c", "max_connections=500", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
-	}
-	container, err := postgres.Run(ctx, image, append(opts, extra...)...)
-	if container != nil {
-		s.container = container
-		s.containerID = container.GetContainerID()
-	}
-	if err != nil {
-		return fmt.Errorf("image %s: %w", image, err)
-	}
-	s.adminURL, err = container.ConnectionString(ctx, "sslmode=disable")
-	return err
-}
-
-// checkDockerHost makes an explicit DOCKER_HOST authoritative: when it is
-// set and nothing answers there, the helper stops with that error instead of
-// letting discovery fall back to another engine the user did not choose.
-func checkDockerHost(ctx context.Context) error {
-	host := os.Getenv("DOCKER_HOST")
-	if host == "" {
-		return nil
-	}
-	u, err := url.Parse(host)
-	if err != nil {
-		return fmt.Errorf("DOCKER_HOST %q: %w", host, err)
-	}
-	network, address := "tcp", u.Host
-	if u.Scheme == "unix" {
-		network, address = "unix", u.Path
-	}
-	dialCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dialCtx, network, address)
-	if err != nil {
-		return fmt.Errorf("DOCKER_HOST %s does not answer: %w", host, err)
-	}
-	return conn.Close()
-}
-
-// checkImagePresent refuses to go on with an image the engine does not
-// have, unless pulling was allowed with EnvPullImage.
-func checkImagePresent(ctx context.Context, image string) error {
-	if strings.EqualFold(os.Getenv(EnvPullImage), "true") {
-		return nil
-	}
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
-	}
-	defer cli.Close()
-	if _, err := cli.ImageInspect(ctx, image); err != nil {
-		return fmt.Errorf("image %s is not on this Docker engine (%v): pull it with 'docker pull %s', set %s=true to let the tests pull it, "+
-			"or build a local one with scripts/build-postgres-image.sh and name it in %s", image, err, image, EnvPullImage, EnvImage)
-	}
-	return nil
 }
 
 // atStop registers fn to run when the server stops, before the template
@@ -256,12 +236,25 @@ func (s *server) stop() {
 	}
 	if s.admin != nil {
 		if s.template != "" {
-			_, _ = s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{s.template}.Sanitize()+" WITH (FORCE)")
+			s.dropOwned(ctx)
 		}
 		s.admin.Close()
 	}
-	if s.container != nil {
-		_ = testcontainers.TerminateContainer(s.container, testcontainers.StopContext(ctx))
+	if s.boot != nil {
+		_ = s.boot.Close(ctx)
+	}
+}
+
+// dropOwned drops the template and every database named under it: this
+// binary's own that are left, and those of the processes it started.
+func (s *server) dropOwned(ctx context.Context) {
+	rows, err := s.admin.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", s.template+"_")
+	var names []string
+	if err == nil {
+		names, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	for _, name := range append(names, s.template) {
+		_, _ = s.admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 }
 
@@ -300,7 +293,7 @@ func ensureRoles(ctx context.Context, admin *pgxpool.Pool) error {
 // createTemplate makes the migrated database every test database is cloned
 // from. Its name is random so binaries sharing a server do not collide.
 func (s *server) createTemplate(ctx context.Context) error {
-	s.template = "pgtest_" + randomHex(5)
+	s.template = templateName()
 	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{s.template}.Sanitize()+" OWNER "+pgx.Identifier{OwnerRole}.Sanitize()); err != nil {
 		s.template = ""
 		return fmt.Errorf("create template database: %w", err)
@@ -327,10 +320,23 @@ func (s *server) createTemplate(ctx context.Context) error {
 	return nil
 }
 
+// templateName is a random name, under the parent's template when this
+// binary was started by another that uses pgtest.
+func templateName() string {
+	own := randomHex(5)
+	parent := os.Getenv(envParent)
+	// PostgreSQL truncates names at 63 bytes: nest only while the clones'
+	// names fit.
+	if parent != "" && len(parent) <= 40 && strings.Trim(parent, "abcdefghijklmnopqrstuvwxyz0123456789_") == "" {
+		return parent + "_c" + own
+	}
+	return "pgtest_" + own
+}
+
 func newPool(ctx context.Context, connURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(connURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database URL %s: %w", redact(connURL), err)
+		return nil, fmt.Errorf("parse database URL %s: %w", pgboot.Redact(connURL), err)
 	}
 	cfg.MaxConns = 32
 	cfg.MinConns = 0
@@ -351,14 +357,6 @@ func roleURL(adminURL, role, database string) string {
 }
 
 func password(role string) string { return role + "_test_password" }
-
-func redact(connURL string) string {
-	u, err := url.Parse(connURL)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
