@@ -1,7 +1,6 @@
 package approvals_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -139,7 +138,7 @@ func TestAdminAuthorization(t *testing.T) {
 	requireProblem(t, r, http.StatusForbidden)
 	r = a.do(t, readOnly, http.MethodPost, "/requests/"+req.ID+"/approve", "")
 	requireProblem(t, r, http.StatusForbidden)
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	require.Equal(t, approvals.StatusPending, got.Status)
 
@@ -247,12 +246,12 @@ func TestAdminRefusals(t *testing.T) {
 	requireProblem(t, r, http.StatusMethodNotAllowed)
 	requireProblem(t, a.do(t, sami, http.MethodGet, approve, ""), http.StatusMethodNotAllowed)
 
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	require.Equal(t, approvals.StatusPending, got.Status, "no refused call changed the request")
 
 	// Expired: 409 with the expired problem type.
-	a.clock.Advance(time.Hour)
+	a.age(t, time.Hour)
 	r = a.do(t, sami, http.MethodPost, approve, "")
 	requireProblem(t, r, http.StatusConflict)
 	require.Equal(t, approvals.ProblemExpired, r.body["type"])
@@ -268,7 +267,7 @@ func TestAdminListPaging(t *testing.T) {
 	for i := range total {
 		ids = append(ids, a.newPending(t, i).ID)
 	}
-	_, err := a.svc.Decide(context.Background(), decideInput(ids[0], approvals.StatusApproved, "sami"))
+	_, err := a.svc.Decide(tenantCtx(t, tenantA), decideInput(ids[0], approvals.StatusApproved, "sami"))
 	require.NoError(t, err)
 
 	var seen []string
@@ -327,7 +326,7 @@ func TestAdminConcurrentDecisions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	winningAction := map[approvals.Status]string{approvals.StatusApproved: "approve", approvals.StatusRejected: "reject"}[got.Status]
 	require.NotEmpty(t, winningAction)
