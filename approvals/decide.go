@@ -212,9 +212,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())`
 // recording the attempt. Raw SQL rather than a nested pgx.Tx, so that in
 // Decide it travels in the same round trip as the decision.
 const (
-	savepointSQL         = "SAVEPOINT approvals_decision"
-	rollbackSavepointSQL = "ROLLBACK TO SAVEPOINT approvals_decision"
-	releaseSavepointSQL  = "RELEASE SAVEPOINT approvals_decision"
+	savepointSQL        = "SAVEPOINT approvals_decision"
+	releaseSavepointSQL = "RELEASE SAVEPOINT approvals_decision"
+	// undoSavepointSQL is two statements, sent without arguments in
+	// PostgreSQL's simple protocol: one round trip.
+	undoSavepointSQL = "ROLLBACK TO SAVEPOINT approvals_decision; RELEASE SAVEPOINT approvals_decision"
 )
 
 // outcome is the outcome of one decide attempt: what it returns and what
@@ -236,10 +238,7 @@ func (s *Service) attempt(ctx context.Context, tx pgx.Tx, tenant string, in Deci
 	if err != nil && hook != nil && !scope {
 		// Leave the caller's transaction usable, as it was before the
 		// call; the error is the answer either way.
-		b := &pgx.Batch{}
-		b.Queue(rollbackSavepointSQL)
-		b.Queue(releaseSavepointSQL)
-		_ = tx.SendBatch(context.WithoutCancel(ctx), b).Close()
+		_, _ = tx.Exec(context.WithoutCancel(ctx), undoSavepointSQL)
 	}
 	return out, err
 }
@@ -314,12 +313,14 @@ func (s *Service) recordHookFailure(ctx context.Context, tx pgx.Tx, tenant strin
 	hookErr = fmt.Errorf("approvals: %s hook for request %s: %w", d.Status, d.RequestID, hookErr)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	b := &pgx.Batch{}
-	b.Queue(rollbackSavepointSQL)
-	b.Queue(releaseSavepointSQL)
-	b.Queue(insertAuditSQL, tenant, in.RequestID, in.Decider, auditAction(in.Decision),
+	// First on its own: the hook may have left the transaction aborted, and
+	// until the rollback nothing else (not even a prepare) is accepted.
+	if _, err := tx.Exec(rctx, undoSavepointSQL); err != nil {
+		return outcome{}, errors.Join(hookErr, fmt.Errorf("approvals: undo the decision: %w", err))
+	}
+	_, err := tx.Exec(rctx, insertAuditSQL, tenant, in.RequestID, in.Decider, auditAction(in.Decision),
 		string(AuditHookFailed), string(StatusPending), in.Comment, pgtext.Clean(hookErr.Error(), MaxAuditErrorLength))
-	if err := tx.SendBatch(rctx, b).Close(); err != nil {
+	if err != nil {
 		return outcome{}, errors.Join(hookErr, fmt.Errorf("approvals: record the failed attempt: %w", err))
 	}
 	return outcome{result: AuditHookFailed, statusAfter: StatusPending, refusal: hookErr}, nil

@@ -165,6 +165,19 @@ func TestHookErrorRollsBackTheDecisionButKeepsTheAttempt(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, []approvals.AuditResult{approvals.AuditHookFailed}, auditResults(stalled.auditTrail(t, other.ID)))
 
+	// A hook whose statement failed left the transaction aborted: the
+	// savepoint recovers it, and the attempt is recorded all the same.
+	broken := setup(t, approvals.Config{OnApprove: func(ctx context.Context, tx pgx.Tx, d approvals.Decision) error {
+		_, err := tx.Exec(ctx, "INSERT INTO platform.no_such_outbox VALUES (1)")
+		return err
+	}})
+	third := broken.newPending(t, 3)
+	_, err = broken.svc.Decide(ctx, decideInput(third.ID, approvals.StatusApproved, "sami"))
+	require.ErrorContains(t, err, "no_such_outbox")
+	trail = broken.auditTrail(t, third.ID)
+	require.Equal(t, []approvals.AuditResult{approvals.AuditHookFailed}, auditResults(trail))
+	require.Contains(t, trail[0].Error, "no_such_outbox")
+
 	// Once the continuation can be written, the request can still be approved.
 	healthy, err := approvals.New(b.db.App, approvals.Config{OnApprove: enqueueContinuation})
 	require.NoError(t, err)
@@ -392,7 +405,12 @@ func TestDecideTxCommitsWithTheCaller(t *testing.T) {
 func TestDecideTxHookErrorLeavesCallerTxUsable(t *testing.T) {
 	t.Parallel()
 	errHook := errors.New("hook failed")
-	b := setup(t, approvals.Config{OnApprove: func(context.Context, pgx.Tx, approvals.Decision) error { return errHook }})
+	b := setup(t, approvals.Config{OnApprove: func(ctx context.Context, tx pgx.Tx, d approvals.Decision) error {
+		// A failed statement aborts the transaction; the savepoint must
+		// bring the caller's back.
+		_, err := tx.Exec(ctx, "SELECT 1 / 0")
+		return errors.Join(errHook, err)
+	}})
 	ctx := tenantCtx(t, tenantA)
 	req := b.newPending(t, 1)
 	err := tenancy.InTx(ctx, b.db.App, func(tx pgx.Tx) error {
