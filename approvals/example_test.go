@@ -130,7 +130,7 @@ func ExampleService_Decide() {
 
 // A server wires the continuation to its queue in the decision's
 // transaction and mounts the admin API behind its authentication.
-func ExampleNewAdminHandler() {
+func ExampleNew() {
 	db := pgtest.ForExample()
 	exampleOutbox(db)
 	svc, err := approvals.New(db.App, approvals.Config{OnApprove: writeOutbox})
