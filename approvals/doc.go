@@ -7,7 +7,7 @@
 //
 // # Policy
 //
-// Policy.Evaluate is pure. By default (DefaultPolicy) an action needs
+// Policy.Evaluate(tenant, action) is pure. By default (DefaultPolicy) an action needs
 // approval when it reaches more than 50 recipients, has a risk score of 0.7
 // or more, or is critical; rules can be set per action kind, per tenant and
 // per tenant and kind. The Evaluation lists the reasons.
@@ -70,9 +70,10 @@
 // savepoint and the request stays pending, for this or another decider to
 // try again.
 //
-// Every attempt is written to the audit trail (Service.AuditTrail):
-// accepted, replayed, refused, and failed hooks (AuditHookFailed, with the
-// hook's error). Decide and DecideForTenant commit the audit row in their
+// Every attempt that reaches the database is written to the audit trail
+// (Service.AuditTrail): accepted, replayed, refused, and failed hooks
+// (AuditHookFailed, with the hook's error). Input refused by validation
+// (ErrInvalidDecision, ErrInvalidID, a missing tenant or actor) is not. Decide and DecideForTenant commit the audit row in their
 // own transaction, a failed hook's included; DecideTx writes it in the
 // caller's transaction, so it is kept when the caller commits.
 //
