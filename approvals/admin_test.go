@@ -1,9 +1,12 @@
 package approvals_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/approvals"
@@ -364,4 +368,31 @@ func TestAdminCommentIsValidated(t *testing.T) {
 	require.ErrorIs(t, err, approvals.ErrInvalidConfig)
 	_, err = approvals.NewAdminHandler(a.svc, approvals.AdminConfig{MaxBodyBytes: -1})
 	require.ErrorIs(t, err, approvals.ErrInvalidConfig)
+}
+
+// A failed hook is a server-side failure (500, problem+json, nothing
+// leaked), the request stays pending, and the audit endpoint shows the
+// failed attempt with its error.
+func TestAdminShowsFailedHooks(t *testing.T) {
+	t.Parallel()
+	a := setupAdmin(t, approvals.Config{OnApprove: func(context.Context, pgx.Tx, approvals.Decision) error {
+		return errors.New("outbox unavailable")
+	}}, approvals.AdminConfig{Logger: slog.New(slog.DiscardHandler)})
+	req := a.newPending(t, 1)
+
+	r := a.do(t, sami, http.MethodPost, "/requests/"+req.ID+"/approve", "")
+	requireProblem(t, r, http.StatusInternalServerError)
+	require.NotContains(t, r.raw, "outbox unavailable")
+	r = a.do(t, sami, http.MethodGet, "/requests/"+req.ID, "")
+	require.Equal(t, "pending", r.body["status"])
+
+	r = a.do(t, sami, http.MethodGet, "/requests/"+req.ID+"/audit", "")
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	entries := r.body["entries"].([]any)
+	require.Len(t, entries, 1)
+	entry := entries[0].(map[string]any)
+	require.Equal(t, "hook_failed", entry["result"])
+	require.Equal(t, "pending", entry["status_after"])
+	require.Equal(t, "sami", entry["actor"])
+	require.Contains(t, entry["error"], "outbox unavailable")
 }
