@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/rls"
 )
 
@@ -31,11 +32,8 @@ const (
 type Action struct {
 	// Kind names the operation, for example "outbound.email". Required.
 	Kind string
-	// TenantID is the tenant the action belongs to. Service.Request fills
-	// it from the context (tenancy.TenantFrom) when empty.
-	TenantID string
 	// Actor identifies who asks. Service.Request fills it from the
-	// context's principal when empty.
+	// context's principal (tenancy.PrincipalFrom) when empty.
 	Actor string
 	// Recipients is how many recipients the action reaches (zero or more).
 	Recipients int
@@ -65,19 +63,27 @@ func (a Action) Validate() error {
 		return fmt.Errorf("%w: risk %v must be within [0, 1]", ErrInvalidAction, a.Risk)
 	case len(a.IdempotencyKey) > MaxIdempotencyKeyLength || !utf8.ValidString(a.IdempotencyKey):
 		return fmt.Errorf("%w: idempotency key must be at most %d bytes of UTF-8", ErrInvalidAction, MaxIdempotencyKeyLength)
-	case len(a.Payload) > 0 && !json.Valid(a.Payload):
-		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidAction)
 	}
-	if _, err := canonicalTenant(a.TenantID); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidAction, err)
+	// PostgreSQL refuses NUL in text and jsonb: refuse it here, as the
+	// action's error rather than the database's.
+	for _, f := range [...]struct{ name, value string }{{"kind", a.Kind}, {"actor", a.Actor}, {"idempotency key", a.IdempotencyKey}} {
+		if err := pgtext.CheckText(f.value); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrInvalidAction, f.name, err)
+		}
+	}
+	if len(a.Payload) > 0 {
+		if err := pgtext.CheckJSON(a.Payload); err != nil {
+			return fmt.Errorf("%w: payload: %w", ErrInvalidAction, err)
+		}
 	}
 	return nil
 }
 
 // Fingerprint is the hex SHA-256 of everything that makes the action what
-// it is (tenant, kind, actor, recipients, risk, critical, payload with
+// it is (kind, actor, recipients, risk, critical, payload with
 // insignificant whitespace removed), with each field length-prefixed so no
-// two different actions can share an encoding.
+// two different actions can share an encoding. Requests are deduplicated
+// within one tenant, so the tenant is not part of it.
 func (a Action) Fingerprint() string {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -86,7 +92,6 @@ func (a Action) Fingerprint() string {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	field([]byte(a.TenantID))
 	field([]byte(a.Kind))
 	field([]byte(a.Actor))
 	field(strconv.AppendInt(nil, int64(a.Recipients), 10))
@@ -117,10 +122,31 @@ func compactPayload(p json.RawMessage) []byte {
 	return buf.Bytes()
 }
 
+// canonicalTenant validates a tenant id and returns its canonical form; a
+// malformed one is ErrInvalidTenant (the shared value) with the id quoted.
 func canonicalTenant(tenant string) (string, error) {
-	canonical, err := rls.ParseTenant(tenant)
-	if err != nil {
-		return "", ErrInvalidTenant
+	return rls.ParseTenant(tenant)
+}
+
+// isCanonicalTenant reports whether s is a UUID in canonical form (lower
+// case, hyphenated), the form the library's context and transactions
+// carry, without allocating: Policy.Evaluate sits on every request.
+func isCanonicalTenant(s string) bool {
+	if len(s) != 36 {
+		return false
 	}
-	return canonical, nil
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/problem"
 	"github.com/dealix/platform/tenancy"
 )
@@ -74,20 +77,14 @@ type AdminHandler struct {
 // NewAdminHandler returns the admin API of svc. It validates cfg.
 func NewAdminHandler(svc *Service, cfg AdminConfig) (*AdminHandler, error) {
 	if svc == nil {
-		return nil, fmt.Errorf("%w: nil service", ErrInvalidConfig)
+		return nil, errs.Config("approvals", "nil service")
 	}
 	if cfg.MaxBodyBytes < 0 {
-		return nil, fmt.Errorf("%w: negative MaxBodyBytes", ErrInvalidConfig)
+		return nil, errs.Config("approvals", "negative MaxBodyBytes")
 	}
-	if cfg.Scope == "" {
-		cfg.Scope = DefaultAdminScope
-	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Scope = cmp.Or(cfg.Scope, DefaultAdminScope)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	h := &AdminHandler{svc: svc, cfg: cfg, mux: http.NewServeMux()}
 	h.mux.HandleFunc("/requests", allow(http.MethodGet, h.list))
 	h.mux.HandleFunc("/requests/{id}", allow(http.MethodGet, h.get))
@@ -134,7 +131,7 @@ func (h *AdminHandler) list(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	page, err := h.svc.List(r.Context(), callerTenant(r), opts)
+	page, err := h.svc.List(r.Context(), opts)
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -143,7 +140,7 @@ func (h *AdminHandler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *AdminHandler) get(w http.ResponseWriter, r *http.Request) {
-	req, err := h.svc.Get(r.Context(), callerTenant(r), r.PathValue("id"))
+	req, err := h.svc.Get(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -152,7 +149,7 @@ func (h *AdminHandler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *AdminHandler) audit(w http.ResponseWriter, r *http.Request) {
-	entries, err := h.svc.AuditTrail(r.Context(), callerTenant(r), r.PathValue("id"))
+	entries, err := h.svc.AuditTrail(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -177,9 +174,11 @@ func (h *AdminHandler) decideAs(decision Status) http.HandlerFunc {
 			h.writeError(w, r, err)
 			return
 		}
+		// The principal's tenant is the context's, and its subject the
+		// decider (ServeHTTP made sure there is one).
 		p, _ := tenancy.PrincipalFrom(r.Context())
 		d, err := h.svc.Decide(r.Context(), DecideInput{
-			TenantID: p.TenantID, RequestID: id, Decision: decision, Decider: p.Subject, Comment: body.Comment,
+			RequestID: id, Decision: decision, Decider: p.Subject, Comment: body.Comment,
 		})
 		if err != nil {
 			h.writeError(w, r, err)
@@ -187,11 +186,6 @@ func (h *AdminHandler) decideAs(decision Status) http.HandlerFunc {
 		}
 		writeJSON(w, d)
 	}
-}
-
-func callerTenant(r *http.Request) string {
-	p, _ := tenancy.PrincipalFrom(r.Context())
-	return p.TenantID
 }
 
 // errBadRequest marks input the admin API refuses before reaching the
@@ -252,7 +246,7 @@ func parseListQuery(rawQuery string) (ListOptions, error) {
 		case "status":
 			opts.Status = Status(v)
 			if !opts.Status.Valid() {
-				return ListOptions{}, fmt.Errorf("%w: unknown status %q", ErrInvalidListOptions, truncate(v, 32))
+				return ListOptions{}, fmt.Errorf("%w: unknown status %q", ErrInvalidListOptions, pgtext.Clean(v, 32))
 			}
 		case "limit":
 			n, err := strconv.Atoi(v)
@@ -263,7 +257,7 @@ func parseListQuery(rawQuery string) (ListOptions, error) {
 		case "cursor":
 			opts.Cursor = v
 		default:
-			return ListOptions{}, fmt.Errorf("%w: unknown parameter %q", errBadRequest, truncate(name, 32))
+			return ListOptions{}, fmt.Errorf("%w: unknown parameter %q", errBadRequest, pgtext.Clean(name, 32))
 		}
 	}
 	if _, _, err := opts.normalize(); err != nil {
@@ -311,11 +305,4 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

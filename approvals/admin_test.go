@@ -3,8 +3,10 @@ package approvals_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/approvals"
@@ -139,7 +142,7 @@ func TestAdminAuthorization(t *testing.T) {
 	requireProblem(t, r, http.StatusForbidden)
 	r = a.do(t, readOnly, http.MethodPost, "/requests/"+req.ID+"/approve", "")
 	requireProblem(t, r, http.StatusForbidden)
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	require.Equal(t, approvals.StatusPending, got.Status)
 
@@ -247,12 +250,12 @@ func TestAdminRefusals(t *testing.T) {
 	requireProblem(t, r, http.StatusMethodNotAllowed)
 	requireProblem(t, a.do(t, sami, http.MethodGet, approve, ""), http.StatusMethodNotAllowed)
 
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	require.Equal(t, approvals.StatusPending, got.Status, "no refused call changed the request")
 
 	// Expired: 409 with the expired problem type.
-	a.clock.Advance(time.Hour)
+	a.age(t, time.Hour)
 	r = a.do(t, sami, http.MethodPost, approve, "")
 	requireProblem(t, r, http.StatusConflict)
 	require.Equal(t, approvals.ProblemExpired, r.body["type"])
@@ -268,7 +271,7 @@ func TestAdminListPaging(t *testing.T) {
 	for i := range total {
 		ids = append(ids, a.newPending(t, i).ID)
 	}
-	_, err := a.svc.Decide(context.Background(), decideInput(ids[0], approvals.StatusApproved, "sami"))
+	_, err := a.svc.Decide(tenantCtx(t, tenantA), decideInput(ids[0], approvals.StatusApproved, "sami"))
 	require.NoError(t, err)
 
 	var seen []string
@@ -327,7 +330,7 @@ func TestAdminConcurrentDecisions(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got, err := a.svc.Get(context.Background(), tenantA, req.ID)
+	got, err := a.svc.Get(tenantCtx(t, tenantA), req.ID)
 	require.NoError(t, err)
 	winningAction := map[approvals.Status]string{approvals.StatusApproved: "approve", approvals.StatusRejected: "reject"}[got.Status]
 	require.NotEmpty(t, winningAction)
@@ -365,4 +368,31 @@ func TestAdminCommentIsValidated(t *testing.T) {
 	require.ErrorIs(t, err, approvals.ErrInvalidConfig)
 	_, err = approvals.NewAdminHandler(a.svc, approvals.AdminConfig{MaxBodyBytes: -1})
 	require.ErrorIs(t, err, approvals.ErrInvalidConfig)
+}
+
+// A failed hook is a server-side failure (500, problem+json, nothing
+// leaked), the request stays pending, and the audit endpoint shows the
+// failed attempt with its error.
+func TestAdminShowsFailedHooks(t *testing.T) {
+	t.Parallel()
+	a := setupAdmin(t, approvals.Config{OnApprove: func(context.Context, pgx.Tx, approvals.Decision) error {
+		return errors.New("outbox unavailable")
+	}}, approvals.AdminConfig{Logger: slog.New(slog.DiscardHandler)})
+	req := a.newPending(t, 1)
+
+	r := a.do(t, sami, http.MethodPost, "/requests/"+req.ID+"/approve", "")
+	requireProblem(t, r, http.StatusInternalServerError)
+	require.NotContains(t, r.raw, "outbox unavailable")
+	r = a.do(t, sami, http.MethodGet, "/requests/"+req.ID, "")
+	require.Equal(t, "pending", r.body["status"])
+
+	r = a.do(t, sami, http.MethodGet, "/requests/"+req.ID+"/audit", "")
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	entries := r.body["entries"].([]any)
+	require.Len(t, entries, 1)
+	entry := entries[0].(map[string]any)
+	require.Equal(t, "hook_failed", entry["result"])
+	require.Equal(t, "pending", entry["status_after"])
+	require.Equal(t, "sami", entry["actor"])
+	require.Contains(t, entry["error"], "outbox unavailable")
 }

@@ -1,7 +1,6 @@
 package approvals_test
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strconv"
@@ -12,7 +11,7 @@ import (
 )
 
 func BenchmarkEvaluate(b *testing.B) {
-	a := approvals.Action{Kind: "outbound.email", TenantID: tenantA, Actor: "alice", Recipients: 51, Risk: 0.7,
+	a := approvals.Action{Kind: "outbound.email", Actor: "alice", Recipients: 51, Risk: 0.7,
 		Payload: json.RawMessage(`{"campaign":1}`)}
 	configured := approvals.DefaultPolicy()
 	configured.ByKind = map[string]approvals.Rule{"outbound.sms": approvals.DefaultRule()}
@@ -22,7 +21,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				eval, err := policy.Evaluate(a)
+				eval, err := policy.Evaluate(tenantA, a)
 				if err != nil || !eval.NeedsApproval {
 					b.Fatal(eval, err)
 				}
@@ -45,14 +44,14 @@ func benchService(b *testing.B) (*pgtest.DB, *approvals.Service) {
 }
 
 func benchAction(i int) approvals.Action {
-	return approvals.Action{Kind: "outbound.email", TenantID: tenantA, Actor: "alice", Recipients: 51,
+	return approvals.Action{Kind: "outbound.email", Actor: "alice", Recipients: 51,
 		Payload: json.RawMessage(`{"campaign":` + strconv.Itoa(i) + `}`)}
 }
 
 // BenchmarkRequest stores one new pending request per op (one transaction).
 func BenchmarkRequest(b *testing.B) {
 	_, svc := benchService(b)
-	ctx := context.Background()
+	ctx := tenantCtx(b, tenantA)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -67,7 +66,7 @@ func BenchmarkRequest(b *testing.B) {
 // BenchmarkRequestExisting asks again for an action already held.
 func BenchmarkRequestExisting(b *testing.B) {
 	_, svc := benchService(b)
-	ctx := context.Background()
+	ctx := tenantCtx(b, tenantA)
 	if _, err := svc.Request(ctx, benchAction(0)); err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +84,7 @@ func BenchmarkRequestExisting(b *testing.B) {
 // transaction.
 func BenchmarkDecide(b *testing.B) {
 	_, svc := benchService(b)
-	ctx := context.Background()
+	ctx := tenantCtx(b, tenantA)
 	ids := make([]string, b.N)
 	for i := range ids {
 		res, err := svc.Request(ctx, benchAction(i))
@@ -97,7 +96,7 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		d, err := svc.Decide(ctx, approvals.DecideInput{TenantID: tenantA, RequestID: ids[i],
+		d, err := svc.Decide(ctx, approvals.DecideInput{RequestID: ids[i],
 			Decision: approvals.StatusApproved, Decider: "sami"})
 		if err != nil || d.Replayed {
 			b.Fatal(d, err)
@@ -108,12 +107,12 @@ func BenchmarkDecide(b *testing.B) {
 // BenchmarkDecideReplay repeats a decision already recorded.
 func BenchmarkDecideReplay(b *testing.B) {
 	_, svc := benchService(b)
-	ctx := context.Background()
+	ctx := tenantCtx(b, tenantA)
 	res, err := svc.Request(ctx, benchAction(0))
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := approvals.DecideInput{TenantID: tenantA, RequestID: res.Request.ID, Decision: approvals.StatusApproved, Decider: "sami"}
+	in := approvals.DecideInput{RequestID: res.Request.ID, Decision: approvals.StatusApproved, Decider: "sami"}
 	if _, err := svc.Decide(ctx, in); err != nil {
 		b.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestApprovedActionRunsOnceWhenDeciderDies(t *testing.T) {
 	b := setup(t, approvals.Config{})
 	req := b.newPending(t, 1)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(tenantCtx(t, tenantA), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestApprovedActionRunsOnceWhenDeciderDies$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
@@ -52,7 +52,7 @@ func TestApprovedActionRunsOnceWhenDeciderDies(t *testing.T) {
 	require.True(t, status.Signaled() && status.Signal() == syscall.SIGKILL, "killed by SIGKILL, output:\n%s", out)
 
 	require.Equal(t, 1, countContinuations(t, b.db.Admin, req.ID), "committed with the decision")
-	got, err := b.svc.Get(ctx, tenantA, req.ID)
+	got, err := b.svc.Get(ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, approvals.StatusApproved, got.Status)
 
@@ -65,10 +65,10 @@ func TestApprovedActionRunsOnceWhenDeciderDies(t *testing.T) {
 }
 
 func decideThenDie(t *testing.T, url, requestID string) {
-	ctx := context.Background()
+	ctx := tenantCtx(t, tenantA)
 	pool, err := pgxpool.New(ctx, url)
 	require.NoError(t, err)
-	svc, err := approvals.New(pool, approvals.Config{OnApprove: enqueueContinuation, Now: newClock().Now})
+	svc, err := approvals.New(pool, approvals.Config{OnApprove: enqueueContinuation})
 	require.NoError(t, err)
 	_, err = svc.Decide(ctx, decideInput(requestID, approvals.StatusApproved, "sami"))
 	require.NoError(t, err)

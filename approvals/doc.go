@@ -7,7 +7,7 @@
 //
 // # Policy
 //
-// Policy.Evaluate is pure. By default (DefaultPolicy) an action needs
+// Policy.Evaluate(tenant, action) is pure. By default (DefaultPolicy) an action needs
 // approval when it reaches more than 50 recipients, has a risk score of 0.7
 // or more, or is critical; rules can be set per action kind, per tenant and
 // per tenant and kind. The Evaluation lists the reasons.
@@ -29,32 +29,64 @@
 //		// res.Request is pending; OnApprove carries the action out once approved.
 //	}
 //
-// The tenant and the actor come from the context (tenancy.TenantFrom and
-// tenancy.PrincipalFrom) unless the Action names them. Asking twice for the
-// same action (same Action.IdempotencyKey, or same fingerprint without a
-// key) returns the same request. RequestTx stores the request in the
-// caller's transaction.
+// New takes a copy of Config.Policy, maps included, so a caller changing
+// its policy afterwards neither changes nor races the service's.
+//
+// # Tenant
+//
+// On the request path the tenant comes from the context (put there by the
+// tenancy authentication middleware or tenancy.WithTenant): Request,
+// Decide, Get, List and AuditTrail. System work across tenants (a worker,
+// an admin tool) names it through the …ForTenant variants:
+// RequestForTenant, DecideForTenant, GetForTenant, ListForTenant and
+// AuditTrailForTenant. Without a tenant every call fails with ErrNoTenant,
+// the same value as tenancy.ErrNoTenant. The actor (Action.Actor,
+// DecideInput.Decider) defaults to the subject of the context's principal.
+//
+// RequestTx and DecideTx work in the caller's transaction, which must
+// already be scoped to a tenant (tenancy.InTx); they never re-scope it, and
+// a context naming another tenant is refused with a
+// *tenancy.TenantMismatchError (errors.Is(err, ErrTenantMismatch)) before
+// anything is written.
+//
+// Asking twice for the same action (same Action.IdempotencyKey, or same
+// fingerprint without a key) returns the same request.
 //
 // # Deciding
 //
-// Service.Decide (and DecideTx) records a decision with one conditional
-// UPDATE that matches only a pending, unexpired request: the first decision
-// wins. Repeating the same decision succeeds (Decision.Replayed); the other
-// decision fails with a *ConflictError carrying the recorded one
-// (errors.Is(err, ErrAlreadyDecided)). A requester cannot approve their own
-// request unless Config.AllowSelfApproval is set, and an expired request
-// cannot be decided (ErrExpired). Every attempt, accepted or refused, is
-// written to the audit trail (Service.AuditTrail) in the attempt's
-// transaction. When the OnApprove hook fails, the decision rolls back and
-// the request stays pending.
+// Service.Decide (and DecideForTenant, DecideTx) records a decision with
+// one conditional UPDATE that matches only a pending, unexpired request:
+// the first decision wins. Repeating the same decision succeeds
+// (Decision.Replayed); the other decision fails with a *ConflictError
+// carrying the recorded one (errors.Is(err, ErrAlreadyDecided)). A
+// requester cannot approve their own request unless
+// Config.AllowSelfApproval is set, and an expired request cannot be
+// decided (ErrExpired).
+//
+// The hook (Config.OnApprove or OnReject) runs in the decision's
+// transaction, with a context carrying the request's tenant, so what it
+// writes (an outbox row, a queue job) commits exactly with the decision.
+// When it fails, the decision and the hook's writes are rolled back to a
+// savepoint and the request stays pending, for this or another decider to
+// try again.
+//
+// Every attempt that reaches the database is written to the audit trail
+// (Service.AuditTrail): accepted, replayed, refused, and failed hooks
+// (AuditHookFailed, with the hook's error). Input refused by validation
+// (ErrInvalidDecision, ErrInvalidID, a missing tenant or actor) is not. Decide and DecideForTenant commit the audit row in their
+// own transaction, a failed hook's included; DecideTx writes it in the
+// caller's transaction, so it is kept when the caller commits.
 //
 // # Expiry
 //
-// A request expires Config.TTL after it was made. A Sweeper, running as the
-// system role (BYPASSRLS) across tenants, marks overdue requests expired:
+// A request expires Config.TTL after it was made. Creation, expiry and
+// decision times are the database's clock (now() in the statement), never
+// the process's, so instances whose clocks differ agree on which requests
+// are still decidable. A Sweeper, running as the system role (BYPASSRLS)
+// across tenants, marks overdue requests expired:
 //
 //	sweeper, err := approvals.NewSweeper(systemPool, approvals.SweeperConfig{})
-//	go sweeper.Run(ctx)
+//	go sweeper.Run(ctx)         // or sweeper.SweepOnce(ctx) from a scheduler
 //
 // # Admin API
 //
@@ -70,5 +102,6 @@
 //
 // Migrate creates platform.approvals_requests and platform.approvals_audit,
 // both tenant-scoped under row-level security: serve requests through the
-// application role, which sees one tenant per transaction.
+// application role, which sees one tenant per transaction. New, NewSweeper
+// and ObservePending take a DB, the methods of *pgxpool.Pool they call.
 package approvals

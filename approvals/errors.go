@@ -3,6 +3,8 @@ package approvals
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
 var (
@@ -14,13 +16,24 @@ var (
 	// that cannot be applied.
 	ErrInvalidPolicy = errors.New("approvals: invalid policy")
 	// ErrInvalidConfig is returned by New, NewSweeper and NewAdminHandler
-	// for a configuration they cannot run with.
-	ErrInvalidConfig = errors.New("approvals: invalid configuration")
-	// ErrInvalidTenant is returned for a tenant id that is not a UUID.
-	ErrInvalidTenant = errors.New("approvals: tenant id is not a UUID")
-	// ErrNoTenant is returned when neither the call nor its context names
-	// a tenant.
-	ErrNoTenant = errors.New("approvals: no tenant")
+	// for a configuration they cannot run with; the error wrapping it says
+	// which field. It is the same value in every package of the library
+	// (tenancy.ErrInvalidConfig is too).
+	ErrInvalidConfig = errs.ErrInvalidConfig
+	// ErrInvalidTenant is returned for a tenant id that is not a UUID. It
+	// is the same value in every package of the library.
+	ErrInvalidTenant = errs.ErrInvalidTenant
+	// ErrNoTenant is returned when a call needs a tenant and neither its
+	// context (request path), its tenant argument (the …ForTenant
+	// variants) nor its transaction (the …Tx variants) names one. It is
+	// the same value in every package of the library:
+	// errors.Is(err, tenancy.ErrNoTenant) matches it.
+	ErrNoTenant = errs.ErrNoTenant
+	// ErrTenantMismatch is matched (errors.Is) by the
+	// *tenancy.TenantMismatchError a …Tx method returns when its context
+	// names a tenant other than its transaction's. It is the same value in
+	// every package of the library.
+	ErrTenantMismatch = errs.ErrTenantMismatch
 	// ErrNoActor is returned when neither the call nor its context's
 	// principal names who acts.
 	ErrNoActor = errors.New("approvals: no actor")

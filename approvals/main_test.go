@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/approvals"
-	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
 )
@@ -27,18 +26,29 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m, pgtest.WithMigrations(approvals.Migrate))
 }
 
-// testClock is a settable clock, so expiry is tested without sleeping.
-type testClock = clocktest.Clock
-
-func newClock() *testClock {
-	return clocktest.New(time.Date(2026, 4, 23, 9, 0, 0, 0, time.UTC))
+// bundle is what most tests need: a database and a service.
+type bundle struct {
+	db  *pgtest.DB
+	svc *approvals.Service
 }
 
-// bundle is what most tests need: a database, a service and its clock.
-type bundle struct {
-	db    *pgtest.DB
-	svc   *approvals.Service
-	clock *testClock
+// age moves every stored request d into the past (its creation and its
+// expiry), as if the database's clock had advanced by d: expiry follows
+// the database's clock, so tests move the rows instead of a clock.
+func (b *bundle) age(t testing.TB, d time.Duration) {
+	t.Helper()
+	_, err := b.db.Admin.Exec(context.Background(), `UPDATE platform.approvals_requests
+		SET created_at = created_at - $1::bigint * interval '1 microsecond',
+		    expires_at = expires_at - $1::bigint * interval '1 microsecond'`, d.Microseconds())
+	require.NoError(t, err)
+}
+
+// tenantCtx is a context carrying tenant, as the request path has.
+func tenantCtx(t testing.TB, tenant string) context.Context {
+	t.Helper()
+	ctx, err := tenancy.WithTenant(context.Background(), tenant)
+	require.NoError(t, err)
+	return ctx
 }
 
 // setup creates a database with a continuation table and a service whose
@@ -48,10 +58,6 @@ func setup(t *testing.T, cfg approvals.Config) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
 	createContinuations(t, db)
-	clock := newClock()
-	if cfg.Now == nil {
-		cfg.Now = clock.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -60,7 +66,7 @@ func setup(t *testing.T, cfg approvals.Config) *bundle {
 	}
 	svc, err := approvals.New(db.App, cfg)
 	require.NoError(t, err)
-	return &bundle{db: db, svc: svc, clock: clock}
+	return &bundle{db: db, svc: svc}
 }
 
 func createContinuations(t testing.TB, db *pgtest.DB) {
@@ -73,7 +79,12 @@ func createContinuations(t testing.TB, db *pgtest.DB) {
 	require.NoError(t, err)
 }
 
+// enqueueContinuation is the test's OnApprove hook. It also checks the
+// promise made to hooks: ctx carries the request's tenant.
 func enqueueContinuation(ctx context.Context, tx pgx.Tx, d approvals.Decision) error {
+	if tenant, _ := tenancy.TenantFrom(ctx); tenant != d.TenantID {
+		return fmt.Errorf("hook context carries tenant %q, the request's is %s", tenant, d.TenantID)
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO platform.test_continuations (tenant_id, request_id, kind, payload)
 		VALUES ($1, $2, $3, $4::jsonb)`, d.TenantID, d.RequestID, d.Kind, string(d.Payload))
 	return err
@@ -101,7 +112,6 @@ func principalCtx(t testing.TB, tenant, subject string) context.Context {
 func riskyAction(n int) approvals.Action {
 	return approvals.Action{
 		Kind:       "outbound.email",
-		TenantID:   tenantA,
 		Actor:      "alice",
 		Recipients: 51,
 		Risk:       0.1,
@@ -109,10 +119,10 @@ func riskyAction(n int) approvals.Action {
 	}
 }
 
-// newPending stores a pending request and returns it.
+// newPending stores a pending request of tenant A and returns it.
 func (b *bundle) newPending(t testing.TB, n int) approvals.Request {
 	t.Helper()
-	res, err := b.svc.Request(context.Background(), riskyAction(n))
+	res, err := b.svc.Request(tenantCtx(t, tenantA), riskyAction(n))
 	require.NoError(t, err)
 	require.False(t, res.Allowed)
 	require.True(t, res.Created)
@@ -121,11 +131,11 @@ func (b *bundle) newPending(t testing.TB, n int) approvals.Request {
 
 func (b *bundle) auditTrail(t testing.TB, requestID string) []approvals.AuditEntry {
 	t.Helper()
-	entries, err := b.svc.AuditTrail(context.Background(), tenantA, requestID)
+	entries, err := b.svc.AuditTrail(tenantCtx(t, tenantA), requestID)
 	require.NoError(t, err)
 	return entries
 }
 
 func decideInput(id string, decision approvals.Status, decider string) approvals.DecideInput {
-	return approvals.DecideInput{TenantID: tenantA, RequestID: id, Decision: decision, Decider: decider}
+	return approvals.DecideInput{RequestID: id, Decision: decision, Decider: decider}
 }

@@ -2,10 +2,8 @@ package approvals
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -32,7 +30,7 @@ func newInstruments() approvalInstruments {
 	requests, _ := meter.Int64Counter("dealix.approvals.requests",
 		metric.WithDescription("Actions asked for, by kind and outcome (allowed, created, existing)."))
 	decisions, _ := meter.Int64Counter("dealix.approvals.decisions",
-		metric.WithDescription("Decide attempts, by decision and result (accepted, replayed, conflict, expired, self_approval, not_found)."))
+		metric.WithDescription("Decide attempts, by decision and result (accepted, replayed, conflict, expired, self_approval, not_found, hook_failed)."))
 	expired, _ := meter.Int64Counter("dealix.approvals.expired",
 		metric.WithDescription("Pending requests expired by the sweeper."))
 	return approvalInstruments{requests: requests, decisions: decisions, expired: expired}
@@ -50,27 +48,9 @@ func recordRequest(ctx context.Context, kind string, res Result) {
 		attribute.String("kind", kind), attribute.String("outcome", outcome)))
 }
 
-func recordDecision(ctx context.Context, decision Status, d Decision, refusal error) {
-	result := AuditAccepted
-	switch {
-	case refusal == nil && d.Replayed:
-		result = AuditReplayed
-	case errors.Is(refusal, ErrAlreadyDecided):
-		result = AuditConflict
-	case errors.Is(refusal, ErrExpired):
-		result = AuditExpired
-	case errors.Is(refusal, ErrSelfApproval):
-		result = AuditSelfApproval
-	case errors.Is(refusal, ErrNotFound):
-		result = AuditNotFound
-	}
+func recordDecision(ctx context.Context, decision Status, result AuditResult) {
 	instruments.decisions.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("decision", string(decision)), attribute.String("result", string(result))))
-}
-
-// Querier reads one row; *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
-type Querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // ObservePending publishes the gauge dealix.approvals.pending: the number
@@ -78,7 +58,7 @@ type Querier interface {
 // marks them), counted when the metrics are collected. db must bypass row-level security (the system role);
 // through the app role the count is always 0. Unregister the returned
 // registration to stop.
-func ObservePending(db Querier) (metric.Registration, error) {
+func ObservePending(db DB) (metric.Registration, error) {
 	meter := otel.Meter(meterName)
 	gauge, err := meter.Int64ObservableGauge("dealix.approvals.pending",
 		metric.WithDescription("Approval requests waiting for a decision, across tenants."))

@@ -1,7 +1,6 @@
 package approvals_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 func TestMetricsArePublishedThroughTheGlobalMeter(t *testing.T) {
 	reader := metrictest.InstallGlobal()
 	b := setup(t, approvals.Config{})
-	ctx := context.Background()
+	ctx := tenantCtx(t, tenantA)
 
 	allowed := riskyAction(0)
 	allowed.Kind, allowed.Recipients = "metrics.test", 1
@@ -46,12 +45,12 @@ func TestMetricsArePublishedThroughTheGlobalMeter(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, int64(1), pending, "one request still pending")
 
-	b.clock.Advance(30 * 24 * time.Hour)
-	sweeper, err := approvals.NewSweeper(b.db.System, approvals.SweeperConfig{Now: b.clock.Now})
+	b.age(t, 30*24*time.Hour)
+	sweeper, err := approvals.NewSweeper(b.db.System, approvals.SweeperConfig{})
 	require.NoError(t, err)
-	n, err := sweeper.Sweep(ctx)
+	n, err := sweeper.SweepOnce(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, int64(1), n)
 
 	kind := attribute.String("kind", "metrics.test")
 	require.Equal(t, int64(1), reader.Sum(t, "dealix.approvals.requests", kind, attribute.String("outcome", "allowed")))

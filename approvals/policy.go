@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 )
@@ -107,6 +108,15 @@ func DefaultPolicy() Policy {
 	return Policy{Default: DefaultRule()}
 }
 
+// clone returns p with maps of its own, so a caller changing its maps
+// later cannot race with Evaluate on the copy.
+func (p Policy) clone() Policy {
+	p.ByKind = maps.Clone(p.ByKind)
+	p.ByTenant = maps.Clone(p.ByTenant)
+	p.ByTenantKind = maps.Clone(p.ByTenantKind)
+	return p
+}
+
 // Validate reports a rule that cannot be applied or a tenant key that is
 // not a canonical UUID (it could never match).
 func (p Policy) Validate() error {
@@ -166,14 +176,18 @@ type Evaluation struct {
 	Rule Rule
 }
 
-// Evaluate validates a and applies the rule for its tenant and kind. It is
-// pure: no I/O, safe for concurrent use. a.TenantID must already be set
-// (Service.Request fills it from the context).
-func (p Policy) Evaluate(a Action) (Evaluation, error) {
+// Evaluate validates a and applies the rule for tenant (a canonical UUID,
+// else ErrInvalidTenant) and a's kind. It is pure: no I/O, and safe for
+// concurrent use as long as nobody changes p's maps meanwhile (a Service
+// evaluates its own copy, taken by New).
+func (p Policy) Evaluate(tenant string, a Action) (Evaluation, error) {
+	if !isCanonicalTenant(tenant) {
+		return Evaluation{}, fmt.Errorf("%w: %w", ErrInvalidAction, ErrInvalidTenant)
+	}
 	if err := a.Validate(); err != nil {
 		return Evaluation{}, err
 	}
-	rule := p.RuleFor(a.TenantID, a.Kind)
+	rule := p.RuleFor(tenant, a.Kind)
 	reasons := rule.reasons(a)
 	return Evaluation{NeedsApproval: len(reasons) > 0, Reasons: reasons, Rule: rule}, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/internal/rls"
-	"github.com/dealix/platform/tenancy"
 )
 
 // Paging limits of List.
@@ -65,23 +64,53 @@ type AuditEntry struct {
 	StatusAfter Status `json:"status_after,omitempty"`
 	// Comment is the decider's comment.
 	Comment string `json:"comment,omitempty"`
-	// RecordedAt is when the attempt was made.
+	// Error is the hook's error when Result is AuditHookFailed, cut to
+	// MaxAuditErrorLength bytes.
+	Error string `json:"error,omitempty"`
+	// RecordedAt is when the attempt was made, on the database's clock.
 	RecordedAt time.Time `json:"recorded_at"`
 }
 
-// Get returns one request of tenantID (default: tenancy.TenantFrom(ctx)),
-// or ErrNotFound, which is also the answer for another tenant's request.
-func (s *Service) Get(ctx context.Context, tenantID, requestID string) (Request, error) {
-	tenantID, id, err := resolveRead(ctx, tenantID, requestID)
+// Get returns one request of the tenant of ctx (tenancy.TenantFrom;
+// ErrNoTenant without one), or ErrNotFound, which is also the answer for
+// another tenant's request.
+func (s *Service) Get(ctx context.Context, requestID string) (Request, error) {
+	tenant, err := contextTenant(ctx)
 	if err != nil {
 		return Request{}, err
 	}
-	var req Request
-	err = rls.InTx(ctx, s.db, tenantID, func(tx pgx.Tx) error {
-		req, err = getRequest(ctx, tx, tenantID, id)
-		return err
-	})
-	return req, err
+	return s.get(ctx, tenant, requestID)
+}
+
+// GetForTenant is Get for system work that names the tenant explicitly.
+// An empty tenant is ErrNoTenant, a malformed one ErrInvalidTenant.
+func (s *Service) GetForTenant(ctx context.Context, tenant, requestID string) (Request, error) {
+	tenant, err := explicitTenant(tenant)
+	if err != nil {
+		return Request{}, err
+	}
+	return s.get(ctx, tenant, requestID)
+}
+
+func (s *Service) get(ctx context.Context, tenant, requestID string) (Request, error) {
+	id, err := parseRequestID(requestID)
+	if err != nil {
+		return Request{}, err
+	}
+	// One round trip: the tenant scope and the read in one implicit
+	// transaction.
+	rows, err := rls.Query(ctx, s.db, tenant, selectRequestSQL, tenant, id)
+	if err != nil {
+		return Request{}, fmt.Errorf("approvals: get request: %w", err)
+	}
+	req, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (Request, error) { return scanRequest(row) })
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Request{}, ErrNotFound
+	}
+	if err != nil {
+		return Request{}, fmt.Errorf("approvals: get request: %w", err)
+	}
+	return req, nil
 }
 
 func getRequest(ctx context.Context, tx pgx.Tx, tenantID, id string) (Request, error) {
@@ -99,13 +128,27 @@ const listSQL = `SELECT ` + requestColumns + `, seq FROM platform.approvals_requ
 WHERE tenant_id = $1 AND ($2 = '' OR status = $2) AND seq < $3
 ORDER BY seq DESC LIMIT $4`
 
-// List returns a page of tenantID's requests (default tenant:
-// tenancy.TenantFrom(ctx)), newest first.
-func (s *Service) List(ctx context.Context, tenantID string, opts ListOptions) (Page, error) {
-	tenantID, err := resolveTenant(ctx, tenantID)
+// List returns a page of the requests of the tenant of ctx
+// (tenancy.TenantFrom; ErrNoTenant without one), newest first.
+func (s *Service) List(ctx context.Context, opts ListOptions) (Page, error) {
+	tenant, err := contextTenant(ctx)
 	if err != nil {
 		return Page{}, err
 	}
+	return s.list(ctx, tenant, opts)
+}
+
+// ListForTenant is List for system work that names the tenant explicitly.
+// An empty tenant is ErrNoTenant, a malformed one ErrInvalidTenant.
+func (s *Service) ListForTenant(ctx context.Context, tenant string, opts ListOptions) (Page, error) {
+	tenant, err := explicitTenant(tenant)
+	if err != nil {
+		return Page{}, err
+	}
+	return s.list(ctx, tenant, opts)
+}
+
+func (s *Service) list(ctx context.Context, tenantID string, opts ListOptions) (Page, error) {
 	limit, before, err := opts.normalize()
 	if err != nil {
 		return Page{}, err
@@ -140,15 +183,34 @@ func (s *Service) List(ctx context.Context, tenantID string, opts ListOptions) (
 	return page, nil
 }
 
-const auditSQL = `SELECT id, request_id::text, actor, action, result, status_after, comment, recorded_at
+const auditSQL = `SELECT id, request_id::text, actor, action, result, status_after, comment, error, recorded_at
 FROM platform.approvals_audit WHERE tenant_id = $1 AND request_id = $2 ORDER BY id LIMIT $3`
 
-// AuditTrail returns every attempt to decide one request of tenantID
-// (default tenant: tenancy.TenantFrom(ctx)), and its expiry, oldest first,
-// at most MaxAuditEntries. It returns ErrNotFound for a request that does
-// not exist in the tenant.
-func (s *Service) AuditTrail(ctx context.Context, tenantID, requestID string) ([]AuditEntry, error) {
-	tenantID, id, err := resolveRead(ctx, tenantID, requestID)
+// AuditTrail returns every attempt to decide one request of the tenant of
+// ctx (tenancy.TenantFrom; ErrNoTenant without one), failed hooks
+// included, and its expiry, oldest first, at most MaxAuditEntries. It
+// returns ErrNotFound for a request that does not exist in the tenant.
+func (s *Service) AuditTrail(ctx context.Context, requestID string) ([]AuditEntry, error) {
+	tenant, err := contextTenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.auditTrail(ctx, tenant, requestID)
+}
+
+// AuditTrailForTenant is AuditTrail for system work that names the tenant
+// explicitly. An empty tenant is ErrNoTenant, a malformed one
+// ErrInvalidTenant.
+func (s *Service) AuditTrailForTenant(ctx context.Context, tenant, requestID string) ([]AuditEntry, error) {
+	tenant, err := explicitTenant(tenant)
+	if err != nil {
+		return nil, err
+	}
+	return s.auditTrail(ctx, tenant, requestID)
+}
+
+func (s *Service) auditTrail(ctx context.Context, tenantID, requestID string) ([]AuditEntry, error) {
+	id, err := parseRequestID(requestID)
 	if err != nil {
 		return nil, err
 	}
@@ -173,28 +235,9 @@ func (s *Service) AuditTrail(ctx context.Context, tenantID, requestID string) ([
 func scanAuditEntry(row pgx.CollectableRow) (AuditEntry, error) {
 	var e AuditEntry
 	var result, status string
-	err := row.Scan(&e.ID, &e.RequestID, &e.Actor, &e.Action, &result, &status, &e.Comment, &e.RecordedAt)
+	err := row.Scan(&e.ID, &e.RequestID, &e.Actor, &e.Action, &result, &status, &e.Comment, &e.Error, &e.RecordedAt)
 	e.Result, e.StatusAfter, e.RecordedAt = AuditResult(result), Status(status), e.RecordedAt.UTC()
 	return e, err
-}
-
-func resolveTenant(ctx context.Context, tenantID string) (string, error) {
-	if tenantID == "" {
-		tenantID, _ = tenancy.TenantFrom(ctx)
-	}
-	if tenantID == "" {
-		return "", ErrNoTenant
-	}
-	return canonicalTenant(tenantID)
-}
-
-func resolveRead(ctx context.Context, tenantID, requestID string) (string, string, error) {
-	tenantID, err := resolveTenant(ctx, tenantID)
-	if err != nil {
-		return "", "", err
-	}
-	id, err := parseRequestID(requestID)
-	return tenantID, id, err
 }
 
 // parseRequestID accepts only the canonical 36-character UUID form.

@@ -1,6 +1,7 @@
 package approvals
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dealix/platform/internal/dbx"
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
 )
@@ -66,7 +69,8 @@ type Request struct {
 	// Status is pending, approved, rejected or expired.
 	Status Status `json:"status"`
 	// CreatedAt is when the request was stored; ExpiresAt is CreatedAt
-	// plus Config.TTL, after which it can no longer be decided.
+	// plus Config.TTL, after which it can no longer be decided. Both are
+	// the database's clock.
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	// DecidedBy, DecidedAt and Comment are set once approved or rejected.
@@ -113,22 +117,29 @@ func (r Request) decision() (d Decision, ok bool) {
 // Hook runs inside the transaction that records a decision: the outbox. A
 // continuation written through tx (a queue job, a signal to a waiting run)
 // commits exactly when the decision does; when the hook returns an error
-// the decision is rolled back and the request stays pending.
+// the decision and the hook's writes are rolled back, the request stays
+// pending, and the failed attempt is recorded in the audit trail. ctx
+// carries the request's tenant (tenancy.TenantFrom), and tx is scoped to
+// it. A hook must neither commit nor roll back tx.
 type Hook func(ctx context.Context, tx pgx.Tx, d Decision) error
 
-// Beginner starts a transaction; *pgxpool.Pool and *pgx.Conn satisfy it.
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
+// DB is the database handle New, NewSweeper and ObservePending take: the
+// methods of *pgxpool.Pool they call, so a pool, a wrapped pool or a
+// *pgx.Conn will do. It is the same interface in every package of the
+// library.
+type DB = dbx.DB
 
 // Config configures a Service. The zero value is usable: every field
 // documents its default.
 type Config struct {
-	// Policy decides which actions need approval. Default: DefaultPolicy()
-	// (more than 50 recipients, risk 0.7 or more, critical).
+	// Policy decides which actions need approval. New takes a copy, maps
+	// included, so changing the caller's Policy afterwards has no effect.
+	// Default: DefaultPolicy() (more than 50 recipients, risk 0.7 or more,
+	// critical).
 	Policy *Policy
-	// TTL is how long a request may wait for a decision. Default: DefaultTTL
-	// (72 hours). Must not be negative.
+	// TTL is how long a request may wait for a decision, counted on the
+	// database's clock. Default: DefaultTTL (72 hours). Must not be
+	// negative.
 	TTL time.Duration
 	// AllowSelfApproval lets a requester approve their own request.
 	// Default false: refused with ErrSelfApproval. Rejecting one's own
@@ -143,8 +154,6 @@ type Config struct {
 	// MaxPayloadBytes caps an action's payload. Default:
 	// DefaultMaxPayloadBytes (64 KiB). Must not be negative.
 	MaxPayloadBytes int
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
 	// Logger receives one record per decision. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -152,50 +161,42 @@ type Config struct {
 // Service holds risky actions for approval and records decisions. It is
 // safe for concurrent use.
 type Service struct {
-	db     Beginner
+	db     DB
 	policy Policy
 	cfg    Config
 }
 
 // New returns a Service storing requests through db, which should connect
 // as the application role (row-level security binds it to one tenant per
-// transaction). It validates cfg.
-func New(db Beginner, cfg Config) (*Service, error) {
+// transaction). It validates cfg; errors match ErrInvalidConfig or
+// ErrInvalidPolicy.
+func New(db DB, cfg Config) (*Service, error) {
 	if db == nil {
-		return nil, fmt.Errorf("%w: nil database", ErrInvalidConfig)
+		return nil, errs.Config("approvals", "nil database")
 	}
 	policy := DefaultPolicy()
 	if cfg.Policy != nil {
-		policy = *cfg.Policy
+		// A copy of the caller's maps: Evaluate reads them concurrently.
+		policy = cfg.Policy.clone()
+		cfg.Policy = nil
 	}
 	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.TTL < 0 || cfg.MaxPayloadBytes < 0 {
-		return nil, fmt.Errorf("%w: negative TTL or MaxPayloadBytes", ErrInvalidConfig)
+		return nil, errs.Config("approvals", "negative TTL or MaxPayloadBytes")
 	}
-	if cfg.TTL == 0 {
-		cfg.TTL = DefaultTTL
+	if cfg.TTL > 0 && cfg.TTL < time.Microsecond {
+		return nil, errs.Config("approvals", "TTL %s is below PostgreSQL's microsecond", cfg.TTL)
 	}
-	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
+	cfg.MaxPayloadBytes = cmp.Or(cfg.MaxPayloadBytes, DefaultMaxPayloadBytes)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Service{db: db, policy: policy, cfg: cfg}, nil
 }
 
-// Policy returns the policy the service applies.
-func (s *Service) Policy() Policy { return s.policy }
-
-// now is the clock, at the precision PostgreSQL stores.
-func (s *Service) now() time.Time {
-	return s.cfg.Now().UTC().Truncate(time.Microsecond)
-}
+// Policy returns a copy of the policy the service applies.
+func (s *Service) Policy() Policy { return s.policy.clone() }
 
 // Result is the answer to asking for an action.
 type Result struct {
@@ -213,13 +214,34 @@ type Result struct {
 	Created bool
 }
 
-// Request asks for action a. When the policy allows it, nothing is stored
-// and the result says Allowed. Otherwise a pending request is stored (or
-// the existing one for the same action returned: same idempotency key, or
-// same fingerprint when no key is given). An empty a.TenantID or a.Actor is
-// taken from ctx (tenancy.TenantFrom, tenancy.PrincipalFrom).
+// Request asks for action a in the tenant of ctx (tenancy.TenantFrom;
+// ErrNoTenant without one). When the policy allows it, nothing is stored
+// and the result says Allowed. Otherwise a pending request is stored in a
+// transaction of its own (or the existing one for the same action
+// returned: same idempotency key, or same fingerprint when no key is
+// given). An empty a.Actor is taken from ctx's principal
+// (tenancy.PrincipalFrom).
 func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
-	a, eval, err := s.prepare(ctx, a)
+	tenant, err := contextTenant(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.request(ctx, tenant, a)
+}
+
+// RequestForTenant is Request for system work that names the tenant
+// explicitly (a worker, an admin tool) rather than through ctx. An empty
+// tenant is ErrNoTenant, a malformed one ErrInvalidTenant.
+func (s *Service) RequestForTenant(ctx context.Context, tenant string, a Action) (Result, error) {
+	tenant, err := explicitTenant(tenant)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.request(ctx, tenant, a)
+}
+
+func (s *Service) request(ctx context.Context, tenant string, a Action) (Result, error) {
+	a, eval, err := s.prepare(ctx, tenant, a)
 	if err != nil || !eval.NeedsApproval {
 		if err == nil {
 			recordRequest(ctx, a.Kind, Result{Allowed: true})
@@ -227,8 +249,8 @@ func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
 		return Result{Allowed: err == nil, Evaluation: eval}, err
 	}
 	var res Result
-	err = rls.InTx(ctx, s.db, a.TenantID, func(tx pgx.Tx) error {
-		res, err = s.store(ctx, tx, a, eval)
+	err = rls.InTx(ctx, s.db, tenant, func(tx pgx.Tx) error {
+		res, err = s.store(ctx, tx, tenant, a, eval)
 		return err
 	})
 	if err != nil {
@@ -239,20 +261,24 @@ func (s *Service) Request(ctx context.Context, a Action) (Result, error) {
 }
 
 // RequestTx is Request inside the caller's transaction, so the request is
-// stored atomically with the caller's own writes. It scopes the rest of tx
-// to a's tenant (set_config('app.tenant_id', …, true)).
+// stored atomically with the caller's own writes, in the tenant tx is
+// scoped to. tx must already be scoped to a tenant; it is never re-scoped,
+// and a context naming another tenant is refused with a
+// *tenancy.TenantMismatchError (ErrTenantMismatch) before anything is
+// written. An unscoped tx is ErrNoTenant.
 func (s *Service) RequestTx(ctx context.Context, tx pgx.Tx, a Action) (Result, error) {
-	a, eval, err := s.prepare(ctx, a)
+	tenant, err := rls.CheckTx(ctx, tx)
+	if err != nil {
+		return Result{}, err
+	}
+	a, eval, err := s.prepare(ctx, tenant, a)
 	if err != nil || !eval.NeedsApproval {
 		if err == nil {
 			recordRequest(ctx, a.Kind, Result{Allowed: true})
 		}
 		return Result{Allowed: err == nil, Evaluation: eval}, err
 	}
-	if err := rls.SetTenant(ctx, tx, a.TenantID); err != nil {
-		return Result{}, err
-	}
-	res, err := s.store(ctx, tx, a, eval)
+	res, err := s.store(ctx, tx, tenant, a, eval)
 	if err == nil {
 		// Counted when the caller's transaction is handed back, not when
 		// it commits: a rolled-back request is still an attempt.
@@ -261,63 +287,94 @@ func (s *Service) RequestTx(ctx context.Context, tx pgx.Tx, a Action) (Result, e
 	return res, err
 }
 
-// prepare fills a from ctx, validates it and evaluates the policy.
-func (s *Service) prepare(ctx context.Context, a Action) (Action, Evaluation, error) {
-	tenant, actor, err := fromContext(ctx, a.TenantID, a.Actor)
+// prepare fills a's actor from ctx, validates a and evaluates the policy.
+func (s *Service) prepare(ctx context.Context, tenant string, a Action) (Action, Evaluation, error) {
+	actor, err := actorFrom(ctx, a.Actor)
 	if err != nil {
 		return a, Evaluation{}, err
 	}
-	a.TenantID, a.Actor = tenant, actor
+	a.Actor = actor
 	if len(a.Payload) > s.cfg.MaxPayloadBytes {
 		return a, Evaluation{}, fmt.Errorf("%w: payload of %d bytes is over the limit of %d", ErrInvalidAction, len(a.Payload), s.cfg.MaxPayloadBytes)
 	}
-	eval, err := s.policy.Evaluate(a)
+	eval, err := s.policy.Evaluate(tenant, a)
 	return a, eval, err
 }
 
-// fromContext resolves the tenant and the actor: explicit values first,
-// then the context's tenant and principal.
-func fromContext(ctx context.Context, tenant, actor string) (string, string, error) {
+// contextTenant is the tenant of the request path: ctx's, else
+// ErrNoTenant.
+func contextTenant(ctx context.Context) (string, error) {
+	tenant, ok := tenancy.TenantFrom(ctx)
+	if !ok {
+		return "", ErrNoTenant
+	}
+	return tenant, nil
+}
+
+// explicitTenant validates the tenant a …ForTenant call names.
+func explicitTenant(tenant string) (string, error) {
 	if tenant == "" {
-		tenant, _ = tenancy.TenantFrom(ctx)
+		return "", ErrNoTenant
 	}
-	if tenant == "" {
-		return "", "", ErrNoTenant
-	}
-	canonical, err := canonicalTenant(tenant)
-	if err != nil {
-		return "", "", err
-	}
+	return canonicalTenant(tenant)
+}
+
+// actorFrom resolves who acts: the explicit value, else the subject of
+// ctx's principal, else ErrNoActor.
+func actorFrom(ctx context.Context, actor string) (string, error) {
 	if actor == "" {
 		if p, ok := tenancy.PrincipalFrom(ctx); ok {
 			actor = p.Subject
 		}
 	}
 	if actor == "" {
-		return "", "", ErrNoActor
+		return "", ErrNoActor
 	}
-	return canonical, actor, nil
+	return actor, nil
 }
+
+// hookContext is ctx carrying tenant, as promised to hooks: a …ForTenant
+// or …Tx call may have been given a context without it.
+func hookContext(ctx context.Context, tenant string) context.Context {
+	if t, ok := tenancy.TenantFrom(ctx); ok && t == tenant {
+		return ctx
+	}
+	scoped, err := tenancy.WithTenant(ctx, tenant)
+	if err != nil { // unreachable: tenant is canonical here
+		return ctx
+	}
+	return scoped
+}
+
+// Times are the database's: now() in each statement (the transaction's
+// start), never the process clock, so instances whose clocks differ agree
+// on when a request expires.
 
 // expireStaleSQL expires an undecided request for the same action whose
 // time has passed, with its audit row, so a new request can take its place.
 const expireStaleSQL = `
 WITH expired AS (
     UPDATE platform.approvals_requests SET status = 'expired'
-    WHERE tenant_id = $1 AND dedupe_key = $2 AND status = 'pending' AND expires_at <= $3
+    WHERE tenant_id = $1 AND dedupe_key = $2 AND status = 'pending' AND expires_at <= now()
     RETURNING tenant_id, id)
 INSERT INTO platform.approvals_audit (tenant_id, request_id, actor, action, result, status_after, recorded_at)
-SELECT tenant_id, id, $4, 'expire', 'expired', 'expired', $3 FROM expired`
+SELECT tenant_id, id, $3, 'expire', 'expired', 'expired', now() FROM expired`
 
+// insertRequestSQL stores a new request; $12 is the time to live in
+// microseconds.
 const insertRequestSQL = `
 INSERT INTO platform.approvals_requests
     (tenant_id, kind, requested_by, dedupe_key, fingerprint, idempotency_key, reasons,
      recipients, risk, critical, payload, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, $11::jsonb, $12, $13)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, $11::jsonb,
+        now(), now() + $12::bigint * interval '1 microsecond')
 ON CONFLICT (tenant_id, dedupe_key) WHERE status <> 'expired' DO NOTHING
 RETURNING ` + requestColumns
 
-const selectByDedupeSQL = `SELECT ` + requestColumns + ` FROM platform.approvals_requests
+// selectByDedupeSQL reads the live request for an action, and whether its
+// time has passed.
+const selectByDedupeSQL = `SELECT ` + requestColumns + `, expires_at <= now()
+FROM platform.approvals_requests
 WHERE tenant_id = $1 AND dedupe_key = $2 AND status <> 'expired'`
 
 // SystemActor is the actor recorded in the audit trail for expiries.
@@ -327,8 +384,7 @@ const SystemActor = "system"
 // common case, a new action, costs one statement. A request for the same
 // action that expired undecided but was not swept yet is expired here, so a
 // new one can take its place.
-func (s *Service) store(ctx context.Context, tx pgx.Tx, a Action, eval Evaluation) (Result, error) {
-	now := s.now()
+func (s *Service) store(ctx context.Context, tx pgx.Tx, tenant string, a Action, eval Evaluation) (Result, error) {
 	fingerprint := a.Fingerprint()
 	key := a.dedupeKey(fingerprint)
 	reasons := make([]string, len(eval.Reasons))
@@ -337,8 +393,8 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, a Action, eval Evaluatio
 	}
 	payload := string(compactPayload(a.Payload))
 	for attempt := 0; ; attempt++ {
-		row := tx.QueryRow(ctx, insertRequestSQL, a.TenantID, a.Kind, a.Actor, key, fingerprint,
-			a.IdempotencyKey, reasons, a.Recipients, a.Risk, a.Critical, payload, now, now.Add(s.cfg.TTL))
+		row := tx.QueryRow(ctx, insertRequestSQL, tenant, a.Kind, a.Actor, key, fingerprint,
+			a.IdempotencyKey, reasons, a.Recipients, a.Risk, a.Critical, payload, s.cfg.TTL.Microseconds())
 		req, err := scanRequest(row)
 		if err == nil {
 			return Result{Evaluation: eval, Request: &req, Created: true}, nil
@@ -346,7 +402,8 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, a Action, eval Evaluatio
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return Result{}, fmt.Errorf("approvals: store request: %w", err)
 		}
-		req, err = scanRequest(tx.QueryRow(ctx, selectByDedupeSQL, a.TenantID, key))
+		var due bool
+		req, err = scanRequest(tx.QueryRow(ctx, selectByDedupeSQL, tenant, key), &due)
 		if errors.Is(err, pgx.ErrNoRows) && attempt == 0 {
 			continue // the conflicting request expired meanwhile
 		}
@@ -356,10 +413,10 @@ func (s *Service) store(ctx context.Context, tx pgx.Tx, a Action, eval Evaluatio
 		if req.Fingerprint != fingerprint {
 			return Result{}, fmt.Errorf("%w: key %q names request %s", ErrIdempotencyKeyReused, a.IdempotencyKey, req.ID)
 		}
-		if req.Status != StatusPending || req.ExpiresAt.After(now) || attempt > 0 {
+		if req.Status != StatusPending || !due || attempt > 0 {
 			return Result{Evaluation: eval, Request: &req, Created: false}, nil
 		}
-		if _, err := tx.Exec(ctx, expireStaleSQL, a.TenantID, key, now, SystemActor); err != nil {
+		if _, err := tx.Exec(ctx, expireStaleSQL, tenant, key, SystemActor); err != nil {
 			return Result{}, fmt.Errorf("approvals: expire stale request: %w", err)
 		}
 	}
