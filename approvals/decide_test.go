@@ -394,7 +394,7 @@ func TestDecideTxCommitsWithTheCaller(t *testing.T) {
 
 	// A transaction scoped by the caller, and a context without a tenant
 	// (system work): the hook still gets a context carrying the tenant.
-	err = tenancy.InTenantTx(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
+	err = tenancy.InTxForTenant(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
 		_, err := b.svc.DecideTx(context.Background(), tx, decideInput(req.ID, approvals.StatusApproved, "sami"))
 		return err
 	})

@@ -181,7 +181,7 @@ func TestRequestTxCommitsWithTheCaller(t *testing.T) {
 	require.ErrorIs(t, err, approvals.ErrNotFound, "rolled back with the caller")
 
 	// A context without a tenant takes the transaction's.
-	err = tenancy.InTenantTx(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
+	err = tenancy.InTxForTenant(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
 		res, err := b.svc.RequestTx(context.Background(), tx, riskyAction(1))
 		if err != nil {
 			return err
@@ -229,7 +229,7 @@ func TestTxMethodsNeverRescopeTheCallersTransaction(t *testing.T) {
 		},
 	}
 	for name, call := range calls {
-		err := tenancy.InTenantTx(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
+		err := tenancy.InTxForTenant(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
 			err := call(ctxB, tx)
 			var mismatch *tenancy.TenantMismatchError
 			require.ErrorAs(t, err, &mismatch, name)
@@ -259,7 +259,7 @@ func TestTxMethodsNeverRescopeTheCallersTransaction(t *testing.T) {
 	require.Zero(t, countContinuations(t, b.db.Admin, req.ID))
 
 	// A matching context is fine, and the scope is unchanged after success.
-	err = tenancy.InTenantTx(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
+	err = tenancy.InTxForTenant(context.Background(), b.db.App, tenantA, func(tx pgx.Tx) error {
 		for name, call := range calls {
 			require.NoError(t, call(tenantCtx(t, tenantA), tx), name)
 			require.Equal(t, tenantA, txScope(t, tx), name)
