@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -250,8 +251,11 @@ type listQuery struct {
 }
 
 func parseList(r *http.Request) (listQuery, error) {
-	q := r.URL.Query()
 	lq := listQuery{limit: DefaultPageSize}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return lq, httpx.Errorf(http.StatusBadRequest, "malformed query string")
+	}
 	for name := range q {
 		switch name {
 		case "status", "owner", "created_after", "created_before", "cursor", "limit":

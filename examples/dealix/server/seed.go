@@ -21,8 +21,9 @@ const DemoTenantID = "0d3a1c5e-5a1e-4d0c-9e11-000000000001"
 // one and issues a new one, since a key's secret is shown only once.
 const DemoKeyName = "demo key (printed at start-up)"
 
-// devKeyID is the kid of the development HMAC key.
-const devKeyID = "dealix-dev"
+// DevKeyID is the kid of the server's HMAC key (configured or development):
+// tokens signed with that key must name it.
+const DevKeyID = "dealix-dev"
 
 // Demo is what the start-up banner prints.
 type Demo struct {
@@ -102,6 +103,6 @@ func signJWT(key []byte, cfg Config, subject, tenant string, scopes []string, tt
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
 	}
 	token := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
-	token.Header["kid"] = devKeyID
+	token.Header["kid"] = DevKeyID
 	return token.SignedString(key)
 }

@@ -36,7 +36,7 @@ func newServices(bg context.Context, cfg Config, db *databases, hmacKey []byte) 
 		JWKSURL: cfg.JWKSURL, Algorithms: cfg.JWTAlgorithms, Logger: log,
 	}
 	if hmacKey != nil {
-		jwtCfg.Keys = []tenancy.Key{{ID: devKeyID, Algorithm: "HS256", Key: hmacKey}}
+		jwtCfg.Keys = []tenancy.Key{{ID: DevKeyID, Algorithm: "HS256", Key: hmacKey}}
 		if cfg.JWKSURL != "" {
 			jwtCfg.Algorithms = append(jwtCfg.Algorithms, "HS256")
 		}
