@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/dealix/platform/examples/dealix/server"
@@ -24,15 +25,24 @@ func main() {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "dealix: %v\n", err)
-		os.Exit(server.ExitCode(err))
+		fail(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err = server.Run(ctx, cfg, os.Stdout)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "dealix: %v\n", err)
-	}
 	stop()
+	if err != nil {
+		fail(err)
+	}
+}
+
+// fail reports err and exits: status 2 for a configuration error, 1
+// otherwise.
+func fail(err error) {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "dealix") {
+		msg = "dealix: " + msg
+	}
+	fmt.Fprintln(os.Stderr, msg)
 	os.Exit(server.ExitCode(err))
 }

@@ -339,6 +339,7 @@ func TestClientMistakesAreNever500(t *testing.T) {
 		{"unknown parameter", "GET", "/api/v1/leads?tenant=x", ``, tok, 400},
 		{"malformed idempotency key", "POST", "/api/v1/leads", `{"name":"x"}`, with(tok, "Idempotency-Key", ""), 400},
 		{"unknown route", "GET", "/api/v1/nothing", ``, tok, 404},
+		{"debug route off by default", "GET", "/debug/slow", ``, nil, 404},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

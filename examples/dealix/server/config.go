@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,10 +248,23 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	if fs.NArg() > 0 {
 		bad("arguments", "unexpected %q", fs.Args())
 	}
+	cfg, err = cfg.withDefaults()
+	// Report every problem once: a value that did not parse is not
+	// reported again by the validation of its zero.
+	var more []string
+	if err != nil {
+		more = strings.Split(strings.TrimPrefix(err.Error(), ErrInvalidConfig.Error()+":\n  "), "\n  ")
+	}
+	for _, p := range more {
+		name, _, _ := strings.Cut(p, ":")
+		if !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, name+":") }) {
+			problems = append(problems, p)
+		}
+	}
 	if len(problems) > 0 {
 		return cfg, fmt.Errorf("%w:\n  %s", ErrInvalidConfig, strings.Join(problems, "\n  "))
 	}
-	return cfg.withDefaults()
+	return cfg, nil
 }
 
 // withDefaults fills the zero fields with their defaults and validates the

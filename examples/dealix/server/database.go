@@ -98,6 +98,10 @@ func openDatabases(ctx context.Context, cfg Config, adminURL string, log *slog.L
 	}
 	for _, m := range Migrations() {
 		if err := m(ctx, d.owner); err != nil {
+			if isPermissionDenied(err) {
+				return nil, fmt.Errorf("%w: DATABASE_URL: the role %q may not create or change the schemas (%v); "+
+					"use the database's owner or a superuser", ErrInvalidConfig, ownerCfg.ConnConfig.User, err)
+			}
 			return nil, fmt.Errorf("migrate: %w", err)
 		}
 	}
@@ -251,4 +255,10 @@ func migratedVersions(ctx context.Context, pool *pgxpool.Pool) (map[string]int, 
 		return nil
 	})
 	return out, err
+}
+
+// isPermissionDenied reports PostgreSQL's insufficient_privilege.
+func isPermissionDenied(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
