@@ -122,7 +122,7 @@ func Pool(pool *pgxpool.Pool) func(context.Context) Result {
 		s := pool.Stat()
 		res := Result{Status: StatusOK, Data: map[string]any{
 			"acquired": s.AcquiredConns(), "idle": s.IdleConns(), "total": s.TotalConns(), "max": s.MaxConns(),
-			"waiting_acquires": s.EmptyAcquireCount(),
+			"empty_acquires_total": s.EmptyAcquireCount(),
 		}}
 		if s.MaxConns() > 0 && s.AcquiredConns() >= s.MaxConns() {
 			res.Status = StatusDegraded

@@ -234,7 +234,10 @@ func decodeCursor(s string) (cursor, error) {
 		err = json.Unmarshal(b, &c)
 	}
 	if err == nil {
-		_, err = uuid.Parse(c.ID)
+		var id uuid.UUID
+		if id, err = uuid.Parse(c.ID); err == nil {
+			c.ID = id.String() // PostgreSQL does not read every form uuid.Parse does
+		}
 	}
 	if err != nil || c.CreatedAt.IsZero() {
 		return cursor{}, httpx.Errorf(http.StatusBadRequest, "malformed cursor")

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -415,6 +416,14 @@ func TestListPagesAndFilters(t *testing.T) {
 	e.do("GET", "/api/v1/leads?created_after="+hourAgo+"&created_before="+hourOn, "", tok...).json(t, &p)
 	if len(p.Items) != 7 {
 		t.Fatalf("created in range: %d leads, want 7", len(p.Items))
+	}
+	// A cursor holding another spelling of a UUID is read, not a 500.
+	urn := base64.RawURLEncoding.EncodeToString([]byte(`{"t":"2999-01-01T00:00:00Z","id":"urn:uuid:` + uuid.NewString() + `"}`))
+	r := e.do("GET", "/api/v1/leads?cursor="+urn, "", tok...)
+	wantStatus(t, r, http.StatusOK)
+	r.json(t, &p)
+	if len(p.Items) != 7 {
+		t.Fatalf("cursor from the future: %d leads, want 7", len(p.Items))
 	}
 	e.do("GET", "/api/v1/leads?created_after="+hourOn, "", tok...).json(t, &p)
 	if len(p.Items) != 0 {

@@ -32,8 +32,8 @@ func checkOrigin(o string) error {
 // Access-Control-Allow-Origin naming it (never "*", and no credentials
 // mode: the API authenticates with headers, not cookies). A request from
 // any other origin gets no CORS headers, so the browser keeps the response
-// from the page. Every answer that depends on Origin says Vary: Origin,
-// so a cache never serves one origin's answer to another.
+// from the page. Every answer says Vary: Origin, so a cache never serves
+// one origin's answer to another.
 func cors(origins []string) func(http.Handler) http.Handler {
 	allowed := make(map[string]bool, len(origins))
 	for _, o := range origins {
@@ -45,12 +45,14 @@ func cors(origins []string) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			origin := r.Header.Get("Origin")
 			preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+			h := w.Header()
+			// Every answer varies by Origin, also one to a request without
+			// it, or a shared cache could hand it to a browser's request.
+			h.Add("Vary", "Origin")
 			if origin == "" && !preflight {
 				next.ServeHTTP(w, r)
 				return
 			}
-			h := w.Header()
-			h.Add("Vary", "Origin")
 			ok := allowed[origin]
 			if preflight {
 				h.Add("Vary", "Access-Control-Request-Method")
