@@ -73,20 +73,46 @@ func TestProcess(t *testing.T) {
 		}
 		defer func() { _ = cmd.Process.Kill() }()
 
-		url := make(chan string, 1)
+		// The banner: the URL, the demo credentials, three curl lines.
+		banner := make(chan []string, 1)
 		go func() {
+			var lines []string
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "Dealix reference server listening on "); ok {
-					url <- rest
+				lines = append(lines, sc.Text())
+				if strings.HasPrefix(sc.Text(), "(run the last one twice") {
+					banner <- lines
 				}
 			}
-			close(url)
+			close(banner)
 		}()
-		base, ok := <-url
+		lines, ok := <-banner
 		if !ok {
 			_ = cmd.Wait()
-			t.Fatalf("the server printed no URL; stderr:\n%s", stderr.String())
+			t.Fatalf("the server printed no banner; stderr:\n%s", stderr.String())
+		}
+		var base, apiKey string
+		curls := 0
+		for _, line := range lines {
+			if rest, ok := strings.CutPrefix(line, "Dealix reference server listening on "); ok {
+				base = rest
+			}
+			if rest, ok := strings.CutPrefix(line, "Demo API key: "); ok {
+				apiKey = rest
+			}
+			if strings.HasPrefix(line, "  curl ") {
+				curls++
+			}
+		}
+		if base == "" || apiKey == "" || curls != 3 {
+			t.Fatalf("banner lacks the URL, the API key or three curl lines:\n%s", strings.Join(lines, "\n"))
+		}
+		req, _ := http.NewRequest("GET", base+"/api/v1/leads", nil)
+		req.Header.Set("X-API-Key", apiKey)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("the printed API key: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
 		}
 
 		resp, err := http.Get(base + "/health/deep")
