@@ -1,0 +1,33 @@
+package leads
+
+import (
+	"context"
+	"embed"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dealix/platform/internal/migrate"
+	"github.com/dealix/platform/tenancy"
+)
+
+// Schema holds the reference server's own tables, apart from the
+// library's schema.
+const Schema = "dealix"
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// MigrationSource is this domain's set of migrations.
+func MigrationSource() migrate.Source {
+	return migrate.Source{Package: "leads", FS: migrationFS, Schema: Schema}
+}
+
+// Migrate creates or updates the leads table and (re)applies its
+// row-level security policy. Run it as the schema's owner; it is safe on
+// every start.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := migrate.Apply(ctx, pool, MigrationSource()); err != nil {
+		return err
+	}
+	return tenancy.ApplyPolicy(ctx, pool, Schema+".leads")
+}
