@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dealix/platform/internal/migrate"
-	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 // Schema holds the reference server's own tables, apart from the
@@ -29,5 +29,5 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := migrate.Apply(ctx, pool, MigrationSource()); err != nil {
 		return err
 	}
-	return tenancy.ApplyPolicy(ctx, pool, Schema+".leads")
+	return rlspolicy.Apply(ctx, pool, Schema+".leads")
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dealix/platform/examples/dealix/server"
-	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 func TestLeadsAreIsolatedByTenant(t *testing.T) {
@@ -192,7 +193,7 @@ func TestAPIKeysLifecycleAndAdminScope(t *testing.T) {
 
 func TestRateLimitPerTenant(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *server.Config) { c.RateLimit = tenancy.Rate{Requests: 3, Window: time.Minute} })
+	e := newEnv(t, func(c *server.Config) { c.RateLimit = ratelimit.Rate{Requests: 3, Window: time.Minute} })
 	busy := bearer(e.token(newTenant()))
 	for i := range 3 {
 		r := e.do("GET", "/api/v1/leads", "", busy...)
@@ -532,7 +533,7 @@ func TestDemoSeedIsIdempotentAndWorks(t *testing.T) {
 func TestAppRolePassesTheRLSAudit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	findings, err := tenancy.Audit(context.Background(), e.db.App)
+	findings, err := rlspolicy.Audit(context.Background(), e.db.App)
 	if err != nil {
 		t.Fatal(err)
 	}

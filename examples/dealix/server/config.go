@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,7 +18,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dealix/platform/internal/pgboot"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
 )
 
 // ErrInvalidConfig is wrapped by every configuration error: the process
@@ -109,7 +109,7 @@ type Config struct {
 	// RateLimit is each tenant's request rate. DEALIX_RATE_LIMIT as
 	// <requests>/<window>, e.g. 600/1m; default DefaultRateLimit. The
 	// burst is DEALIX_RATE_BURST, default the requests.
-	RateLimit tenancy.Rate
+	RateLimit ratelimit.Rate
 	// MaxBodyBytes bounds request bodies. DEALIX_MAX_BODY_BYTES; default
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
@@ -282,7 +282,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CORSOrigins == nil {
 		c.CORSOrigins = splitList(DefaultCORSOrigins)
 	}
-	if c.RateLimit == (tenancy.Rate{}) {
+	if c.RateLimit == (ratelimit.Rate{}) {
 		c.RateLimit, _ = parseRate(DefaultRateLimit)
 	}
 	if c.MaxBodyBytes == 0 {
@@ -292,11 +292,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.DataDir == "" {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			dir = os.TempDir()
-		}
-		c.DataDir = filepath.Join(dir, "dealix", "postgres")
+		c.DataDir = pgboot.DefaultDataDir()
 	}
 	if len(c.JWTAlgorithms) == 0 && c.JWKSURL != "" {
 		c.JWTAlgorithms = []string{"RS256"}
@@ -369,14 +365,14 @@ func (c Config) validate() error {
 
 // parseRate reads <requests>/<window>, the window a Go duration ("1m",
 // "10s") or a bare unit ("s", "m", "h" for one of it).
-func parseRate(s string) (tenancy.Rate, error) {
+func parseRate(s string) (ratelimit.Rate, error) {
 	n, w, ok := strings.Cut(s, "/")
 	if !ok {
-		return tenancy.Rate{}, fmt.Errorf("want <requests>/<window> such as 600/1m, got %q", s)
+		return ratelimit.Rate{}, fmt.Errorf("want <requests>/<window> such as 600/1m, got %q", s)
 	}
 	requests, err := strconv.Atoi(strings.TrimSpace(n))
 	if err != nil || requests <= 0 {
-		return tenancy.Rate{}, fmt.Errorf("want a positive number of requests, got %q", n)
+		return ratelimit.Rate{}, fmt.Errorf("want a positive number of requests, got %q", n)
 	}
 	w = strings.TrimSpace(w)
 	if w == "s" || w == "m" || w == "h" {
@@ -384,9 +380,9 @@ func parseRate(s string) (tenancy.Rate, error) {
 	}
 	window, err := time.ParseDuration(w)
 	if err != nil || window < time.Second || window%time.Second != 0 {
-		return tenancy.Rate{}, fmt.Errorf("want a window of whole seconds such as 1m, got %q", w)
+		return ratelimit.Rate{}, fmt.Errorf("want a window of whole seconds such as 1m, got %q", w)
 	}
-	return tenancy.Rate{Requests: requests, Window: window, Burst: requests}, nil
+	return ratelimit.Rate{Requests: requests, Window: window, Burst: requests}, nil
 }
 
 func decodeKey(s string) ([]byte, error) {

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dealix/platform/internal/pgboot"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -20,18 +20,17 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, _ := os.UserCacheDir()
 	want := map[string][2]any{
 		"Addr":            {cfg.Addr, DefaultAddr},
 		"AppRole":         {cfg.AppRole, DefaultAppRole},
 		"SystemRole":      {cfg.SystemRole, DefaultSystemRole},
 		"JWTIssuer":       {cfg.JWTIssuer, DefaultJWTIssuer},
 		"JWTAudience":     {cfg.JWTAudience, DefaultJWTAudience},
-		"RateLimit":       {cfg.RateLimit, tenancy.Rate{Requests: 600, Window: time.Minute, Burst: 600}},
+		"RateLimit":       {cfg.RateLimit, ratelimit.Rate{Requests: 600, Window: time.Minute, Burst: 600}},
 		"MaxBodyBytes":    {cfg.MaxBodyBytes, int64(DefaultMaxBodyBytes)},
 		"ShutdownTimeout": {cfg.ShutdownTimeout, DefaultShutdownTimeout},
 		"CORSOrigins":     {strings.Join(cfg.CORSOrigins, ","), DefaultCORSOrigins},
-		"DataDir":         {cfg.DataDir, filepath.Join(cache, "dealix", "postgres")},
+		"DataDir":         {cfg.DataDir, pgboot.DefaultDataDir()},
 		"SkipDemo":        {cfg.SkipDemo, false},
 		"DebugRoutes":     {cfg.DebugRoutes, false},
 		"ResetData":       {cfg.ResetData, false},
@@ -69,7 +68,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	if cfg.Addr != "0.0.0.0:9000" || !cfg.ResetData {
 		t.Errorf("flags did not win: %q %v", cfg.Addr, cfg.ResetData)
 	}
-	if len(cfg.JWTHMACKey) != 32 || cfg.RateLimit != (tenancy.Rate{Requests: 10, Window: time.Second, Burst: 20}) ||
+	if len(cfg.JWTHMACKey) != 32 || cfg.RateLimit != (ratelimit.Rate{Requests: 10, Window: time.Second, Burst: 20}) ||
 		cfg.ShutdownTimeout != 5*time.Second || !cfg.SkipDemo || !cfg.DebugRoutes || cfg.DataDir != "/tmp/pg" ||
 		len(cfg.CORSOrigins) != 2 || cfg.CORSOrigins[1] != "http://localhost:5173" || cfg.LogLevel.String() != "DEBUG" {
 		t.Errorf("config %+v", cfg)
@@ -108,7 +107,7 @@ func TestLoadConfigHelp(t *testing.T) {
 }
 
 func TestParseRate(t *testing.T) {
-	for in, want := range map[string]tenancy.Rate{
+	for in, want := range map[string]ratelimit.Rate{
 		"600/1m": {Requests: 600, Window: time.Minute, Burst: 600},
 		"5/s":    {Requests: 5, Window: time.Second, Burst: 5},
 		"100/h":  {Requests: 100, Window: time.Hour, Burst: 100},

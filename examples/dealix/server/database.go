@@ -21,6 +21,7 @@ import (
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/migrate"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 	"github.com/dealix/platform/webhooksig"
 )
 
@@ -58,7 +59,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := migrate.Apply(ctx, pool, migrate.Source{Package: "dealix", FS: migrationFS, Schema: Schema}); err != nil {
 		return err
 	}
-	return tenancy.ApplyPolicy(ctx, pool, Schema+".tenants")
+	return rlspolicy.Apply(ctx, pool, Schema+".tenants")
 }
 
 // databases are the server's three pools, one per role of the design.

@@ -160,7 +160,7 @@ func TestProcess(t *testing.T) {
 			env  []string
 			want string
 		}{
-			{"no database", nil, nil, "set DATABASE_URL"},
+			{"no database", nil, []string{"DOCKER_HOST=unix:///nonexistent/docker.sock", "DEALIX_POSTGRES_BIN=" + t.TempDir()}, "DATABASE_URL"},
 			{"rate", nil, append(dbEnv(db), "DEALIX_RATE_LIMIT=lots"), "DEALIX_RATE_LIMIT"},
 			{"address", nil, append(dbEnv(db), "DEALIX_ADDR=nowhere"), "DEALIX_ADDR"},
 			{"origin", nil, append(dbEnv(db), "DEALIX_CORS_ORIGINS=https://app.example.com/path"), "DEALIX_CORS_ORIGINS"},
@@ -199,4 +199,118 @@ func TestProcess(t *testing.T) {
 			})
 		}
 	})
+}
+
+// startBinary runs the server's binary with env until its banner names
+// the URL and the demo API key; the process is killed when t ends.
+func startBinary(t *testing.T, bin string, env []string) (cmd *exec.Cmd, base, apiKey string, stderr *bytes.Buffer) {
+	t.Helper()
+	cmd = exec.Command(bin)
+	cmd.Env = childEnv(env...)
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		announced := false
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if rest, ok := strings.CutPrefix(line, "Dealix reference server listening on "); ok {
+				base = rest
+			}
+			if rest, ok := strings.CutPrefix(line, "Demo API key: "); ok {
+				apiKey = rest
+			}
+			if base != "" && apiKey != "" && !announced {
+				announced = true
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the server printed no banner; stderr:\n%s", stderr.String())
+	}
+	return cmd, base, apiKey, stderr
+}
+
+func stopBinary(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v; stderr:\n%s", err, stderr.String())
+	}
+}
+
+// TestStartsOnLocalBinariesWithoutDatabaseURLOrDocker runs the binary the
+// way the README's quick start does, with no DATABASE_URL and no Docker
+// engine: it starts PostgreSQL's own binaries in a data directory, serves
+// /health/deep, and keeps its data for the next start.
+func TestStartsOnLocalBinariesWithoutDatabaseURLOrDocker(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	dataDir, err := os.MkdirTemp("", "dealix-quickstart-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	// When the tests run as root the cluster runs as an unprivileged user,
+	// which must reach the directory.
+	if err := os.Chmod(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DEALIX_ADDR=127.0.0.1:0", "DOCKER_HOST=unix:///nonexistent/docker.sock", "DEALIX_DATA_DIR=" + filepath.Join(dataDir, "pg")}
+
+	cmd, base, apiKey, stderr := startBinary(t, bin, env)
+	resp, err := http.Get(base + "/health/deep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Fatalf("/health/deep = %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(stderr.String(), "source=local") {
+		t.Fatalf("the database did not come from the local binaries:\n%s", stderr.String())
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/leads", strings.NewReader(`{"name":"Kept Across Restarts","email":"kept@example.com"}`))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "quickstart-1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create lead = %d %s", resp.StatusCode, body)
+	}
+	stopBinary(t, cmd, stderr)
+
+	cmd, base, apiKey, stderr = startBinary(t, bin, env)
+	req, _ = http.NewRequest(http.MethodGet, base+"/api/v1/leads", nil)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Kept Across Restarts") {
+		t.Fatalf("after a restart the lead is gone: %d %s", resp.StatusCode, body)
+	}
+	stopBinary(t, cmd, stderr)
 }

@@ -2,26 +2,38 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/dealix/platform/internal/pgboot"
 )
 
 // provision decides where PostgreSQL comes from and returns the URL of a
 // role that may run the migrations, with a function that stops what
-// provision started (nil-safe to call; a no-op for an existing server).
+// provision started (a no-op for an existing server).
 //
-// Today it serves DATABASE_URL only. It is the one seam for the fallback
-// order of the design (DATABASE_URL, else Docker with cfg.PostgresImage and
-// cfg.PullImage, else PostgreSQL's own binaries with a cluster in
-// cfg.DataDir, wiped first when cfg.ResetData), so that order lives in one
-// package shared with the test helper, not here.
-func provision(_ context.Context, cfg Config, log *slog.Logger) (adminURL string, stop func(context.Context) error, err error) {
+// The order is internal/pgboot's, shared with the test helper: DATABASE_URL,
+// else Docker (cfg.PostgresImage, pulled only with cfg.PullImage), else
+// PostgreSQL's own binaries with a cluster kept in cfg.DataDir (wiped first
+// with cfg.ResetData). When none is there, the error wraps ErrInvalidConfig
+// so the program exits with status 2 and one message naming the three.
+func provision(ctx context.Context, cfg Config, log *slog.Logger) (adminURL string, stop func(context.Context) error, err error) {
 	noop := func(context.Context) error { return nil }
-	if cfg.DatabaseURL != "" {
-		log.Info("database: using DATABASE_URL")
-		return cfg.DatabaseURL, noop, nil
+	opts := pgboot.ServerEnv.Options()
+	opts.URL = cfg.DatabaseURL
+	opts.Image = cfg.PostgresImage
+	opts.AllowPull = cfg.PullImage
+	opts.DataDir = cfg.DataDir
+	opts.Reset = cfg.ResetData
+	opts.Logger = log
+	srv, err := pgboot.Start(ctx, opts)
+	switch {
+	case errors.Is(err, pgboot.ErrNoServer):
+		return "", noop, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	case err != nil:
+		return "", noop, fmt.Errorf("database: %w", err)
 	}
-	return "", noop, fmt.Errorf("%w: no database: set DATABASE_URL to a PostgreSQL URL of a role that may create schemas "+
-		"(a superuser also lets the server create its app and system roles), for example "+
-		"DATABASE_URL=postgres://postgres:secret@127.0.0.1:5432/postgres", ErrInvalidConfig)
+	log.Info("database: ready", "source", srv.Source, "url", pgboot.Redact(srv.AdminURL))
+	return srv.AdminURL, srv.Close, nil
 }

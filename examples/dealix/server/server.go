@@ -44,6 +44,7 @@ type Server struct {
 	stoppingOnce sync.Once
 	httpMu       sync.Mutex
 	http         *http.Server
+	closers      []func() // the services' own resources, released last
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -103,6 +104,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 	srv.handler = srv.routes(svc)
+	srv.closers = svc.closers
 	for _, run := range svc.sweepers {
 		srv.bg.Go(func() {
 			if err := run(srv.bgCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -201,6 +203,9 @@ func (srv *Server) shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("stop background work: %w", ctx.Err()))
+	}
+	for _, closeFn := range srv.closers {
+		closeFn()
 	}
 	srv.db.close()
 	if srv.stopDB != nil {

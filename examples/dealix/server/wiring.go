@@ -12,16 +12,18 @@ import (
 	"github.com/dealix/platform/internal/problem"
 	"github.com/dealix/platform/telemetry"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/ratelimit"
 )
 
 // services are the library's request-path pieces, built once.
 type services struct {
 	keys     *tenancy.APIKeys
 	auth     *tenancy.Authenticator
-	limiter  *tenancy.RateLimiter
+	limiter  *ratelimit.Limiter
 	idemKey  *idempotency.Middleware // Idempotency-Key required (creates)
 	idemOpt  *idempotency.Middleware // Idempotency-Key honoured when sent (updates)
 	sweepers []func(context.Context) error
+	closers  []func() // run after the background work stops
 }
 
 // newServices builds the library's pieces on the server's pools. bg bounds
@@ -45,13 +47,14 @@ func newServices(bg context.Context, cfg Config, db *databases, hmacKey []byte) 
 	if err != nil {
 		return nil, err
 	}
+	s.closers = append(s.closers, verifier.Close) // ends the JWKS refresh
 	if s.keys, err = tenancy.NewAPIKeys(db.app, tenancy.APIKeysConfig{Logger: log}); err != nil {
 		return nil, err
 	}
 	if s.auth, err = tenancy.NewAuthenticator(tenancy.AuthConfig{JWT: verifier, APIKeys: s.keys, Logger: log}); err != nil {
 		return nil, err
 	}
-	if s.limiter, err = tenancy.NewRateLimiter(tenancy.RateLimitConfig{Default: cfg.RateLimit, Logger: log}); err != nil {
+	if s.limiter, err = ratelimit.New(ratelimit.Config{Default: cfg.RateLimit, Logger: log}); err != nil {
 		return nil, err
 	}
 	store, err := idempotency.NewStore(db.app, idempotency.StoreConfig{})

@@ -1,6 +1,6 @@
 -- Leads: the sales pipeline's entry point. Tenant-scoped under row-level
 -- security; the policy itself is applied by leads.Migrate through
--- tenancy.ApplyPolicy, so it is the library's one predicate.
+-- rlspolicy.Apply, so it is the library's one predicate.
 CREATE TABLE leads (
     tenant_id  uuid        NOT NULL,
     id         uuid        NOT NULL DEFAULT gen_random_uuid(),
