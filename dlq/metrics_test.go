@@ -19,8 +19,7 @@ import (
 func TestOutcomesAndDepthsAreMetrics(t *testing.T) {
 	reader := metrictest.InstallGlobal()
 	db := pgtest.New(t)
-	clock := newClock()
-	worker := newClient(t, db.System, dlq.Config{Now: clock.Now, Queues: map[string]dlq.QueueConfig{
+	worker := newClient(t, db.System, dlq.Config{Queues: map[string]dlq.QueueConfig{
 		"metrics": {Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
 			if job.Kind == "poison" {
 				return errors.New("cannot send")
@@ -28,16 +27,16 @@ func TestOutcomesAndDepthsAreMetrics(t *testing.T) {
 			return nil
 		})},
 	}})
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
-	res, err := app.EnqueueMany(context.Background(), []dlq.JobParams{
-		{Tenant: tenantA, Queue: "metrics", Kind: "ok"},
-		{Tenant: tenantA, Queue: "metrics", Kind: "ok"},
-		{Tenant: tenantA, Queue: "metrics", Kind: "poison", MaxAttempts: 1},
-		{Tenant: tenantA, Queue: "metrics", Kind: "later", RunAt: clock.Now().Add(time.Hour)},
+	app := newClient(t, db.App, dlq.Config{})
+	res, err := app.EnqueueManyForTenant(context.Background(), tenantA, []dlq.JobParams{
+		{Queue: "metrics", Kind: "ok"},
+		{Queue: "metrics", Kind: "ok"},
+		{Queue: "metrics", Kind: "poison", MaxAttempts: 1},
+		{Queue: "metrics", Kind: "later", RunAt: time.Now().Add(time.Hour)},
 	})
 	require.NoError(t, err)
 	// Depths span tenants: a job of another tenant counts too.
-	other, err := app.Enqueue(context.Background(), dlq.JobParams{Tenant: tenantB, Queue: "metrics", Kind: "later", RunAt: clock.Now().Add(time.Hour)})
+	other, err := app.EnqueueForTenant(context.Background(), tenantB, dlq.JobParams{Queue: "metrics", Kind: "later", RunAt: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
 	require.NotZero(t, other.ID)
 	start(t, worker)
