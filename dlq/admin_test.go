@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/rls"
 )
 
 type tenantJob struct {
@@ -210,4 +212,75 @@ func post(t *testing.T, url, contentType, body string) (int, string) {
 		require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
 	}
 	return resp.StatusCode, string(data)
+}
+
+// TestAdminCallsFollowTheTenantConventions: with a tenant in the context
+// an administration call acts on that tenant's jobs only (and works on the
+// app role, under row-level security); a …Tx acts on its transaction's
+// tenant, refuses an unscoped transaction or a context naming another
+// tenant, and leaves the transaction's scope as it was.
+func TestAdminCallsFollowTheTenantConventions(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	app := newClient(t, db.App, dlq.Config{})
+	sys := newClient(t, db.System, dlq.Config{})
+	ctx := context.Background()
+	ids := seedDead(t, db, app,
+		tenantJob{tenantA, dlq.JobParams{Queue: "q", Kind: "a1"}},
+		tenantJob{tenantA, dlq.JobParams{Queue: "q", Kind: "a2"}},
+		tenantJob{tenantB, dlq.JobParams{Queue: "q", Kind: "b1"}},
+		tenantJob{tenantB, dlq.JobParams{Queue: "q", Kind: "b2"}},
+	)
+	asA, asB := withTenant(t, tenantA), withTenant(t, tenantB)
+
+	// The app role without a tenant sees nothing; with one, its own jobs.
+	_, err := app.GetJob(ctx, ids[0])
+	require.ErrorIs(t, err, dlq.ErrJobNotFound)
+	require.Equal(t, tenantA, jobInfo(t, sys, ids[0]).Tenant, "through the system role")
+	info, err := app.GetJob(asA, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, "a1", info.Kind)
+	_, err = app.GetJob(asB, ids[0])
+	require.ErrorIs(t, err, dlq.ErrJobNotFound, "another tenant's job")
+	require.ErrorIs(t, app.Redrive(asB, ids[0]), dlq.ErrJobNotFound)
+	require.ErrorIs(t, sys.Redrive(asB, ids[0]), dlq.ErrJobNotFound, "a system-role client scoped by the context too")
+	require.NoError(t, app.Redrive(asA, ids[0]))
+	n, err := app.RedriveWhere(asB, dlq.Filter{Tenant: tenantA})
+	require.NoError(t, err)
+	require.Zero(t, n, "a filter does not widen the scope")
+	n, err = sys.Purge(asB, dlq.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n, "tenant B's dead jobs only")
+	require.Equal(t, dlq.StateDead, jobInfo(t, sys, ids[1]).State)
+
+	type txCall func(ctx context.Context, tx pgx.Tx) error
+	calls := map[string]txCall{
+		"RedriveTx":    func(ctx context.Context, tx pgx.Tx) error { return sys.RedriveTx(ctx, tx, ids[1]) },
+		"DiscardJobTx": func(ctx context.Context, tx pgx.Tx) error { return sys.DiscardJobTx(ctx, tx, ids[1]) },
+		"RedriveWhereTx": func(ctx context.Context, tx pgx.Tx) error {
+			_, err := sys.RedriveWhereTx(ctx, tx, dlq.Filter{})
+			return err
+		},
+		"PurgeTx": func(ctx context.Context, tx pgx.Tx) error {
+			_, err := sys.PurgeTx(ctx, tx, dlq.Filter{})
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error { return call(ctx, tx) })
+		require.ErrorIs(t, err, dlq.ErrNoTenant, name)
+		err = rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
+			err := call(asB, tx)
+			var mismatch *dlq.TenantMismatchError
+			require.ErrorAs(t, err, &mismatch, name)
+			var setting string
+			require.NoError(t, tx.QueryRow(ctx, "SELECT current_setting('app.tenant_id', true)").Scan(&setting))
+			require.Equal(t, tenantA, setting, "%s left the scope alone", name)
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	require.Equal(t, dlq.StateDead, jobInfo(t, sys, ids[1]).State, "nothing happened")
+	require.NoError(t, rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error { return calls["RedriveTx"](asA, tx) }))
+	require.Equal(t, dlq.StateAvailable, jobInfo(t, sys, ids[1]).State)
 }
