@@ -152,7 +152,7 @@ func (c *Client) encode(params []JobParams) (jobRows, error) {
 func validateParams(p JobParams) error {
 	switch {
 	case p.Queue == "" || len(p.Queue) > 128:
-		return fmt.Errorf("queue %q must have 1 to 128 characters", truncate(p.Queue))
+		return fmt.Errorf("queue %q must have 1 to 128 characters", pgtext.Clean(p.Queue, 64))
 	case len(p.Kind) > 128:
 		return fmt.Errorf("kind must have at most 128 characters")
 	case len(p.DedupKey) > 255:
@@ -162,7 +162,7 @@ func validateParams(p JobParams) error {
 	}
 	for name, s := range map[string]string{"queue": p.Queue, "kind": p.Kind, "dedup key": p.DedupKey} {
 		if err := pgtext.CheckText(s); err != nil {
-			return fmt.Errorf("%s %q: %v", name, truncate(s), err)
+			return fmt.Errorf("%s %q: %v", name, pgtext.Clean(s, 64), err)
 		}
 	}
 	return nil
@@ -189,9 +189,6 @@ func encodePayload(v any) (string, error) {
 	}
 	return string(data), nil
 }
-
-// truncate shortens a value quoted in an error message.
-func truncate(s string) string { return pgtext.Clean(s, 64) }
 
 // insertSQL inserts the jobs of tenant $1 with ids drawn beforehand, so
 // each input row knows its id whether it was stored or skipped as a

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/problem"
 )
 
@@ -147,7 +148,7 @@ func DecodeAction(body io.Reader) (Action, error) {
 	hasID, hasFilter := a.JobID != 0, a.Filter != nil
 	switch {
 	case a.Action != "redrive" && a.Action != "discard" && a.Action != "purge":
-		return a, fmt.Errorf("%w: action %q is not redrive, discard or purge", ErrInvalidAction, truncate(a.Action))
+		return a, fmt.Errorf("%w: action %q is not redrive, discard or purge", ErrInvalidAction, pgtext.Clean(a.Action, 64))
 	case a.JobID < 0:
 		return a, fmt.Errorf("%w: job_id must be positive", ErrInvalidAction)
 	case hasID == hasFilter:
