@@ -30,8 +30,8 @@ type runner struct {
 	c      *Client
 	queues map[string]*queueRunner
 
-	loopsCtx   context.Context    // ends the loops: no new fetches
-	stopLoops  context.CancelFunc //
+	loopsCtx   context.Context    // the loops' context
+	stopLoops  context.CancelFunc // ends the loops: no new fetch
 	jobsCtx    context.Context    // parent of every handler's context
 	cancelJobs context.CancelFunc // cancels running handlers (hard stop)
 	hard       atomic.Bool        // set by a hard stop: failures are releases
@@ -99,8 +99,8 @@ func (c *Client) Start(ctx context.Context) error {
 }
 
 // Stop is the soft stop: it stops fetching, lets the jobs in hand — those
-// running and those a fetch in flight returns — finish, records their
-// outcomes, and returns nil. When ctx ends first it turns into the hard
+// running and those a fetch in flight returns (a fetch is never cancelled;
+// it gives up after 30s) — finish, records their outcomes, and returns nil. When ctx ends first it turns into the hard
 // stop (see StopAndCancel), waits for the cancelled handlers to return,
 // and returns ctx's error. Handlers must honour their context for Stop to
 // return then. A stopped client can be started again.
