@@ -179,10 +179,10 @@ func TestStartStopLoopLosesNoJob(t *testing.T) {
 	worker := func() *dlq.Client {
 		return newClient(t, db.System, dlq.Config{
 			LeaseGrace: time.Second, RescueInterval: 100 * time.Millisecond,
-			Queues: map[string]dlq.QueueConfig{"q": {Concurrency: 8, FetchBatch: 4, Timeout: 5 * time.Second, Handler: counting()}},
+			Queues: map[string]dlq.QueueConfig{"q": {Concurrency: 8, FetchBatch: 4, Timeout: 10 * time.Second, Handler: counting()}},
 		})
 	}
-	// A claim lost by a stop expires after 6s and is then rescued as
+	// A claim lost by a stop expires after 11s and is then rescued as
 	// dead by the next worker, so the loop ends either way.
 	finished := func() int {
 		var n int
