@@ -43,7 +43,10 @@ type Client struct {
 // ErrInvalidConfig when cfg cannot work. A client configured with Queues
 // and without Config.DisableListen opens its LISTEN connection with the
 // configuration of db, which must then be a *pgxpool.Pool (anything with a
-// Config() *pgxpool.Config method); any DB will do otherwise.
+// Config() *pgxpool.Config method); any DB will do otherwise. Pass a pool
+// or a connection, not a transaction: Enqueue scopes its own statements to
+// a tenant, which inside a caller's transaction would re-scope it — write in
+// a transaction with the …Tx methods instead.
 func NewClient(db DB, cfg Config) (*Client, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
