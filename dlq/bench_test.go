@@ -28,7 +28,7 @@ func BenchmarkEnqueue(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "q", Payload: map[string]int{"n": 1}}); err != nil {
+		if _, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "q", Payload: map[string]int{"n": 1}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -42,12 +42,12 @@ func BenchmarkEnqueueMany(b *testing.B) {
 	ctx := context.Background()
 	params := make([]dlq.JobParams, 100)
 	for i := range params {
-		params[i] = dlq.JobParams{Tenant: tenantA, Queue: "q", Payload: map[string]int{"n": i}}
+		params[i] = dlq.JobParams{Queue: "q", Payload: map[string]int{"n": i}}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := app.EnqueueMany(ctx, params); err != nil {
+		if _, err := app.EnqueueManyForTenant(ctx, tenantA, params); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -64,9 +64,9 @@ func BenchmarkWorkDown(b *testing.B) {
 	for done := 0; done < n; {
 		batch := make([]dlq.JobParams, min(5000, n-done))
 		for i := range batch {
-			batch[i] = dlq.JobParams{Tenant: tenantA, Queue: "q"}
+			batch[i] = dlq.JobParams{Queue: "q"}
 		}
-		_, err := app.EnqueueMany(ctx, batch)
+		_, err := app.EnqueueManyForTenant(ctx, tenantA, batch)
 		require.NoError(b, err)
 		done += len(batch)
 	}
@@ -123,7 +123,7 @@ func BenchmarkInsertAndWork(b *testing.B) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
 				began := time.Now()
-				if _, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "q"}); err != nil {
+				if _, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "q"}); err != nil {
 					b.Error(err)
 					return
 				}

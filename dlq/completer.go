@@ -26,7 +26,8 @@ func newCompleter(r *runner) *completer {
 
 func (c *completer) add(job *Job) { c.in <- job }
 
-// close records what is pending and returns; no add may follow.
+// close records what is pending and returns. The runner calls it only
+// after every job has returned, so no add can follow.
 func (c *completer) close() {
 	close(c.in)
 	c.done.Wait()
@@ -35,7 +36,7 @@ func (c *completer) close() {
 func (c *completer) loop() {
 	defer c.done.Done()
 	for job := range c.in {
-		ids, attempts := []int64{job.ID}, []int32{int32(job.Attempt)}
+		ids, claims := []int64{job.ID}, []int64{job.claims}
 	drain:
 		for len(ids) < completeBatch {
 			select {
@@ -43,22 +44,24 @@ func (c *completer) loop() {
 				if !ok {
 					break drain
 				}
-				ids, attempts = append(ids, job.ID), append(attempts, int32(job.Attempt))
+				ids, claims = append(ids, job.ID), append(claims, job.claims)
 			default:
 				break drain
 			}
 		}
-		c.r.persist(func(ctx context.Context) error { return c.r.c.complete(ctx, ids, attempts) })
+		c.r.persist(func(ctx context.Context) error { return c.r.c.complete(ctx, ids, claims) })
 	}
 }
 
+// completeSQL records successes, fenced by each job's claim count like
+// failSQL.
 const completeSQL = `
 UPDATE platform.dlq_jobs j
-SET state = 'completed', finalized_at = $3, lease_until = NULL
-FROM unnest($1::bigint[], $2::int[]) AS d(id, attempt)
-WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'`
+SET state = 'completed', finalized_at = now(), lease_until = NULL
+FROM unnest($1::bigint[], $2::bigint[]) AS d(id, claims)
+WHERE j.id = d.id AND j.claims = d.claims AND j.state = 'running'`
 
-func (c *Client) complete(ctx context.Context, ids []int64, attempts []int32) error {
-	_, err := c.pool.Exec(ctx, completeSQL, ids, attempts, c.cfg.Now())
+func (c *Client) complete(ctx context.Context, ids, claims []int64) error {
+	_, err := c.db.Exec(ctx, completeSQL, ids, claims)
 	return err
 }

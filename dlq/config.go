@@ -1,15 +1,22 @@
 package dlq
 
 import (
-	"fmt"
+	"cmp"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/pgtext"
 )
 
 // Config configures a Client. The zero value is valid for a client that
 // only enqueues and administers; set Queues for one that also works jobs.
+//
+// Every time that other instances rely on — a job's run time, a lease, a
+// retry's due time, a retention — is computed by the database (now() in the
+// statement), so instances whose clocks differ agree on it.
 type Config struct {
 	// Queues are the queues this client works when started, by name. A
 	// client without queues only enqueues, re-drives and reports stats.
@@ -20,7 +27,8 @@ type Config struct {
 	// MaxAttempts is the number of attempts of a job enqueued without its
 	// own. Default 10.
 	MaxAttempts int
-	// Backoff spaces the retries of failed jobs. Default DefaultBackoff.
+	// Backoff spaces the retries of failed jobs: a failed job runs again
+	// Backoff.Delay after the database's now(). Default DefaultBackoff.
 	Backoff Backoff
 	// PollInterval is how often an idle queue looks for jobs when no
 	// notification arrives (jobs whose RunAt has come, retries, or a lost
@@ -44,16 +52,14 @@ type Config struct {
 	// DeadRetention is how long dead jobs are kept. Default 0: until
 	// re-driven, discarded or purged.
 	DeadRetention time.Duration
-	// CleanupInterval is how often finished jobs past their retention are
-	// deleted. Default 5m.
+	// CleanupInterval is how often a started client's Sweeper deletes
+	// finished jobs past their retention. Default 5m.
 	CleanupInterval time.Duration
 	// DisableListen turns off LISTEN/NOTIFY; queues then learn of new jobs
 	// only by polling.
 	DisableListen bool
 	// WorkerID names this client in logs. Default host name and process id.
 	WorkerID string
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
 	// Logger receives the client's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -73,13 +79,13 @@ type QueueConfig struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	c.MaxAttempts = orDefault(c.MaxAttempts, 10)
-	c.PollInterval = orDefault(c.PollInterval, time.Second)
-	c.LeaseGrace = orDefault(c.LeaseGrace, 30*time.Second)
-	c.FetchCooldown = orDefault(c.FetchCooldown, 10*time.Millisecond)
-	c.RescueInterval = orDefault(c.RescueInterval, 30*time.Second)
-	c.Retention = orDefault(c.Retention, 24*time.Hour)
-	c.CleanupInterval = orDefault(c.CleanupInterval, 5*time.Minute)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 10)
+	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
+	c.LeaseGrace = cmp.Or(c.LeaseGrace, 30*time.Second)
+	c.FetchCooldown = cmp.Or(c.FetchCooldown, 10*time.Millisecond)
+	c.RescueInterval = cmp.Or(c.RescueInterval, 30*time.Second)
+	c.Retention = cmp.Or(c.Retention, 24*time.Hour)
+	c.CleanupInterval = cmp.Or(c.CleanupInterval, 5*time.Minute)
 	if c.Backoff == nil {
 		c.Backoff = DefaultBackoff
 	}
@@ -87,9 +93,6 @@ func (c Config) withDefaults() (Config, error) {
 		if err := e.Validate(); err != nil {
 			return c, err
 		}
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -104,7 +107,7 @@ func (c Config) withDefaults() (Config, error) {
 		"CleanupInterval": c.CleanupInterval,
 	} {
 		if d <= 0 {
-			return c, fmt.Errorf("%w: %s must be positive", ErrInvalidConfig, name)
+			return c, errs.Config("dlq", "%s must be positive", name)
 		}
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
@@ -121,23 +124,16 @@ func (c Config) withDefaults() (Config, error) {
 
 func (q QueueConfig) withDefaults(name string) (QueueConfig, error) {
 	if name == "" || len(name) > 128 {
-		return q, fmt.Errorf("%w: queue name %q must have 1 to 128 characters", ErrInvalidConfig, name)
+		return q, errs.Config("dlq", "queue name %q must have 1 to 128 characters", pgtext.Clean(name, 64))
 	}
 	if q.Handler == nil {
-		return q, fmt.Errorf("%w: queue %q has no handler", ErrInvalidConfig, name)
+		return q, errs.Config("dlq", "queue %q has no handler", name)
 	}
-	q.Concurrency = orDefault(q.Concurrency, 10)
-	q.FetchBatch = orDefault(q.FetchBatch, q.Concurrency)
-	q.Timeout = orDefault(q.Timeout, time.Minute)
+	q.Concurrency = cmp.Or(q.Concurrency, 10)
+	q.FetchBatch = cmp.Or(q.FetchBatch, q.Concurrency)
+	q.Timeout = cmp.Or(q.Timeout, time.Minute)
 	if q.Concurrency < 0 || q.FetchBatch < 0 || q.Timeout < 0 {
-		return q, fmt.Errorf("%w: queue %q: Concurrency, FetchBatch and Timeout must be positive", ErrInvalidConfig, name)
+		return q, errs.Config("dlq", "queue %q: Concurrency, FetchBatch and Timeout must be positive", name)
 	}
 	return q, nil
-}
-
-func orDefault[T int | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }

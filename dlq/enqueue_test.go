@@ -14,21 +14,23 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/rls"
+	"github.com/dealix/platform/tenancy"
 )
 
 func TestEnqueueStoresEveryField(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	clock := newClock()
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now, MaxAttempts: 7})
+	app := newClient(t, db.App, dlq.Config{MaxAttempts: 7})
 	sys := newClient(t, db.System, dlq.Config{})
-	ctx := context.Background()
+	ctx := withTenant(t, tenantA)
 
-	runAt := clock.Now().Add(time.Hour)
+	runAt := time.Date(2031, 1, 2, 3, 4, 5, 6000, time.UTC)
 	res, err := app.Enqueue(ctx, dlq.JobParams{
-		Tenant: tenantA, Queue: "email", Kind: "welcome", Payload: map[string]string{"to": "a@example.com"},
+		Queue: "email", Kind: "welcome", Payload: map[string]string{"to": "a@example.com"},
 		Priority: 3, RunAt: runAt, MaxAttempts: 4, DedupKey: "welcome-a",
 	})
 	require.NoError(t, err)
@@ -46,14 +48,17 @@ func TestEnqueueStoresEveryField(t *testing.T) {
 	require.Equal(t, "welcome-a", info.DedupKey)
 	require.Equal(t, dlq.StateAvailable, info.State)
 	require.Equal(t, 0, info.Attempt)
-	require.True(t, clock.Now().Equal(info.CreatedAt))
+	var createdNow bool
+	require.NoError(t, db.System.QueryRow(ctx, "SELECT created_at BETWEEN now() - interval '1 minute' AND now() FROM platform.dlq_jobs WHERE id = $1", res.ID).Scan(&createdNow))
+	require.True(t, createdNow, "created at the database's now(): %v", info.CreatedAt)
 
-	// Defaults: now, the client's max attempts, an empty object.
-	res, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "email"})
+	// Defaults: the database's now(), the client's max attempts, an empty
+	// object.
+	res, err = app.Enqueue(ctx, dlq.JobParams{Queue: "email"})
 	require.NoError(t, err)
 	info = jobInfo(t, sys, res.ID)
 	require.Equal(t, 7, info.MaxAttempts)
-	require.True(t, clock.Now().Equal(info.RunAt))
+	require.True(t, info.CreatedAt.Equal(info.RunAt), "due when created, by one clock")
 	require.JSONEq(t, `{}`, string(info.Payload))
 }
 
@@ -69,7 +74,7 @@ func TestEnqueueTxIsAtomicWithTheCallersWrites(t *testing.T) {
 		if _, err := tx.Exec(ctx, "INSERT INTO platform.test_effects (tenant_id, job_id) VALUES ($1, 0)", tenantA); err != nil {
 			return err
 		}
-		if _, err := app.EnqueueTx(ctx, tx, dlq.JobParams{Tenant: tenantA, Queue: "email"}); err != nil {
+		if _, err := app.EnqueueTx(ctx, tx, dlq.JobParams{Queue: "email"}); err != nil {
 			return err
 		}
 		return rollback
@@ -77,29 +82,74 @@ func TestEnqueueTxIsAtomicWithTheCallersWrites(t *testing.T) {
 	require.ErrorIs(t, err, rollback)
 	require.Zero(t, countJobs(t, db.System, "true"), "a rolled-back EnqueueTx leaves no job")
 
+	var id int64
 	err = rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
-		_, err := app.EnqueueTx(ctx, tx, dlq.JobParams{Tenant: tenantA, Queue: "email"})
+		res, err := app.EnqueueTx(withTenant(t, tenantA), tx, dlq.JobParams{Queue: "email"})
+		id = res.ID
 		return err
 	})
 	require.NoError(t, err)
 	require.Equal(t, 1, countJobs(t, db.System, "true"))
+	require.Equal(t, tenantA, jobInfo(t, newClient(t, db.System, dlq.Config{}), id).Tenant, "the transaction's tenant")
 }
 
-func TestEnqueueTxCannotWriteAnotherTenantsJob(t *testing.T) {
+// TestEnqueueFollowsTheTenantConventions: the request path takes the
+// tenant from the context, a …Tx from its transaction — refusing a
+// context that names another and never re-scoping the transaction — and
+// system work names it explicitly.
+func TestEnqueueFollowsTheTenantConventions(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	app := newClient(t, db.App, dlq.Config{})
+	sys := newClient(t, db.System, dlq.Config{})
 	ctx := context.Background()
-	err := rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
-		_, err := app.EnqueueTx(ctx, tx, dlq.JobParams{Tenant: tenantB, Queue: "email"})
+	p := dlq.JobParams{Queue: "email"}
+
+	// No tenant anywhere: the shared error, nothing stored.
+	_, err := app.Enqueue(ctx, p)
+	require.ErrorIs(t, err, errs.ErrNoTenant)
+	require.ErrorIs(t, err, tenancy.ErrNoTenant)
+	_, err = app.EnqueueMany(ctx, []dlq.JobParams{p})
+	require.ErrorIs(t, err, dlq.ErrNoTenant)
+	_, err = app.EnqueueForTenant(ctx, "acme", p)
+	require.ErrorIs(t, err, dlq.ErrInvalidTenant)
+	err = pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error {
+		_, err := app.EnqueueTx(ctx, tx, p)
 		return err
 	})
-	require.ErrorContains(t, err, "row-level security")
+	require.ErrorIs(t, err, dlq.ErrNoTenant, "an unscoped transaction")
 	require.Zero(t, countJobs(t, db.System, "true"))
 
-	// The app role sees only its tenant's jobs.
-	_, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantB, Queue: "email"})
+	// A context naming another tenant than the transaction's: refused,
+	// and the caller's transaction still belongs to its own tenant.
+	err = rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
+		_, err := app.EnqueueTx(withTenant(t, tenantB), tx, p)
+		var mismatch *dlq.TenantMismatchError
+		require.ErrorAs(t, err, &mismatch)
+		require.Equal(t, tenantB, mismatch.Context)
+		require.Equal(t, tenantA, mismatch.Transaction)
+		require.ErrorIs(t, err, tenancy.ErrTenantMismatch)
+		_, err = app.EnqueueManyTx(withTenant(t, tenantB), tx, []dlq.JobParams{p})
+		require.ErrorIs(t, err, dlq.ErrTenantMismatch)
+		var setting string
+		require.NoError(t, tx.QueryRow(ctx, "SELECT current_setting('app.tenant_id', true)").Scan(&setting))
+		require.Equal(t, tenantA, setting)
+		// …and can go on writing its own tenant's jobs.
+		_, err = app.EnqueueTx(withTenant(t, tenantA), tx, p)
+		return err
+	})
 	require.NoError(t, err)
+	require.Equal(t, 1, countJobs(t, db.System, "tenant_id = $1", tenantA))
+
+	// Each call stores the job for its own tenant.
+	fromCtx, err := app.Enqueue(withTenant(t, tenantB), p)
+	require.NoError(t, err)
+	require.Equal(t, tenantB, jobInfo(t, sys, fromCtx.ID).Tenant)
+	explicit, err := app.EnqueueForTenant(withTenant(t, tenantA), tenantB, p)
+	require.NoError(t, err)
+	require.Equal(t, tenantB, jobInfo(t, sys, explicit.ID).Tenant, "the explicit tenant")
+
+	// The app role sees only the jobs of the tenant set, none without.
 	require.Zero(t, countJobs(t, db.App, "true"), "no tenant set: no rows")
 }
 
@@ -109,9 +159,9 @@ func TestDedupKeyMakesOneJob(t *testing.T) {
 	app := newClient(t, db.App, dlq.Config{})
 	ctx := context.Background()
 
-	first, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "webhooks", DedupKey: "evt_1", Payload: json.RawMessage(`{"n":1}`)})
+	first, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "webhooks", DedupKey: "evt_1", Payload: json.RawMessage(`{"n":1}`)})
 	require.NoError(t, err)
-	second, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "webhooks", DedupKey: "evt_1", Payload: json.RawMessage(`{"n":2}`)})
+	second, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "webhooks", DedupKey: "evt_1", Payload: json.RawMessage(`{"n":2}`)})
 	require.NoError(t, err)
 	require.True(t, second.Duplicate)
 	require.Equal(t, first.ID, second.ID)
@@ -119,12 +169,12 @@ func TestDedupKeyMakesOneJob(t *testing.T) {
 
 	// The key is per tenant and per queue; within one batch a repeated
 	// key is a duplicate of the batch's own job.
-	res, err := app.EnqueueMany(ctx, []dlq.JobParams{
-		{Tenant: tenantA, Queue: "email", DedupKey: "evt_1"},
-		{Tenant: tenantA, Queue: "webhooks", DedupKey: "evt_1"},
-		{Tenant: tenantA, Queue: "email", DedupKey: "evt_2"},
-		{Tenant: tenantA, Queue: "email", DedupKey: "evt_2"},
-		{Tenant: tenantA, Queue: "email"},
+	res, err := app.EnqueueManyForTenant(ctx, tenantA, []dlq.JobParams{
+		{Queue: "email", DedupKey: "evt_1"},
+		{Queue: "webhooks", DedupKey: "evt_1"},
+		{Queue: "email", DedupKey: "evt_2"},
+		{Queue: "email", DedupKey: "evt_2"},
+		{Queue: "email"},
 	})
 	require.NoError(t, err)
 	require.Len(t, res, 5)
@@ -133,7 +183,7 @@ func TestDedupKeyMakesOneJob(t *testing.T) {
 	require.False(t, res[2].Duplicate)
 	require.Equal(t, dlq.Inserted{ID: res[2].ID, Duplicate: true}, res[3])
 	require.False(t, res[4].Duplicate)
-	_, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantB, Queue: "webhooks", DedupKey: "evt_1"})
+	_, err = app.EnqueueForTenant(ctx, tenantB, dlq.JobParams{Queue: "webhooks", DedupKey: "evt_1"})
 	require.NoError(t, err)
 	require.Equal(t, 5, countJobs(t, db.System, "true"))
 
@@ -147,12 +197,11 @@ func TestEnqueueManyReturnsIDsInOrder(t *testing.T) {
 	db := pgtest.New(t)
 	app := newClient(t, db.App, dlq.Config{})
 	sys := newClient(t, db.System, dlq.Config{})
-	ctx := context.Background()
 	params := make([]dlq.JobParams, 50)
 	for i := range params {
-		params[i] = dlq.JobParams{Tenant: tenantA, Queue: "bulk", Payload: map[string]int{"i": i}}
+		params[i] = dlq.JobParams{Queue: "bulk", Payload: map[string]int{"i": i}}
 	}
-	res, err := app.EnqueueMany(ctx, params)
+	res, err := app.EnqueueMany(withTenant(t, tenantA), params)
 	require.NoError(t, err)
 	for i, r := range res {
 		info := jobInfo(t, sys, r.ID)
@@ -165,28 +214,27 @@ func TestEnqueueRefusesBadParamsAndStoresNothing(t *testing.T) {
 	db := pgtest.New(t)
 	app := newClient(t, db.App, dlq.Config{})
 	ctx := context.Background()
-	good := dlq.JobParams{Tenant: tenantA, Queue: "email"}
+	good := dlq.JobParams{Queue: "email"}
 	for name, bad := range map[string]dlq.JobParams{
-		"no tenant":         {Queue: "email"},
-		"tenant not a uuid": {Tenant: "acme", Queue: "email"},
-		"no queue":          {Tenant: tenantA},
-		"long queue":        {Tenant: tenantA, Queue: string(make([]byte, 129))},
-		"negative attempts": {Tenant: tenantA, Queue: "email", MaxAttempts: -1},
-		"payload not json":  {Tenant: tenantA, Queue: "email", Payload: json.RawMessage(`{"a":`)},
-		"payload with NUL":  {Tenant: tenantA, Queue: "email", Payload: json.RawMessage(`{"a":"\u0000"}`)},
-		"unencodable":       {Tenant: tenantA, Queue: "email", Payload: func() {}},
-		"long dedup key":    {Tenant: tenantA, Queue: "email", DedupKey: string(make([]byte, 256))},
+		"no queue":          {},
+		"NUL in queue":      {Queue: "e\x00mail"},
+		"bad UTF-8 in kind": {Queue: "email", Kind: "\xff"},
+		"long queue":        {Queue: string(make([]byte, 129))},
+		"negative attempts": {Queue: "email", MaxAttempts: -1},
+		"payload not json":  {Queue: "email", Payload: json.RawMessage(`{"a":`)},
+		"payload with NUL":  {Queue: "email", Payload: json.RawMessage(`{"a":"\u0000"}`)},
+		"unencodable":       {Queue: "email", Payload: func() {}},
+		"long dedup key":    {Queue: "email", DedupKey: string(make([]byte, 256))},
 	} {
-		_, err := app.EnqueueMany(ctx, []dlq.JobParams{good, bad})
+		_, err := app.EnqueueManyForTenant(ctx, tenantA, []dlq.JobParams{good, bad})
 		require.ErrorIs(t, err, dlq.ErrInvalidJob, name)
+		require.NotErrorIs(t, err, pgtext.ErrUnstorable, "no internal error escapes")
 		err = rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
 			_, err := app.EnqueueManyTx(ctx, tx, []dlq.JobParams{good, bad})
 			return err
 		})
 		require.ErrorIs(t, err, dlq.ErrInvalidJob, name)
 	}
-	_, err := app.EnqueueMany(ctx, []dlq.JobParams{good, {Tenant: tenantB, Queue: "email"}})
-	require.ErrorIs(t, err, dlq.ErrMixedTenants)
 	require.Zero(t, countJobs(t, db.System, "true"))
 }
 
@@ -209,7 +257,15 @@ func TestNewClientRefusesBadConfig(t *testing.T) {
 	c, err := dlq.NewClient(nil, dlq.Config{})
 	require.NoError(t, err)
 	require.ErrorIs(t, c.Start(context.Background()), dlq.ErrNoQueues)
+	// A worker LISTENs on a connection opened from a pool's configuration.
+	_, err = dlq.NewClient(connOnly{}, dlq.Config{Queues: map[string]dlq.QueueConfig{"email": {Handler: noop}}})
+	require.ErrorIs(t, err, dlq.ErrInvalidConfig)
+	_, err = dlq.NewClient(connOnly{}, dlq.Config{DisableListen: true, Queues: map[string]dlq.QueueConfig{"email": {Handler: noop}}})
+	require.NoError(t, err)
 }
+
+// connOnly is a DB without a pool's configuration, as a *pgx.Conn is.
+type connOnly struct{ dlq.DB }
 
 func TestEnqueueTenantScopeEndsWithTheStatement(t *testing.T) {
 	t.Parallel()
@@ -223,7 +279,7 @@ func TestEnqueueTenantScopeEndsWithTheStatement(t *testing.T) {
 	app := newClient(t, pool, dlq.Config{})
 	ctx := context.Background()
 
-	_, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "q", DedupKey: "k"})
+	_, err = app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "q", DedupKey: "k"})
 	require.NoError(t, err)
 	var setting string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&setting))
@@ -231,7 +287,7 @@ func TestEnqueueTenantScopeEndsWithTheStatement(t *testing.T) {
 	require.Zero(t, countJobs(t, pool, "true"), "so the app role sees nothing without a tenant")
 
 	// A duplicate's id is looked up in a scoped statement too.
-	_, err = app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "q", DedupKey: "k"})
+	_, err = app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "q", DedupKey: "k"})
 	require.NoError(t, err)
 	require.Equal(t, 1, countJobs(t, db.System, "true"))
 }
@@ -246,7 +302,7 @@ func TestConcurrentEnqueuesWithOneDedupKeyMakeOneJob(t *testing.T) {
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
-			res, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "webhooks", DedupKey: "evt_race"})
+			res, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "webhooks", DedupKey: "evt_race"})
 			require.NoError(t, err)
 			ids <- res
 		})

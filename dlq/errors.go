@@ -4,27 +4,48 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
+// The errors every package of the library shares: each is the same value
+// in every package that returns it, so errors.Is(err, tenancy.ErrNoTenant)
+// matches dlq.ErrNoTenant too.
 var (
-	// ErrInvalidConfig is returned by NewClient for a configuration that
-	// cannot work.
-	ErrInvalidConfig = errors.New("dlq: invalid config")
+	// ErrNoTenant is returned by Enqueue and EnqueueMany for a context
+	// that carries no tenant, and by every …Tx method for a transaction
+	// that is not scoped to one. Nothing is stored.
+	ErrNoTenant = errs.ErrNoTenant
+	// ErrInvalidTenant is returned for a tenant id that is not a UUID (by
+	// the …ForTenant methods, and wrapped by ErrInvalidFilter).
+	ErrInvalidTenant = errs.ErrInvalidTenant
+	// ErrInvalidConfig is wrapped by the errors of NewClient and
+	// NewSweeper for a configuration that cannot work.
+	ErrInvalidConfig = errs.ErrInvalidConfig
+	// ErrTenantMismatch is matched by the *TenantMismatchError a …Tx
+	// method returns when its context names a tenant other than the
+	// transaction's.
+	ErrTenantMismatch = errs.ErrTenantMismatch
+)
+
+// TenantMismatchError is the shared *errs.TenantMismatchError (also
+// tenancy.TenantMismatchError): a …Tx call whose context names a tenant
+// other than the one its transaction is scoped to. Nothing was written and
+// the transaction's scope is unchanged.
+type TenantMismatchError = errs.TenantMismatchError
+
+var (
 	// ErrInvalidJob is returned by the Enqueue methods for job parameters
-	// that cannot be stored (no tenant, no queue, a negative max attempts,
-	// a payload that is not JSON, …). Nothing is stored.
+	// that cannot be stored (no queue, a negative max attempts, a payload
+	// that is not JSON or holds a NUL character, …). Nothing is stored.
 	ErrInvalidJob = errors.New("dlq: invalid job")
-	// ErrMixedTenants is returned by EnqueueMany when the jobs of one call
-	// belong to different tenants: it runs them in one tenant-scoped
-	// transaction. EnqueueManyTx accepts what the caller's transaction may
-	// write.
-	ErrMixedTenants = errors.New("dlq: jobs of one EnqueueMany call belong to different tenants")
 	// ErrInvalidFilter is returned for a Filter that cannot match anything
 	// meaningful (a tenant that is not a UUID).
 	ErrInvalidFilter = errors.New("dlq: invalid filter")
 	// ErrInvalidAction wraps every reason DecodeAction refuses a body.
 	ErrInvalidAction = errors.New("dlq: invalid action")
-	// ErrJobNotFound is returned when no job has the given id.
+	// ErrJobNotFound is returned when no job has the given id (among the
+	// jobs of the tenant the call is scoped to, when it is).
 	ErrJobNotFound = errors.New("dlq: job not found")
 	// ErrNotDead is returned by Redrive and DiscardJob for a job that is not
 	// in the dead-letter state.
@@ -39,10 +60,8 @@ var (
 	// ErrLeaseExpired is recorded in a job's history when the rescuer finds
 	// its lease expired: the worker that ran it died or lost the database.
 	ErrLeaseExpired = errors.New("dlq: lease expired before the job finished")
-	// ErrNoTenant is returned by InTenantTx for a context that carries no
-	// job.
-	ErrNoTenant = errors.New("dlq: context carries no job tenant")
-	// ErrStarted is returned by Start on a client that is already running.
+	// ErrStarted is returned by Start on a client that is already running
+	// (or still stopping).
 	ErrStarted = errors.New("dlq: client already started")
 	// ErrNoQueues is returned by Start on a client configured without queues.
 	ErrNoQueues = errors.New("dlq: client has no queues to work")
@@ -70,9 +89,9 @@ type snoozeError struct{ after time.Duration }
 
 func (e *snoozeError) Error() string { return fmt.Sprintf("dlq: snooze %s", e.after) }
 
-// Snooze puts the job back to run again after d without counting the
-// attempt as a failure: it records no error and does not use up an attempt.
-// A negative d counts as zero.
+// Snooze puts the job back to run again d after the database's now()
+// without counting the attempt as a failure: it records no error and does
+// not use up an attempt. A negative d counts as zero.
 func Snooze(d time.Duration) error {
 	return &snoozeError{after: max(d, 0)}
 }

@@ -4,11 +4,81 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/tenancy"
 )
+
+// A request enqueues a job in its own tenant-scoped transaction, so the
+// job exists only if the request's writes commit, and a worker on the
+// system role runs it with the job's tenant in its context.
+func ExampleClient_EnqueueTx() {
+	db := pgtest.ForExample() // the app role (under RLS) and the system role (BYPASSRLS)
+	quiet := slog.New(slog.DiscardHandler)
+	type welcome struct {
+		Email string `json:"email"`
+	}
+
+	// On the request path: the tenant comes from the context, as the
+	// authentication middleware puts it there.
+	app, err := dlq.NewClient(db.App, dlq.Config{Logger: quiet})
+	if err != nil {
+		panic(err)
+	}
+	ctx, err := tenancy.WithTenant(context.Background(), "0d8a4a52-1d11-4c39-9a52-5f0a0a0a0a0a")
+	if err != nil {
+		panic(err)
+	}
+	var job dlq.Inserted
+	err = tenancy.InTx(ctx, db.App, func(tx pgx.Tx) error {
+		// … the request's own writes in tx …
+		var err error
+		job, err = app.EnqueueTx(ctx, tx, dlq.JobParams{
+			Queue: "email", Kind: "welcome", Payload: welcome{Email: "ana@example.com"}, DedupKey: "welcome-ana",
+		})
+		return err
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	// In a worker process: the system role works every tenant's jobs.
+	sent := make(chan string, 1)
+	worker, err := dlq.NewClient(db.System, dlq.Config{Logger: quiet, Queues: map[string]dlq.QueueConfig{
+		"email": {Concurrency: 4, Handler: dlq.Typed(func(ctx context.Context, job *dlq.Job, w welcome) error {
+			tenant, _ := tenancy.TenantFrom(ctx) // the job's tenant: tenancy.InTx(ctx, …) would scope to it
+			sent <- fmt.Sprintf("%s to %s for tenant %s", job.Kind, w.Email, tenant)
+			return nil
+		})},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	if err := worker.Start(context.Background()); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-sent)
+	// A soft stop: the job in hand finishes and its outcome is recorded.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := worker.Stop(stopCtx); err != nil {
+		panic(err)
+	}
+	info, err := worker.GetJob(context.Background(), job.ID)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(info.State, "after attempt", info.Attempt)
+	// Output:
+	// welcome to ana@example.com for tenant 0d8a4a52-1d11-4c39-9a52-5f0a0a0a0a0a
+	// completed after attempt 1
+}
 
 // The retry schedule of a policy without jitter.
 func ExampleExponential() {

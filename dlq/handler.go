@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/problem"
 )
 
@@ -53,7 +54,9 @@ type ActionResult struct {
 // Errors are RFC 9457 problem+json: 400 for a malformed action, 404 for an
 // unknown job, 409 for a job that is not dead, 405 and 415 for the wrong
 // method or content type, 500 only for a database failure. The client
-// should use the system role so that it sees every tenant.
+// should use the system role so that it sees every tenant; a request whose
+// context carries a tenant (a tenant's own admin page behind the
+// authentication middleware) sees and acts on that tenant's jobs only.
 func (c *Client) StatsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -145,7 +148,7 @@ func DecodeAction(body io.Reader) (Action, error) {
 	hasID, hasFilter := a.JobID != 0, a.Filter != nil
 	switch {
 	case a.Action != "redrive" && a.Action != "discard" && a.Action != "purge":
-		return a, fmt.Errorf("%w: action %q is not redrive, discard or purge", ErrInvalidAction, truncate(a.Action))
+		return a, fmt.Errorf("%w: action %q is not redrive, discard or purge", ErrInvalidAction, pgtext.Clean(a.Action, 64))
 	case a.JobID < 0:
 		return a, fmt.Errorf("%w: job_id must be positive", ErrInvalidAction)
 	case hasID == hasFilter:

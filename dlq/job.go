@@ -6,10 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/dealix/platform/internal/rls"
 )
 
 // State is where a job is in its life.
@@ -31,11 +27,11 @@ const (
 	StateDiscarded State = "discarded"
 )
 
-// JobParams describes a job to enqueue.
+// JobParams describes a job to enqueue. It names no tenant: a job belongs
+// to the tenant of the call that enqueues it — the context's (Enqueue), the
+// transaction's (EnqueueTx) or the one named explicitly (EnqueueForTenant)
+// — so there is never a second place to say it that could disagree.
 type JobParams struct {
-	// Tenant owns the job; its handler runs with it in the context.
-	// Required: a UUID.
-	Tenant string
 	// Queue names the queue the job waits in. Required, at most 128
 	// characters.
 	Queue string
@@ -53,7 +49,8 @@ type JobParams struct {
 	// Priority orders available jobs of a queue: higher runs first.
 	// Default 0.
 	Priority int16
-	// RunAt delays the job until then. Default: now.
+	// RunAt delays the job until then. Default: the database's now(), so
+	// the job is due at once whatever the enqueuing process's clock says.
 	RunAt time.Time
 	// MaxAttempts is how many times the job runs before it is dead.
 	// Default: the client's Config.MaxAttempts.
@@ -72,9 +69,12 @@ type Inserted struct {
 
 // AttemptError is one failed attempt in a job's history.
 type AttemptError struct {
-	Attempt int       `json:"attempt"`
-	At      time.Time `json:"at"`
-	Error   string    `json:"error"`
+	Attempt int `json:"attempt"`
+	// At is when the failure was recorded, by the database's clock.
+	At time.Time `json:"at"`
+	// Error is the handler's error text as stored: NUL characters and
+	// invalid UTF-8 replaced by U+FFFD, cut to 32 KiB.
+	Error string `json:"error"`
 	// Panic reports that the handler panicked; Error then holds the panic
 	// value and the stack.
 	Panic bool `json:"panic,omitempty"`
@@ -93,14 +93,20 @@ type Job struct {
 	CreatedAt   time.Time
 	// Errors are the failures of earlier attempts, oldest first.
 	Errors []AttemptError
+
+	// claims is the fencing token of this claim (see migration 002): the
+	// job's claim count when this worker fetched it.
+	claims int64
 }
 
 // Handler runs jobs of one queue. It returns nil on success; an error to
 // retry later with backoff (or, on the last attempt, to move the job to the
 // dead-letter state); Discard(err) to make the failure final; or Snooze(d)
 // to run again later without counting the attempt. A panic is recovered and
-// counts as a failure. ctx ends at the queue's timeout and carries the job's
-// tenant (TenantFrom, InTenantTx).
+// counts as a failure. ctx ends at the queue's timeout (or at a hard stop)
+// and carries the job (JobFrom) and the job's tenant under the library's
+// shared key: tenancy.TenantFrom(ctx) returns it, and tenancy.InTx(ctx,
+// appPool, fn) runs the job's effects in a transaction scoped to it.
 type Handler interface {
 	Work(ctx context.Context, job *Job) error
 }
@@ -151,25 +157,4 @@ func withJob(ctx context.Context, job *Job) context.Context {
 func JobFrom(ctx context.Context) (*Job, bool) {
 	job, ok := ctx.Value(jobKey{}).(*Job)
 	return job, ok
-}
-
-// TenantFrom returns the tenant of the job a handler's context carries.
-func TenantFrom(ctx context.Context) (string, bool) {
-	job, ok := JobFrom(ctx)
-	if !ok {
-		return "", false
-	}
-	return job.Tenant, true
-}
-
-// InTenantTx runs fn in a transaction of db scoped to the tenant of the job
-// ctx carries (see internal/rls): workers run as a role that bypasses
-// row-level security, and a job's own effects should not. db is usually the
-// app role's pool.
-func InTenantTx(ctx context.Context, db rls.Beginner, fn func(pgx.Tx) error) error {
-	tenant, ok := TenantFrom(ctx)
-	if !ok {
-		return ErrNoTenant
-	}
-	return rls.InTx(ctx, db, tenant, fn)
 }

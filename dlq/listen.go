@@ -34,7 +34,8 @@ func (r *runner) listen() {
 }
 
 func (r *runner) listenOnce(ctx context.Context, connected func()) error {
-	conn, err := pgx.ConnectConfig(ctx, r.c.pool.Config().ConnConfig.Copy())
+	// NewClient checked that a client with queues and LISTEN has a pool.
+	conn, err := pgx.ConnectConfig(ctx, r.c.db.(poolConfiger).Config().ConnConfig.Copy())
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/dlq"
-	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/tenancy"
 )
 
 const (
@@ -24,11 +24,21 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m, pgtest.WithMigrations(dlq.Migrate))
 }
 
-// testClock is a settable clock shared by a test and the workers it runs.
-type testClock = clocktest.Clock
+// withTenant returns a context carrying tenant, as the authentication
+// middleware's would on the request path.
+func withTenant(t testing.TB, tenant string) context.Context {
+	t.Helper()
+	ctx, err := tenancy.WithTenant(context.Background(), tenant)
+	require.NoError(t, err)
+	return ctx
+}
 
-func newClock() *testClock {
-	return clocktest.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+// makeDue moves the run time of jobs waiting for a retry or their RunAt to
+// the database's now(), as the passing of time would.
+func makeDue(t testing.TB, db *pgtest.DB, ids ...int64) {
+	t.Helper()
+	_, err := db.System.Exec(context.Background(), "UPDATE platform.dlq_jobs SET run_at = now() WHERE id = ANY($1) AND state = 'available'", ids)
+	require.NoError(t, err)
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -80,10 +90,10 @@ func createEffects(t testing.TB, db *pgtest.DB) {
 }
 
 // recordEffect writes one effect row for the job in ctx, as the app role in
-// a transaction scoped to the job's tenant.
+// a transaction scoped to the tenant the handler's context carries.
 func recordEffect(ctx context.Context, app *pgxpool.Pool, note string) error {
 	job, _ := dlq.JobFrom(ctx)
-	return dlq.InTenantTx(ctx, app, func(tx pgx.Tx) error {
+	return tenancy.InTx(ctx, app, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, "INSERT INTO platform.test_effects (tenant_id, job_id, note) VALUES ($1, $2, $3)", job.Tenant, job.ID, note)
 		return err
 	})

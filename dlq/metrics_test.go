@@ -3,6 +3,7 @@ package dlq_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,26 +19,28 @@ import (
 // this test's own, so other tests' jobs do not count.
 func TestOutcomesAndDepthsAreMetrics(t *testing.T) {
 	reader := metrictest.InstallGlobal()
+	// The provider lives as long as the process: a queue of this run's own
+	// keeps the counts of an earlier -count run out.
+	queueName := "metrics-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	db := pgtest.New(t)
-	clock := newClock()
-	worker := newClient(t, db.System, dlq.Config{Now: clock.Now, Queues: map[string]dlq.QueueConfig{
-		"metrics": {Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
+	worker := newClient(t, db.System, dlq.Config{Queues: map[string]dlq.QueueConfig{
+		queueName: {Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
 			if job.Kind == "poison" {
 				return errors.New("cannot send")
 			}
 			return nil
 		})},
 	}})
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
-	res, err := app.EnqueueMany(context.Background(), []dlq.JobParams{
-		{Tenant: tenantA, Queue: "metrics", Kind: "ok"},
-		{Tenant: tenantA, Queue: "metrics", Kind: "ok"},
-		{Tenant: tenantA, Queue: "metrics", Kind: "poison", MaxAttempts: 1},
-		{Tenant: tenantA, Queue: "metrics", Kind: "later", RunAt: clock.Now().Add(time.Hour)},
+	app := newClient(t, db.App, dlq.Config{})
+	res, err := app.EnqueueManyForTenant(context.Background(), tenantA, []dlq.JobParams{
+		{Queue: queueName, Kind: "ok"},
+		{Queue: queueName, Kind: "ok"},
+		{Queue: queueName, Kind: "poison", MaxAttempts: 1},
+		{Queue: queueName, Kind: "later", RunAt: time.Now().Add(time.Hour)},
 	})
 	require.NoError(t, err)
 	// Depths span tenants: a job of another tenant counts too.
-	other, err := app.Enqueue(context.Background(), dlq.JobParams{Tenant: tenantB, Queue: "metrics", Kind: "later", RunAt: clock.Now().Add(time.Hour)})
+	other, err := app.EnqueueForTenant(context.Background(), tenantB, dlq.JobParams{Queue: queueName, Kind: "later", RunAt: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
 	require.NotZero(t, other.ID)
 	start(t, worker)
@@ -45,7 +48,7 @@ func TestOutcomesAndDepthsAreMetrics(t *testing.T) {
 	waitState(t, worker, res[1].ID, dlq.StateCompleted)
 	waitState(t, worker, res[2].ID, dlq.StateDead)
 
-	queue := attribute.String("queue", "metrics")
+	queue := attribute.String("queue", queueName)
 	require.Eventually(t, func() bool {
 		// Completions are written in batches after the handler returns.
 		return reader.Sum(t, "dealix.dlq.attempts", queue, attribute.String("outcome", "completed")) == 2

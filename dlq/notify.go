@@ -58,7 +58,7 @@ func (n *notifier) flush() {
 		}
 		n.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if _, err := n.c.pool.Exec(ctx, notifySQL, queues); err != nil {
+		if _, err := n.c.db.Exec(ctx, notifySQL, queues); err != nil {
 			n.c.cfg.Logger.Warn("dlq: notify failed; workers will find the jobs by polling", slog.Any("queues", queues), "err", err)
 		}
 		cancel()

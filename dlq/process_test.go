@@ -67,7 +67,7 @@ func TestKilledWorkerLosesNoJob(t *testing.T) {
 	createEffects(t, db)
 	app := newClient(t, db.App, dlq.Config{})
 	ctx := context.Background()
-	res, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "q"})
+	res, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "q"})
 	require.NoError(t, err)
 
 	childCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -151,9 +151,9 @@ func TestTwoWorkerProcessesNeverRunOneJobTogether(t *testing.T) {
 	const jobs = 300
 	params := make([]dlq.JobParams, jobs)
 	for i := range params {
-		params[i] = dlq.JobParams{Tenant: tenantA, Queue: "q", MaxAttempts: 1}
+		params[i] = dlq.JobParams{Queue: "q", MaxAttempts: 1}
 	}
-	_, err := app.EnqueueMany(ctx, params)
+	_, err := app.EnqueueManyForTenant(ctx, tenantA, params)
 	require.NoError(t, err)
 	for i, child := range children {
 		require.NoError(t, child.Wait(), "child %d output:\n%s", i, &outs[i])

@@ -52,12 +52,12 @@ func TestWorkersSurviveDatabaseRestart(t *testing.T) {
 	enqueue := func(n int) []int64 {
 		params := make([]dlq.JobParams, n)
 		for i := range params {
-			params[i] = dlq.JobParams{Tenant: tenantA, Queue: "q"}
+			params[i] = dlq.JobParams{Queue: "q"}
 		}
 		var res []dlq.Inserted
 		require.Eventually(t, func() bool {
 			var err error
-			res, err = app.EnqueueMany(ctx, params)
+			res, err = app.EnqueueManyForTenant(ctx, tenantA, params)
 			return err == nil
 		}, time.Minute, 50*time.Millisecond)
 		ids := make([]int64, n)

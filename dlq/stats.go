@@ -27,40 +27,43 @@ type QueueStats struct {
 	OldestAvailableSeconds float64 `json:"oldest_available_age_seconds"`
 }
 
-const statsSQL = `
+// statsSQL splits due from scheduled jobs, and ages the oldest due one,
+// by the database's clock, which also set their run_at.
+var statsSQL = `
 SELECT queue,
-       count(*) FILTER (WHERE state = 'available' AND run_at <= $1),
+       count(*) FILTER (WHERE state = 'available' AND run_at <= now()),
        count(*) FILTER (WHERE state = 'running'),
-       count(*) FILTER (WHERE state = 'available' AND run_at > $1 AND attempt = 0),
-       count(*) FILTER (WHERE state = 'available' AND run_at > $1 AND attempt > 0),
+       count(*) FILTER (WHERE state = 'available' AND run_at > now() AND attempt = 0),
+       count(*) FILTER (WHERE state = 'available' AND run_at > now() AND attempt > 0),
        count(*) FILTER (WHERE state = 'dead'),
-       min(run_at) FILTER (WHERE state = 'available' AND run_at <= $1)
+       (extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'available' AND run_at <= now())) * 1e6)::bigint
 FROM platform.dlq_jobs
-WHERE state IN ('available', 'running', 'dead')
+WHERE state IN ('available', 'running', 'dead') AND ` + tenantSQL(1) + `
 GROUP BY queue`
 
 // Stats returns the depth of every queue that has jobs or that the client
-// works, sorted by name. Through the system role it counts every tenant;
-// through the app role, none (row-level security: no tenant is set).
+// works, sorted by name. With no tenant in ctx it counts every tenant's
+// jobs through the system role (and none through the app role: row-level
+// security); with a tenant in ctx, that tenant's.
 func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) {
-	now := c.cfg.Now()
-	rows, err := c.pool.Query(ctx, statsSQL, now)
+	s := c.scope(ctx)
+	rows, err := s.query(ctx, statsSQL, s.tenant)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: stats: %w", err)
 	}
 	defer rows.Close()
 	byQueue := map[string]QueueStats{}
 	for rows.Next() {
-		var s QueueStats
-		var oldest *time.Time
-		if err := rows.Scan(&s.Queue, &s.Available, &s.Running, &s.Scheduled, &s.Retrying, &s.Dead, &oldest); err != nil {
+		var q QueueStats
+		var oldest *int64
+		if err := rows.Scan(&q.Queue, &q.Available, &q.Running, &q.Scheduled, &q.Retrying, &q.Dead, &oldest); err != nil {
 			return nil, fmt.Errorf("dlq: stats: %w", err)
 		}
 		if oldest != nil {
-			s.OldestAvailableAge = max(now.Sub(*oldest), 0)
-			s.OldestAvailableSeconds = s.OldestAvailableAge.Seconds()
+			q.OldestAvailableAge = max(time.Duration(*oldest)*time.Microsecond, 0)
+			q.OldestAvailableSeconds = q.OldestAvailableAge.Seconds()
 		}
-		byQueue[s.Queue] = s
+		byQueue[q.Queue] = q
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("dlq: stats: %w", err)

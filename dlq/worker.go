@@ -9,7 +9,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dealix/platform/internal/pgtext"
+	"github.com/dealix/platform/internal/rls"
 )
+
+// fetchTimeout bounds one fetch. A fetch is never cancelled by a stop: the
+// server may have committed the claim by the time a cancellation reaches
+// it, and claimed jobs nobody runs would wait for their lease to expire —
+// a job on its last attempt would then go dead without having run.
+const fetchTimeout = 30 * time.Second
+
+// maxErrorText bounds an error text stored in a job's history (a panic's
+// value with its stack fits).
+const maxErrorText = 32 << 10
 
 // runner is a started client's work: one loop per queue, the listener, the
 // maintenance loop and the completer.
@@ -17,15 +30,19 @@ type runner struct {
 	c      *Client
 	queues map[string]*queueRunner
 
-	stopFetch context.CancelFunc // ends the loops: no new jobs
-	loopsCtx  context.Context
-	jobsCtx   context.Context    // parent of every handler's context
-	stopJobs  context.CancelFunc // cancels in-flight handlers (hard stop)
-	hardStop  atomic.Bool
+	loopsCtx   context.Context    // the loops' context
+	stopLoops  context.CancelFunc // ends the loops: no new fetch
+	jobsCtx    context.Context    // parent of every handler's context
+	cancelJobs context.CancelFunc // cancels running handlers (hard stop)
+	hard       atomic.Bool        // set by a hard stop: failures are releases
 
 	loops     sync.WaitGroup
 	jobs      sync.WaitGroup
 	completer *completer
+
+	stopOnce sync.Once
+	unwatch  func() bool   // detaches the Start context; read under c.mu
+	done     chan struct{} // closed once everything has stopped
 }
 
 type queueRunner struct {
@@ -38,9 +55,9 @@ type queueRunner struct {
 }
 
 // Start begins working the client's queues: fetching, running handlers,
-// listening for new jobs, rescuing expired leases and cleaning up. It
-// returns at once. Cancelling ctx is a hard stop (see Stop); values of ctx
-// reach the handlers' contexts.
+// listening for new jobs, rescuing expired leases and sweeping finished
+// jobs. It returns at once. Values of ctx reach the handlers' contexts;
+// cancelling ctx is StopAndCancel.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -50,9 +67,17 @@ func (c *Client) Start(ctx context.Context) error {
 	if len(c.cfg.Queues) == 0 {
 		return ErrNoQueues
 	}
-	r := &runner{c: c, queues: make(map[string]*queueRunner, len(c.cfg.Queues))}
-	r.loopsCtx, r.stopFetch = context.WithCancel(ctx)
-	r.jobsCtx, r.stopJobs = context.WithCancel(ctx)
+	sweeper, err := NewSweeper(c.db, SweeperConfig{
+		Retention: c.cfg.Retention, DeadRetention: c.cfg.DeadRetention,
+		Interval: c.cfg.CleanupInterval, Logger: c.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	r := &runner{c: c, queues: make(map[string]*queueRunner, len(c.cfg.Queues)), done: make(chan struct{})}
+	base := context.WithoutCancel(ctx)
+	r.loopsCtx, r.stopLoops = context.WithCancel(base)
+	r.jobsCtx, r.cancelJobs = context.WithCancel(base)
 	r.completer = newCompleter(r)
 	for name, cfg := range c.cfg.Queues {
 		r.queues[name] = &queueRunner{name: name, cfg: cfg, wake: make(chan struct{}, 1)}
@@ -64,40 +89,88 @@ func (c *Client) Start(ctx context.Context) error {
 		r.goLoop(r.listen)
 	}
 	r.goLoop(r.maintain)
+	r.goLoop(func() { _ = sweeper.Run(r.loopsCtx) })
+	r.unwatch = context.AfterFunc(ctx, func() {
+		r.beginStop()
+		r.hardStop()
+	})
 	c.runner = r
 	return nil
 }
 
-// Stop stops fetching, waits for in-flight jobs to finish and records their
-// outcomes. When ctx ends first, in-flight handlers' contexts are cancelled
-// and the jobs whose handlers then fail are released — back to available,
-// the attempt not counted — for another worker; Stop then returns ctx's
-// error. Handlers must honour their context for Stop to return. A stopped
-// client can be started again.
+// Stop is the soft stop: it stops fetching, lets the jobs in hand — those
+// running and those a fetch in flight returns (a fetch is never cancelled;
+// it gives up after 30s) — finish, records their outcomes, and returns nil. When ctx ends first it turns into the hard
+// stop (see StopAndCancel), waits for the cancelled handlers to return,
+// and returns ctx's error. Handlers must honour their context for Stop to
+// return then. A stopped client can be started again.
 func (c *Client) Stop(ctx context.Context) error {
+	return c.stop(ctx, false)
+}
+
+// StopAndCancel is the hard stop: it stops fetching and cancels the
+// context of every running handler; the jobs whose handlers then fail are
+// released — back to available at once, the attempt not counted — for
+// another worker, and a job fetched by a fetch still in flight is released
+// without running. It returns nil once every handler has returned and the
+// outcomes are recorded, or ctx's error if ctx ends first; what is left
+// then finishes in the background and Start returns ErrStarted until it
+// has. It may be called while a Stop waits, to cut it short.
+func (c *Client) StopAndCancel(ctx context.Context) error {
+	return c.stop(ctx, true)
+}
+
+func (c *Client) stop(ctx context.Context, hard bool) error {
 	c.mu.Lock()
 	r := c.runner
-	c.runner = nil
 	c.mu.Unlock()
 	if r == nil {
 		return nil
 	}
-	r.stopFetch()
-	finished := make(chan struct{})
-	go func() { r.jobs.Wait(); close(finished) }()
-	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		err = ctx.Err()
-		r.hardStop.Store(true)
-		r.stopJobs()
-		<-finished
+	r.beginStop()
+	if hard {
+		r.hardStop()
 	}
-	r.loops.Wait()
-	r.completer.close()
-	r.stopJobs()
-	return err
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if !hard {
+		r.hardStop()
+		<-r.done
+	}
+	return ctx.Err()
+}
+
+// beginStop ends the loops, then — in this order, so no job can start
+// after the jobs were awaited and no outcome reaches a closed completer —
+// waits for the loops (a fetch in flight completes and its jobs start),
+// for the jobs, and for the completer's last writes.
+func (r *runner) beginStop() {
+	r.stopOnce.Do(func() {
+		r.stopLoops()
+		go func() {
+			r.loops.Wait()
+			r.jobs.Wait()
+			r.completer.close()
+			r.cancelJobs()
+			r.c.mu.Lock()
+			if r.unwatch != nil {
+				r.unwatch()
+			}
+			if r.c.runner == r {
+				r.c.runner = nil
+			}
+			r.c.mu.Unlock()
+			close(r.done)
+		}()
+	})
+}
+
+func (r *runner) hardStop() {
+	r.hard.Store(true)
+	r.cancelJobs()
 }
 
 func (r *runner) goLoop(fn func()) {
@@ -150,10 +223,11 @@ func (r *runner) work(q *queueRunner) {
 	defer poll.Stop()
 	var failures int
 	var cooldownUntil time.Time
-	for {
+	for ctx.Err() == nil {
 		// After a fetch that drained the queue, jobs trickle in: fetch
 		// them together a moment later rather than one query (and one
-		// commit) each.
+		// commit) each. The cooldown is this process's own pacing, so
+		// its clock is the right one.
 		if d := time.Until(cooldownUntil); d > 0 {
 			select {
 			case <-ctx.Done():
@@ -163,8 +237,11 @@ func (r *runner) work(q *queueRunner) {
 		}
 		wait := r.c.cfg.PollInterval
 		if n := q.fetchSize(); n > 0 {
-			jobs, err := r.c.fetch(ctx, q, n)
-			if err != nil && ctx.Err() == nil {
+			// Detached from the stop: see fetchTimeout.
+			fetchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+			jobs, err := r.c.fetch(fetchCtx, q, n)
+			cancel()
+			if err != nil {
 				r.c.cfg.Logger.WarnContext(ctx, "dlq: fetch failed", "queue", q.name, "err", err)
 				// The database is likely away: try again soon, not only
 				// at the next poll.
@@ -173,6 +250,7 @@ func (r *runner) work(q *queueRunner) {
 			} else {
 				failures = 0
 			}
+			// Jobs in hand run even when the stop came meanwhile.
 			for _, job := range jobs {
 				r.start(q, job)
 			}
@@ -191,11 +269,23 @@ func (r *runner) work(q *queueRunner) {
 	}
 }
 
+// start runs job in a goroutine of its own. It is only called from a
+// queue's loop, so every r.jobs.Add happens before the stop waits on them.
 func (r *runner) start(q *queueRunner, job *Job) {
+	r.jobs.Add(1)
+	if r.hard.Load() {
+		// A hard stop came while the job was being fetched: hand it back
+		// unrun rather than start work that is about to be cancelled.
+		go func() {
+			defer r.jobs.Done()
+			recordAttempt(context.Background(), q.name, outcomeReleased)
+			r.persist(func(ctx context.Context) error { return r.c.release(ctx, job, 0) })
+		}()
+		return
+	}
 	q.mu.Lock()
 	q.inUse++
 	q.mu.Unlock()
-	r.jobs.Add(1)
 	go func() {
 		defer r.jobs.Done()
 		err := r.execute(q, job)
@@ -208,9 +298,14 @@ func (r *runner) start(q *queueRunner, job *Job) {
 }
 
 // execute runs the handler with the job's timeout, turning a panic into an
-// error wrapping ErrPanic.
+// error wrapping ErrPanic. The handler's context carries the job and its
+// tenant.
 func (r *runner) execute(q *queueRunner, job *Job) (err error) {
-	ctx, cancel := context.WithTimeout(withJob(r.jobsCtx, job), q.cfg.Timeout)
+	ctx := withJob(r.jobsCtx, job)
+	if scoped, err := rls.WithTenant(ctx, job.Tenant); err == nil {
+		ctx = scoped
+	}
+	ctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
 	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {
@@ -241,13 +336,13 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 	var write func(context.Context) error
 	var snooze *snoozeError
 	switch {
-	case r.hardStop.Load() || r.jobsCtx.Err() != nil:
+	case r.hard.Load():
 		recordAttempt(ctx, q.name, outcomeReleased)
 		log.Info("dlq: job released at shutdown", "queue", q.name, "job", job.ID, "err", err)
-		write = func(ctx context.Context) error { return r.c.release(ctx, job) }
+		write = func(ctx context.Context) error { return r.c.release(ctx, job, 0) }
 	case errors.As(err, &snooze):
 		recordAttempt(ctx, q.name, outcomeSnoozed)
-		write = func(ctx context.Context) error { return r.c.snooze(ctx, job, snooze.after) }
+		write = func(ctx context.Context) error { return r.c.release(ctx, job, snooze.after) }
 	default:
 		var discard *discardError
 		dead := errors.As(err, &discard) || job.Attempt >= job.MaxAttempts
@@ -285,23 +380,30 @@ func (r *runner) persist(write func(context.Context) error) {
 	}
 }
 
+// micros is a duration as the bigint the statements turn into an
+// interval ($n::bigint * interval '1 microsecond').
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// fetchSQL claims jobs: due by the database's clock, leased until the
+// database's now() plus the lease, and each claim counted.
 const fetchSQL = `
 WITH picked AS (
     SELECT id FROM platform.dlq_jobs
-    WHERE state = 'available' AND queue = $1 AND run_at <= $2
+    WHERE state = 'available' AND queue = $1 AND run_at <= now()
     ORDER BY priority DESC, run_at, id
-    LIMIT $3
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
 UPDATE platform.dlq_jobs j
-SET state = 'running', attempt = j.attempt + 1, attempted_at = $2, lease_until = $4
+SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
+    lease_until = now() + $3::bigint * interval '1 microsecond'
 FROM picked WHERE j.id = picked.id
-RETURNING j.id, j.tenant_id::text, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.created_at, j.errors`
+RETURNING j.id, j.tenant_id::text, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
+          j.created_at, j.errors, j.claims`
 
 // fetch leases up to n available jobs of q.
 func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, error) {
-	now := c.cfg.Now()
-	rows, err := c.pool.Query(ctx, fetchSQL, q.name, now, n, now.Add(q.cfg.Timeout+c.cfg.LeaseGrace))
+	rows, err := c.db.Query(ctx, fetchSQL, q.name, n, micros(q.cfg.Timeout+c.cfg.LeaseGrace))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +413,7 @@ func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, erro
 		job := &Job{}
 		var payload, history []byte
 		if err := rows.Scan(&job.ID, &job.Tenant, &job.Queue, &job.Kind, &payload, &job.Priority,
-			&job.Attempt, &job.MaxAttempts, &job.CreatedAt, &history); err != nil {
+			&job.Attempt, &job.MaxAttempts, &job.CreatedAt, &history, &job.claims); err != nil {
 			return jobs, err
 		}
 		job.Payload = payload
@@ -323,44 +425,42 @@ func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, erro
 	return jobs, rows.Err()
 }
 
+// failSQL records a failed attempt. The claim count fences it: a worker
+// whose lease was rescued, and whose job runs again elsewhere (after a
+// re-drive, even under the same attempt number), changes nothing.
 const failSQL = `
 UPDATE platform.dlq_jobs
-SET state = $3, run_at = $4, lease_until = NULL,
-    finalized_at = CASE WHEN $3 = 'dead' THEN $4::timestamptz END,
-    errors = errors || $5::jsonb
-WHERE id = $1 AND attempt = $2 AND state = 'running'`
+SET state = $3, lease_until = NULL,
+    run_at = now() + $4::bigint * interval '1 microsecond',
+    finalized_at = CASE WHEN $3 = 'dead' THEN now() END,
+    errors = errors || jsonb_build_array(
+        jsonb_build_object('attempt', attempt, 'at', now(), 'error', $5::text)
+        || CASE WHEN $6::bool THEN jsonb_build_object('panic', true) ELSE '{}'::jsonb END)
+WHERE id = $1 AND claims = $2 AND state = 'running'`
 
 // fail records a failed attempt: back to available after the backoff, or
-// dead. The attempt number fences the write: a worker whose lease was
-// rescued and whose job runs again elsewhere does not overwrite it.
+// dead. The error text is made storable (NUL and invalid UTF-8 replaced)
+// so that the write cannot fail on it and leave the rescuer to record a
+// lost lease instead of the real reason.
 func (c *Client) fail(ctx context.Context, job *Job, cause error, dead bool) error {
-	now := c.cfg.Now()
-	entry := AttemptError{Attempt: job.Attempt, At: now, Error: cause.Error(), Panic: errors.Is(cause, ErrPanic)}
-	history, err := json.Marshal([]AttemptError{entry})
-	if err != nil {
-		return err
-	}
-	state, runAt := StateDead, now
+	state, delay := StateDead, time.Duration(0)
 	if !dead {
-		state, runAt = StateAvailable, now.Add(c.cfg.Backoff.Delay(job.Attempt))
+		state, delay = StateAvailable, c.cfg.Backoff.Delay(job.Attempt)
 	}
-	_, err = c.pool.Exec(ctx, failSQL, job.ID, job.Attempt, string(state), runAt, string(history))
+	_, err := c.db.Exec(ctx, failSQL, job.ID, job.claims, string(state), micros(delay),
+		pgtext.Clean(cause.Error(), maxErrorText), errors.Is(cause, ErrPanic))
 	return err
 }
 
 const releaseSQL = `
 UPDATE platform.dlq_jobs
-SET state = 'available', attempt = attempt - 1, run_at = $3, lease_until = NULL
-WHERE id = $1 AND attempt = $2 AND state = 'running'`
+SET state = 'available', attempt = attempt - 1, lease_until = NULL,
+    run_at = now() + $3::bigint * interval '1 microsecond'
+WHERE id = $1 AND claims = $2 AND state = 'running'`
 
-// release gives a job back without counting the attempt.
-func (c *Client) release(ctx context.Context, job *Job) error {
-	_, err := c.pool.Exec(ctx, releaseSQL, job.ID, job.Attempt, c.cfg.Now())
-	return err
-}
-
-// snooze gives a job back to run after d without counting the attempt.
-func (c *Client) snooze(ctx context.Context, job *Job, d time.Duration) error {
-	_, err := c.pool.Exec(ctx, releaseSQL, job.ID, job.Attempt, c.cfg.Now().Add(d))
+// release gives a job back to run after d without counting the attempt
+// (a snooze, or a hard stop with d = 0).
+func (c *Client) release(ctx context.Context, job *Job, d time.Duration) error {
+	_, err := c.db.Exec(ctx, releaseSQL, job.ID, job.claims, micros(d))
 	return err
 }

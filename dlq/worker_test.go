@@ -13,6 +13,7 @@ import (
 
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/tenancy"
 )
 
 func TestWorkerRunsJobUnderItsTenant(t *testing.T) {
@@ -23,14 +24,14 @@ func TestWorkerRunsJobUnderItsTenant(t *testing.T) {
 	var seen atomic.Value
 	worker := newClient(t, db.System, dlq.Config{Queues: map[string]dlq.QueueConfig{
 		"email": {Handler: dlq.HandlerFunc(func(ctx context.Context, job *dlq.Job) error {
-			tenant, _ := dlq.TenantFrom(ctx)
+			tenant, _ := tenancy.TenantFrom(ctx)
 			seen.Store(tenant)
 			return recordEffect(ctx, db.App, job.Kind)
 		})},
 	}})
 	start(t, worker)
 	ctx := context.Background()
-	res, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantB, Queue: "email", Kind: "welcome"})
+	res, err := app.Enqueue(withTenant(t, tenantB), dlq.JobParams{Queue: "email", Kind: "welcome"})
 	require.NoError(t, err)
 
 	info := waitState(t, worker, res.ID, dlq.StateCompleted)
@@ -41,9 +42,6 @@ func TestWorkerRunsJobUnderItsTenant(t *testing.T) {
 	require.NoError(t, db.System.QueryRow(ctx, "SELECT tenant_id::text, note FROM platform.test_effects WHERE job_id = $1", res.ID).Scan(&tenant, &note))
 	require.Equal(t, tenantB, tenant)
 	require.Equal(t, "welcome", note)
-
-	// Without a job in the context there is no tenant to scope to.
-	require.ErrorIs(t, dlq.InTenantTx(ctx, db.App, nil), dlq.ErrNoTenant)
 }
 
 func TestNotificationStartsJobWithoutPolling(t *testing.T) {
@@ -63,7 +61,7 @@ func TestNotificationStartsJobWithoutPolling(t *testing.T) {
 	// Enqueue until a job runs at once: only a notification can start it.
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
-		res, err := app.Enqueue(ctx, dlq.JobParams{Tenant: tenantA, Queue: "email"})
+		res, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "email"})
 		require.NoError(t, err)
 		deadline := time.After(500 * time.Millisecond)
 		for {
@@ -82,17 +80,16 @@ func TestNotificationStartsJobWithoutPolling(t *testing.T) {
 func TestPriorityAndRunAtOrderTheQueue(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	clock := newClock()
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
+	app := newClient(t, db.App, dlq.Config{})
 	ctx := context.Background()
-	res, err := app.EnqueueMany(ctx, []dlq.JobParams{
-		{Tenant: tenantA, Queue: "q", Kind: "low"},
-		{Tenant: tenantA, Queue: "q", Kind: "high", Priority: 5},
-		{Tenant: tenantA, Queue: "q", Kind: "later", Priority: 9, RunAt: clock.Now().Add(time.Minute)},
+	res, err := app.EnqueueManyForTenant(ctx, tenantA, []dlq.JobParams{
+		{Queue: "q", Kind: "low"},
+		{Queue: "q", Kind: "high", Priority: 5},
+		{Queue: "q", Kind: "later", Priority: 9, RunAt: time.Now().Add(time.Hour)},
 	})
 	require.NoError(t, err)
 	order := make(chan string, 3)
-	worker := newClient(t, db.System, dlq.Config{Now: clock.Now, Queues: map[string]dlq.QueueConfig{
+	worker := newClient(t, db.System, dlq.Config{Queues: map[string]dlq.QueueConfig{
 		"q": {Concurrency: 1, Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
 			order <- job.Kind
 			return nil
@@ -103,21 +100,22 @@ func TestPriorityAndRunAtOrderTheQueue(t *testing.T) {
 	require.Equal(t, "low", <-order)
 	waitState(t, worker, res[1].ID, dlq.StateCompleted)
 	require.Equal(t, dlq.StateAvailable, jobInfo(t, worker, res[2].ID).State, "not before its run-at")
-	clock.Advance(time.Minute)
+	makeDue(t, db, res[2].ID)
 	require.Equal(t, "later", <-order)
 }
 
 // TestPoisonJobBacksOffThenDiesThenRedriveSucceeds follows one job through
-// its retries on a fixed clock: each failure schedules the next attempt by
-// the backoff policy, the last one moves it to the dead-letter state with
-// every error kept, and a re-drive runs it again from attempt one.
+// its retries: each failure schedules the next attempt by the backoff
+// policy from the database's clock (the run time is exactly the delay after
+// the failure's recorded time), the last one moves it to the dead-letter
+// state with every error kept, and a re-drive runs it again from attempt
+// one.
 func TestPoisonJobBacksOffThenDiesThenRedriveSucceeds(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	clock := newClock()
 	backoff := dlq.Exponential{Base: time.Second, Max: 4 * time.Second, Jitter: 0.5, Rand: func() float64 { return 0.75 }}
 	var healthy atomic.Bool
-	worker := newClient(t, db.System, dlq.Config{Now: clock.Now, Backoff: backoff, Queues: map[string]dlq.QueueConfig{
+	worker := newClient(t, db.System, dlq.Config{Backoff: backoff, Queues: map[string]dlq.QueueConfig{
 		"webhooks": {Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
 			if healthy.Load() {
 				return nil
@@ -125,8 +123,8 @@ func TestPoisonJobBacksOffThenDiesThenRedriveSucceeds(t *testing.T) {
 			return errors.New("endpoint answered 503 on attempt " + strconv.Itoa(job.Attempt))
 		})},
 	}})
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
-	res, err := app.Enqueue(context.Background(), dlq.JobParams{Tenant: tenantA, Queue: "webhooks", MaxAttempts: 4})
+	app := newClient(t, db.App, dlq.Config{})
+	res, err := app.EnqueueForTenant(context.Background(), tenantA, dlq.JobParams{Queue: "webhooks", MaxAttempts: 4})
 	require.NoError(t, err)
 	start(t, worker)
 
@@ -137,9 +135,9 @@ func TestPoisonJobBacksOffThenDiesThenRedriveSucceeds(t *testing.T) {
 			info = jobInfo(t, worker, res.ID)
 			return info.State == dlq.StateAvailable && len(info.Errors) == attempt+1
 		}, 30*time.Second, 5*time.Millisecond)
-		require.Equal(t, want, info.RunAt.Sub(clock.Now()), "delay after attempt %d", attempt+1)
+		require.Equal(t, want, info.RunAt.Sub(info.Errors[attempt].At), "delay after attempt %d", attempt+1)
 		require.Equal(t, attempt+1, info.Attempt)
-		clock.Advance(want)
+		makeDue(t, db, res.ID)
 	}
 	info := waitState(t, worker, res.ID, dlq.StateDead)
 	require.Len(t, info.Errors, 4)
@@ -181,8 +179,7 @@ func TestExponentialBackoffSchedule(t *testing.T) {
 func TestDiscardAndSnooze(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	clock := newClock()
-	worker := newClient(t, db.System, dlq.Config{Now: clock.Now, Queues: map[string]dlq.QueueConfig{
+	worker := newClient(t, db.System, dlq.Config{Queues: map[string]dlq.QueueConfig{
 		"q": {Handler: dlq.HandlerFunc(func(_ context.Context, job *dlq.Job) error {
 			switch job.Kind {
 			case "gone":
@@ -193,10 +190,10 @@ func TestDiscardAndSnooze(t *testing.T) {
 			return nil
 		})},
 	}})
-	app := newClient(t, db.App, dlq.Config{Now: clock.Now})
-	res, err := app.EnqueueMany(context.Background(), []dlq.JobParams{
-		{Tenant: tenantA, Queue: "q", Kind: "gone", MaxAttempts: 5},
-		{Tenant: tenantA, Queue: "q", Kind: "later", MaxAttempts: 1},
+	app := newClient(t, db.App, dlq.Config{})
+	res, err := app.EnqueueManyForTenant(context.Background(), tenantA, []dlq.JobParams{
+		{Queue: "q", Kind: "gone", MaxAttempts: 5},
+		{Queue: "q", Kind: "later", MaxAttempts: 1},
 	})
 	require.NoError(t, err)
 	start(t, worker)
@@ -209,9 +206,13 @@ func TestDiscardAndSnooze(t *testing.T) {
 	var later *dlq.JobInfo
 	require.Eventually(t, func() bool {
 		later = jobInfo(t, worker, res[1].ID)
-		return later.State == dlq.StateAvailable && later.RunAt.After(clock.Now())
+		return later.State == dlq.StateAvailable && later.RunAt.After(later.CreatedAt)
 	}, 30*time.Second, 5*time.Millisecond)
-	require.Equal(t, time.Hour, later.RunAt.Sub(clock.Now()))
+	// An hour after the database's now() at the snooze.
+	var inHour bool
+	require.NoError(t, db.System.QueryRow(context.Background(),
+		"SELECT run_at BETWEEN now() + interval '50 minutes' AND now() + interval '1 hour' FROM platform.dlq_jobs WHERE id = $1", res[1].ID).Scan(&inHour))
+	require.True(t, inHour, "run at %v", later.RunAt)
 	require.Zero(t, later.Attempt, "a snooze does not use up an attempt")
 	require.Empty(t, later.Errors)
 }
@@ -228,9 +229,9 @@ func TestPanicCountsAsFailureAndWorkerGoesOn(t *testing.T) {
 		})},
 	}})
 	app := newClient(t, db.App, dlq.Config{})
-	res, err := app.EnqueueMany(context.Background(), []dlq.JobParams{
-		{Tenant: tenantA, Queue: "q", Kind: "bad", MaxAttempts: 2, Priority: 1},
-		{Tenant: tenantA, Queue: "q", Kind: "good"},
+	res, err := app.EnqueueManyForTenant(context.Background(), tenantA, []dlq.JobParams{
+		{Queue: "q", Kind: "bad", MaxAttempts: 2, Priority: 1},
+		{Queue: "q", Kind: "good"},
 	})
 	require.NoError(t, err)
 	start(t, worker)
@@ -255,7 +256,7 @@ func TestTimeoutEndsTheHandlersContext(t *testing.T) {
 		})},
 	}})
 	app := newClient(t, db.App, dlq.Config{})
-	res, err := app.Enqueue(context.Background(), dlq.JobParams{Tenant: tenantA, Queue: "q", MaxAttempts: 1})
+	res, err := app.EnqueueForTenant(context.Background(), tenantA, dlq.JobParams{Queue: "q", MaxAttempts: 1})
 	require.NoError(t, err)
 	start(t, worker)
 	info := waitState(t, worker, res.ID, dlq.StateDead)
@@ -279,10 +280,10 @@ func TestPayloadThatDoesNotDecodeFailsTheJobNotTheWorker(t *testing.T) {
 		})},
 	}})
 	app := newClient(t, db.App, dlq.Config{})
-	res, err := app.EnqueueMany(context.Background(), []dlq.JobParams{
-		{Tenant: tenantA, Queue: "webhooks", Payload: `a string, not an object`, MaxAttempts: 2},
-		{Tenant: tenantA, Queue: "webhooks", Payload: map[string]any{"url": "https://example.test/h", "extra": 1}, MaxAttempts: 2},
-		{Tenant: tenantA, Queue: "webhooks", Payload: webhook{URL: "https://example.test/h", Event: "deal.won"}},
+	res, err := app.EnqueueManyForTenant(context.Background(), tenantA, []dlq.JobParams{
+		{Queue: "webhooks", Payload: `a string, not an object`, MaxAttempts: 2},
+		{Queue: "webhooks", Payload: map[string]any{"url": "https://example.test/h", "extra": 1}, MaxAttempts: 2},
+		{Queue: "webhooks", Payload: webhook{URL: "https://example.test/h", Event: "deal.won"}},
 	})
 	require.NoError(t, err)
 	start(t, worker)
