@@ -19,7 +19,6 @@ import (
 func TestRunOutcomesAndStepDurationsAreMetrics(t *testing.T) {
 	reader := metrictest.InstallGlobal()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	ok, err := durable.Register(rt, "metrics-ok", func(ctx context.Context, in int) (int, error) {
 		doubled, err := durable.Step(ctx, "double", func(context.Context) (int, error) { return in * 2, nil })
@@ -35,12 +34,12 @@ func TestRunOutcomesAndStepDurationsAreMetrics(t *testing.T) {
 	require.NoError(t, err)
 	work(t, rt)
 
-	run, err := ok.Start(ctx, tenantA, 20)
+	run, err := ok.Start(ctxA, 20)
 	require.NoError(t, err)
-	out, err := ok.Result(ctx, tenantA, run.ID)
+	out, err := ok.Result(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, 41, out)
-	failed, err := failing.Start(ctx, tenantA, 1)
+	failed, err := failing.Start(ctxA, 1)
 	require.NoError(t, err)
 	waitStatus(t, rt, tenantA, failed.ID, durable.StatusFailed)
 

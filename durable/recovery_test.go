@@ -61,7 +61,7 @@ func TestTwoRuntimesRacingForExpiredRunsExecuteEachOnce(t *testing.T) {
 	registerCounted(t, second, db, pause)
 	ids := make([]string, runs)
 	for i := range ids {
-		run, err := first.Start(ctx, tenantA, "counted", i)
+		run, err := first.Start(ctxA, "counted", i)
 		require.NoError(t, err)
 		ids[i] = run.ID
 		expireAsIfCrashed(t, db, run.ID)
@@ -89,7 +89,6 @@ func TestHeartbeatKeepsALongStepsLease(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	createEffects(t, db)
-	ctx := context.Background()
 	started := make(chan struct{})
 	var once sync.Once
 	slow := func(ctx context.Context) {
@@ -107,7 +106,7 @@ func TestHeartbeatKeepsALongStepsLease(t *testing.T) {
 		c.WorkerID = "owner"
 	})
 	registerCounted(t, owner, db, slow)
-	run, err := owner.Start(ctx, tenantA, "counted", 1)
+	run, err := owner.Start(ctxA, "counted", 1)
 	require.NoError(t, err)
 	work(t, owner)
 	<-started
@@ -148,7 +147,7 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	// lets the second runtime in.
 	leaving := newRuntime(t, db, func(c *durable.Config) { c.Lease = time.Hour })
 	register(leaving)
-	run, err := leaving.Start(ctx, tenantA, "interruptible", 21)
+	run, err := leaving.Start(ctxA, "interruptible", 21)
 	require.NoError(t, err)
 	stop, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -184,7 +183,7 @@ func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {
 		return 0, err
 	})
 	require.NoError(t, err)
-	run, err := rt.Start(ctx, tenantA, "overtaken", 1)
+	run, err := rt.Start(ctxA, "overtaken", 1)
 	require.NoError(t, err)
 	work(t, rt)
 	<-started
@@ -195,7 +194,7 @@ func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {
 
 	require.ErrorIs(t, <-returned, durable.ErrLeaseLost)
 	require.Zero(t, countRows(t, db, "durable_steps", run.ID), "the checkpoint was refused")
-	got, err := rt.Get(ctx, tenantA, run.ID)
+	got, err := rt.Get(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusRunning, got.Status)
 	require.Equal(t, "thief", got.Owner)
