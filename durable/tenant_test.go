@@ -86,7 +86,9 @@ func TestTxCallsNeverRescopeTheCallersTransaction(t *testing.T) {
 			_, err := wf.StartTx(ctx, tx, greeting{Name: "x"})
 			return err
 		},
-		"SignalTx": func(ctx context.Context, tx pgx.Tx, runID string) error { return rt.SignalTx(ctx, tx, runID, "vote", vote{By: "x"}) },
+		"SignalTx": func(ctx context.Context, tx pgx.Tx, runID string) error {
+			return rt.SignalTx(ctx, tx, runID, "vote", vote{By: "x"})
+		},
 		"CancelTx": func(ctx context.Context, tx pgx.Tx, runID string) error { return rt.CancelTx(ctx, tx, runID, "") },
 	} {
 		runID := newRun()
