@@ -41,7 +41,9 @@ func TestRunOutcomesAndStepDurationsAreMetrics(t *testing.T) {
 	require.Equal(t, 41, out)
 	failed, err := failing.Start(ctxA, 1)
 	require.NoError(t, err)
-	waitStatus(t, rt, tenantA, failed.ID, durable.StatusFailed)
+	// Wait on a run this runtime executes returns once its execution
+	// ended, so after its outcome was counted.
+	require.Equal(t, durable.StatusFailed, waitRun(t, rt, tenantA, failed.ID).Status)
 
 	okWorkflow := attribute.String("workflow", "metrics-ok")
 	require.Equal(t, int64(1), reader.Sum(t, "dealix.durable.runs", okWorkflow, attribute.String("outcome", "completed")))

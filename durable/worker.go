@@ -65,6 +65,9 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-rt.poke:
 		}
+		if pool.stopping() { // the select may have picked another ready case
+			return nil
+		}
 		free := pool.reserve(rt.cfg.Concurrency)
 		claimed := 0
 		if free > 0 {
@@ -300,7 +303,9 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) {
 		steps, err = rt.loadSteps(ctx, c.tenant, c.id)
 	}
 	if err != nil {
-		rt.cfg.Logger.ErrorContext(ctx, "durable: load checkpoints", "run", c.id, "error", err)
+		if ctx.Err() == nil {
+			rt.cfg.Logger.ErrorContext(ctx, "durable: load checkpoints", "run", c.id, "error", err)
+		}
 		rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		return
 	}
