@@ -86,8 +86,10 @@ var (
 	// ErrAlreadyRunning is returned by Run while another Run of the same
 	// runtime is active.
 	ErrAlreadyRunning = errors.New("durable: runtime already running")
-	// ErrStopped is the cause a run's context carries after StopAndCancel
-	// (or the cancellation of Run's context) interrupted it.
+	// ErrStopped is returned by a step call (Step, TxStep, Sleep,
+	// WaitSignal) when the runtime is stopping, and is the cause
+	// (context.Cause) a run's context carries after StopAndCancel: the
+	// run is parked, to be resumed by whichever runtime claims it next.
 	ErrStopped = errors.New("durable: runtime stopped")
 )
 
