@@ -37,24 +37,20 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-// report reports the figures and returns workflows/s.
-func (l *latencies) report(b *testing.B) float64 {
-	slices.Sort(l.all)
-	pct := func(p float64) float64 { return float64(l.all[int(p*float64(len(l.all)-1))].Microseconds()) / 1000 }
-	secs := b.Elapsed().Seconds()
-	b.ReportMetric(float64(b.N)/secs, "workflows/s")
-	b.ReportMetric(float64(3*b.N)/secs, "steps/s")
-	b.ReportMetric(pct(0.5), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	return float64(b.N) / secs
+// side is one library's figures in one benchmark run.
+type side struct {
+	took     time.Duration
+	p50, p99 float64 // milliseconds per workflow
 }
 
-// fanOut runs one workflow b.N times from 16 goroutines.
-func fanOut(b *testing.B, one func(i int) error) *latencies {
+// fanOut runs one workflow b.N times from 16 goroutines, timing only
+// that.
+func fanOut(b *testing.B, one func(i int) error) side {
 	var next atomic.Int64
 	lat := &latencies{}
 	var wg sync.WaitGroup
-	b.ResetTimer()
+	b.StartTimer()
+	began := time.Now()
 	for range workers {
 		wg.Go(func() {
 			for {
@@ -72,8 +68,16 @@ func fanOut(b *testing.B, one func(i int) error) *latencies {
 		})
 	}
 	wg.Wait()
+	took := time.Since(began)
 	b.StopTimer()
-	return lat
+	slices.Sort(lat.all)
+	pct := func(p float64) float64 {
+		if len(lat.all) == 0 {
+			return 0
+		}
+		return float64(lat.all[int(p*float64(len(lat.all)-1))].Microseconds()) / 1000
+	}
+	return side{took: took, p50: pct(0.5), p99: pct(0.99)}
 }
 
 // The workflow comparison's configuration, stated with its figures:
@@ -95,34 +99,46 @@ const (
 	dbosConns          = durableAppConns + durableSystemConns
 )
 
-// threeStepsRuns alternates which side runs first across -count runs, so
-// neither always meets a colder or warmer server.
+// threeStepsRuns alternates which side runs first from one run of the
+// benchmark to the next (-count), so neither always meets a colder or
+// warmer server.
 var threeStepsRuns atomic.Int64
 
 // BenchmarkThreeSteps runs a workflow of three no-op steps b.N times from
-// 16 goroutines with each library and prints the ratio of their
-// workflows/s (durable / DBOS).
+// 16 goroutines with each library, one after the other in the same run,
+// and reports each side's workflows/s, steps/s and p50/p99 per workflow, their
+// ratio (durable/dbos, of workflows/s), the connections each side had and
+// which side ran first (durable-first: 1 or 0).
 func BenchmarkThreeSteps(b *testing.B) {
+	b.StopTimer()
 	sides := []struct {
 		name string
-		run  func(b *testing.B) float64
+		run  func(b *testing.B) side
 	}{{"durable", benchDurable}, {"dbos", benchDBOS}}
-	if threeStepsRuns.Add(1)%2 == 0 {
+	durableFirst := 1.0
+	// The probe run with b.N = 1 that precedes each measured one does not
+	// count, or every measured run would start with the same side.
+	if b.N > 1 && threeStepsRuns.Add(1)%2 == 0 {
 		slices.Reverse(sides)
+		durableFirst = 0
 	}
-	rates := map[string]float64{}
-	for _, side := range sides {
-		b.Run(side.name, func(b *testing.B) { rates[side.name] = side.run(b) })
+	got := map[string]side{}
+	for _, s := range sides {
+		got[s.name] = s.run(b)
 	}
-	if rates["dbos"] > 0 {
-		// Printed, not logged: a benchmark with sub-benchmarks has no
-		// result line of its own to carry it.
-		fmt.Printf("BenchmarkThreeSteps: durable/dbos workflows/s %.2f (durable %.0f, dbos %.0f; %s ran first; %d connections each side)\n",
-			rates["durable"]/rates["dbos"], rates["durable"], rates["dbos"], sides[0].name, dbosConns)
+	rate := func(name string) float64 { return float64(b.N) / got[name].took.Seconds() }
+	for _, name := range []string{"durable", "dbos"} {
+		b.ReportMetric(rate(name), name+"-workflows/s")
+		b.ReportMetric(3*rate(name), name+"-steps/s")
+		b.ReportMetric(got[name].p50, name+"-p50-ms")
+		b.ReportMetric(got[name].p99, name+"-p99-ms")
 	}
+	b.ReportMetric(rate("durable")/rate("dbos"), "durable/dbos")
+	b.ReportMetric(dbosConns, "conns-each")
+	b.ReportMetric(durableFirst, "durable-first")
 }
 
-func benchDurable(b *testing.B) float64 {
+func benchDurable(b *testing.B) side {
 	db := pgtest.New(b)
 	app := newPool(b, db, pgtest.RoleApp, durableAppConns)
 	system := newPool(b, db, pgtest.RoleSystem, durableSystemConns)
@@ -143,7 +159,7 @@ func benchDurable(b *testing.B) float64 {
 	go func() { done <- rt.Run(runCtx) }()
 	defer func() { stop(); <-done }()
 	ctx := context.Background()
-	rate := fanOut(b, func(i int) error {
+	return fanOut(b, func(i int) error {
 		run, err := wf.StartForTenant(ctx, tenant, i)
 		if err != nil {
 			return err
@@ -153,12 +169,10 @@ func benchDurable(b *testing.B) float64 {
 			err = fmt.Errorf("run %d returned %d", i, out)
 		}
 		return err
-	}).report(b)
-	b.ReportMetric(durableAppConns+durableSystemConns, "conns")
-	return rate
+	})
 }
 
-func benchDBOS(b *testing.B) float64 {
+func benchDBOS(b *testing.B) side {
 	db := pgtest.New(b)
 	ctx := context.Background()
 	pool := newPool(b, db, pgtest.RoleAdmin, dbosConns)
@@ -176,7 +190,7 @@ func benchDBOS(b *testing.B) float64 {
 	dbos.RegisterWorkflow(dctx, three)
 	require.NoError(b, dbos.Launch(dctx))
 	defer func() { _ = dbos.Shutdown(dctx, 10*time.Second) }()
-	rate := fanOut(b, func(i int) error {
+	return fanOut(b, func(i int) error {
 		h, err := dbos.RunWorkflow(dctx, three, i)
 		if err != nil {
 			return err
@@ -186,7 +200,5 @@ func benchDBOS(b *testing.B) float64 {
 			err = fmt.Errorf("run %d returned %d", i, out)
 		}
 		return err
-	}).report(b)
-	b.ReportMetric(dbosConns, "conns")
-	return rate
+	})
 }
