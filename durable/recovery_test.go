@@ -156,6 +156,9 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Zero(t, countRows(t, db, "durable_steps", run.ID), "the interrupted step's failure was not recorded")
+	stopped, err := leaving.Get(ctxA, run.ID)
+	require.NoError(t, err)
+	require.Empty(t, stopped.Owner, "the lease was handed back")
 
 	next := newRuntime(t, db, nil)
 	register(next)
@@ -163,7 +166,10 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	finished := waitRun(t, next, tenantA, run.ID)
 	require.Equal(t, durable.StatusCompleted, finished.Status, finished.Error)
 	require.JSONEq(t, "42", string(finished.Output))
-	require.Equal(t, int64(2), finished.Attempt)
+	// A claim already on its way when the stop began may take the handed
+	// back run and hand it straight back: one claim more, never two
+	// executions.
+	require.GreaterOrEqual(t, finished.Attempt, int64(2))
 }
 
 func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {

@@ -229,7 +229,7 @@ func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, 
 			if err != nil {
 				return fmt.Errorf("durable: get run: %w", err)
 			}
-			run, err = checkExisting(run, nil)(workflow, runID)
+			run, err = sameWorkflow(run, workflow)
 			return err
 		})
 		return run, err
@@ -298,7 +298,10 @@ func (rt *Runtime) StartTx(ctx context.Context, tx pgx.Tx, workflow string, inpu
 	}
 	run, err := scanRun(tx.QueryRow(ctx, insertRunSQL, tenant, runID, workflow, encoded))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return checkExisting(getIn(ctx, tx, tenant, runID))(workflow, runID)
+		if run, err = getIn(ctx, tx, tenant, runID); err != nil {
+			return Run{}, err
+		}
+		return sameWorkflow(run, workflow)
 	}
 	if err != nil {
 		return Run{}, fmt.Errorf("durable: start run: %w", err)
@@ -306,18 +309,13 @@ func (rt *Runtime) StartTx(ctx context.Context, tx pgx.Tx, workflow string, inpu
 	return run, nil
 }
 
-// checkExisting returns the run a repeated start found, or
+// sameWorkflow returns the run a repeated start found, or
 // ErrRunIDConflict when it belongs to another workflow.
-func checkExisting(run Run, err error) func(workflow, runID string) (Run, error) {
-	return func(workflow, runID string) (Run, error) {
-		if err != nil {
-			return Run{}, err
-		}
-		if run.Workflow != workflow {
-			return Run{}, fmt.Errorf("%w: run %q is a %q run", ErrRunIDConflict, runID, run.Workflow)
-		}
-		return run, nil
+func sameWorkflow(run Run, workflow string) (Run, error) {
+	if run.Workflow != workflow {
+		return Run{}, fmt.Errorf("%w: run %q is a %q run", ErrRunIDConflict, run.ID, run.Workflow)
 	}
+	return run, nil
 }
 
 // getIn reads tenant's run runID through q, or returns ErrRunNotFound.

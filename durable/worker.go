@@ -248,6 +248,9 @@ func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 	// from the stop and bounded by its own timeout instead.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(pool.ctx), claimTimeout)
 	defer cancel()
+	if pool.stopping() {
+		return 0, nil
+	}
 	rows, err := rt.cfg.System.Query(ctx, claimSQL, names, limit, rt.cfg.WorkerID, micros(rt.cfg.Lease))
 	if err != nil {
 		return 0, err
