@@ -46,8 +46,10 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 			switch kind {
 			case "nul": // JSON writes "\u0000", which jsonb refuses: caught before the batch
 				return json.Marshal("nul\x00inside")
-			case "surrogate": // valid JSON that jsonb refuses: caught by PostgreSQL in the batch
+			case "surrogate": // a lone surrogate escape, which jsonb refuses
 				return json.RawMessage(`"\ud800"`), nil
+			case "overflow": // valid JSON that jsonb refuses: caught by PostgreSQL in the batch
+				return json.RawMessage(`1e1000000`), nil
 			}
 			return json.Marshal("ok " + run.RunID)
 		})
@@ -73,7 +75,9 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	require.NoError(t, err)
 	_, err = rt.Start(ctxA, "batch", "surrogate", durable.WithRunID("surrogate"))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return inFlight.Load() == 9 }, 30*time.Second, 5*time.Millisecond)
+	_, err = rt.Start(ctxA, "batch", "overflow", durable.WithRunID("overflow"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return inFlight.Load() == 10 }, 30*time.Second, 5*time.Millisecond)
 
 	// Hold the blocker's run row, so that its checkpoint leads a batch
 	// that waits on the lock while every other checkpoint queues behind
@@ -91,7 +95,7 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 		return waiting == 1
 	}, 30*time.Second, 5*time.Millisecond, "the blocker's checkpoint waits for the lock")
 	close(release)
-	require.Eventually(t, func() bool { return returned.Load() == 9 }, 30*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return returned.Load() == 10 }, 30*time.Second, 5*time.Millisecond)
 	time.Sleep(50 * time.Millisecond) // for the last checkpoints to queue
 	require.NoError(t, lock.Commit(ctx))
 
@@ -113,8 +117,11 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	require.Contains(t, nul.Error, "NUL")
 	surrogate := waitRun(t, rt, tenantA, "surrogate")
 	require.Equal(t, durable.StatusFailed, surrogate.Status)
-	require.Contains(t, surrogate.Error, "checkpoint refused by PostgreSQL")
-	for _, id := range []string{"nul", "surrogate"} {
+	require.Contains(t, surrogate.Error, durable.ErrEncode.Error())
+	overflow := waitRun(t, rt, tenantA, "overflow")
+	require.Equal(t, durable.StatusFailed, overflow.Status)
+	require.Contains(t, overflow.Error, "checkpoint refused by PostgreSQL: value overflows numeric format")
+	for _, id := range []string{"nul", "surrogate", "overflow"} {
 		require.Zero(t, countRows(t, db, "durable_steps", id), "no checkpoint of %s", id)
 	}
 	mu.Lock()
@@ -122,7 +129,7 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	for id, n := range executions {
 		require.Equal(t, 1, n, "step first of %s executed once", id)
 	}
-	require.Len(t, executions, 9)
+	require.Len(t, executions, 10)
 }
 
 // Error texts holding NUL or invalid UTF-8, which a text column refuses,
