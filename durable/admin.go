@@ -1,9 +1,9 @@
 package durable
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/internal/rls"
-	"github.com/dealix/platform/internal/sweep"
 )
 
 // ListOptions filters and pages List.
@@ -39,15 +38,29 @@ type Page struct {
 var DefaultIncomplete = []Status{StatusPending, StatusRunning, StatusSleeping, StatusWaiting}
 
 const listSQL = `SELECT ` + runColumns + ` FROM platform.durable_runs
-WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid
-  AND status = ANY($1) AND ($2 = '' OR workflow = $2)
-  AND (created_at, id) > ($3, $4)
+WHERE tenant_id = $1 AND status = ANY($2) AND ($3 = '' OR workflow = $3)
+  AND (created_at, id) > ($4, $5)
 ORDER BY created_at, id
-LIMIT $5`
+LIMIT $6`
 
-// List returns tenant's runs matching opts, oldest first, a page at a
-// time. It returns ErrInvalidCursor for an After it did not make.
-func (rt *Runtime) List(ctx context.Context, tenant string, opts ListOptions) (Page, error) {
+// List returns the runs of the tenant ctx carries matching opts, oldest
+// first, a page at a time. It returns ErrInvalidCursor for an After it did
+// not make.
+func (rt *Runtime) List(ctx context.Context, opts ListOptions) (Page, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	return rt.ListForTenant(ctx, tenant, opts)
+}
+
+// ListForTenant is List for tenant's runs, for system work across
+// tenants.
+func (rt *Runtime) ListForTenant(ctx context.Context, tenant string, opts ListOptions) (Page, error) {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return Page{}, err
+	}
 	statuses, err := statusFilter(opts.Statuses)
 	if err != nil {
 		return Page{}, err
@@ -64,14 +77,10 @@ func (rt *Runtime) List(ctx context.Context, tenant string, opts ListOptions) (P
 		}
 	}
 	var page Page
-	err = rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, listSQL, statuses, opts.Workflow, afterTime, afterID, limit+1)
-		if err != nil {
-			return err
-		}
+	rows, err := rls.Query(ctx, rt.cfg.App, tenant, listSQL, tenant, statuses, opts.Workflow, afterTime, afterID, limit+1)
+	if err == nil {
 		page.Runs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
-		return err
-	})
+	}
 	if err != nil {
 		return Page{}, fmt.Errorf("durable: list runs: %w", err)
 	}
@@ -125,38 +134,57 @@ func DecodeCursor(cursor string) (time.Time, string, error) {
 
 const cancelSQL = `
 UPDATE platform.durable_runs
-SET status = 'cancelled', error = $2, finished_at = $3, updated_at = $3, owner = NULL, lease_until = NULL,
+SET status = 'cancelled', error = $3, finished_at = now(), updated_at = now(), owner = NULL, lease_until = NULL,
     ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
-WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND id = $1
-  AND status NOT IN ('completed', 'failed', 'cancelled')`
+WHERE tenant_id = $1 AND id = $2 AND status NOT IN ('completed', 'failed', 'cancelled')`
 
-// Cancel cancels tenant's run runID with reason; see CancelTx.
-func (rt *Runtime) Cancel(ctx context.Context, tenant, runID, reason string) error {
+// Cancel cancels the run runID of the tenant ctx carries with reason; see
+// CancelTx.
+func (rt *Runtime) Cancel(ctx context.Context, runID, reason string) error {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.CancelForTenant(ctx, tenant, runID, reason)
+}
+
+// CancelForTenant is Cancel for tenant's run, for system work across
+// tenants.
+func (rt *Runtime) CancelForTenant(ctx context.Context, tenant, runID, reason string) error {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return err
+	}
 	return rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-		return rt.CancelTx(ctx, tx, runID, reason)
+		return cancelIn(ctx, tx, tenant, runID, reason)
 	})
 }
 
-// CancelTx marks run runID cancelled in the caller's tenant-scoped
-// transaction. A worker executing it notices at its next checkpoint or
-// heartbeat and stops without writing; steps already recorded stay. It
-// returns ErrRunFinished for a final run and ErrRunNotFound for an unknown
-// one.
+// CancelTx marks run runID cancelled in the caller's transaction, with
+// reason (default "cancelled"; NUL and invalid UTF-8 are replaced). A
+// worker executing it notices at its next checkpoint or heartbeat and
+// stops without writing; steps already recorded stay. It returns
+// ErrRunFinished for a final run and ErrRunNotFound for an unknown one.
+// tx must already be scoped to a tenant; it is never re-scoped, and a
+// context naming another tenant is refused with a
+// *tenancy.TenantMismatchError.
 func (rt *Runtime) CancelTx(ctx context.Context, tx pgx.Tx, runID, reason string) error {
-	if reason == "" {
-		reason = "cancelled"
+	tenant, err := rls.CheckTx(ctx, tx)
+	if err != nil {
+		return err
 	}
-	tag, err := tx.Exec(ctx, cancelSQL, runID, reason, rt.cfg.Clock())
+	return cancelIn(ctx, tx, tenant, runID, reason)
+}
+
+func cancelIn(ctx context.Context, tx pgx.Tx, tenant, runID, reason string) error {
+	tag, err := tx.Exec(ctx, cancelSQL, tenant, runID, cleanError(cmp.Or(reason, "cancelled")))
 	if err != nil {
 		return fmt.Errorf("durable: cancel run: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
 		return nil
 	}
-	if _, err := getRun(ctx, tx, runID); err != nil {
-		if errors.Is(err, ErrRunNotFound) {
-			return rt.missingRun(ctx, tx, runID)
-		}
+	if _, err := getIn(ctx, tx, tenant, runID); err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: %q", ErrRunFinished, runID)
@@ -164,38 +192,51 @@ func (rt *Runtime) CancelTx(ctx context.Context, tx pgx.Tx, runID, reason string
 
 const resumeSQL = `
 UPDATE platform.durable_runs
-SET status = 'pending', error = NULL, output = NULL, finished_at = NULL, updated_at = $2, ready_at = $2
-WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND id = $1
-  AND status IN ('failed', 'cancelled')`
+SET status = 'pending', error = NULL, output = NULL, finished_at = NULL, updated_at = now(), ready_at = now()
+WHERE tenant_id = $1 AND id = $2 AND status IN ('failed', 'cancelled')`
 
 // A resumed run must be able to try its last failing steps again: the
 // failed checkpoints after the last successful one are dropped.
 const dropTrailingFailuresSQL = `
 DELETE FROM platform.durable_steps s
-WHERE s.tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND s.run_id = $1
+WHERE s.tenant_id = $1 AND s.run_id = $2
   AND s.status = 'failed'
   AND s.seq > coalesce((SELECT max(seq) FROM platform.durable_steps o
                         WHERE o.tenant_id = s.tenant_id AND o.run_id = s.run_id AND o.status <> 'failed'), 0)`
 
-// Resume puts tenant's failed or cancelled run runID back to pending, so
-// that a worker resumes it from its last checkpoint (after the code or the
-// world was fixed). Recorded successful steps are not run again; the failed
-// steps at the end of its history are. It returns ErrRunNotFailed for a run
-// in another status.
-func (rt *Runtime) Resume(ctx context.Context, tenant, runID string) error {
-	err := rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, resumeSQL, runID, rt.cfg.Clock())
+// Resume puts the failed or cancelled run runID of the tenant ctx carries
+// back to pending, so that a worker resumes it from its last checkpoint
+// (after the code or the world was fixed). Recorded successful steps are
+// not run again; the failed steps at the end of its history are. It
+// returns ErrRunNotFailed for a run in another status.
+func (rt *Runtime) Resume(ctx context.Context, runID string) error {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.ResumeForTenant(ctx, tenant, runID)
+}
+
+// ResumeForTenant is Resume for tenant's run, for system work across
+// tenants.
+func (rt *Runtime) ResumeForTenant(ctx context.Context, tenant, runID string) error {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return err
+	}
+	err = rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, resumeSQL, tenant, runID)
 		if err != nil {
 			return fmt.Errorf("durable: resume run: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			run, err := getRun(ctx, tx, runID)
+			run, err := getIn(ctx, tx, tenant, runID)
 			if err != nil {
 				return err
 			}
 			return fmt.Errorf("%w: %q is %s", ErrRunNotFailed, runID, run.Status)
 		}
-		if _, err := tx.Exec(ctx, dropTrailingFailuresSQL, runID); err != nil {
+		if _, err := tx.Exec(ctx, dropTrailingFailuresSQL, tenant, runID); err != nil {
 			return fmt.Errorf("durable: resume run: %w", err)
 		}
 		return nil
@@ -204,37 +245,4 @@ func (rt *Runtime) Resume(ctx context.Context, tenant, runID string) error {
 		rt.wake()
 	}
 	return err
-}
-
-const deleteFinishedSQL = `
-DELETE FROM platform.durable_runs
-WHERE (tenant_id, id) IN (
-    SELECT tenant_id, id FROM platform.durable_runs
-    WHERE finished_at < $1
-    LIMIT $2)`
-
-// deleteFinishedBatch is how many runs one statement of DeleteFinished
-// deletes.
-const deleteFinishedBatch = 1000
-
-// DeleteFinished deletes the runs of every tenant (with their checkpoints
-// and signals) that finished more than retention ago, in batches, and
-// returns how many it deleted. It runs on the System pool; call it
-// periodically.
-func (rt *Runtime) DeleteFinished(ctx context.Context, retention time.Duration) (int64, error) {
-	if rt.cfg.System == nil {
-		return 0, ErrNoSystemPool
-	}
-	if retention < 0 {
-		return 0, fmt.Errorf("%w: negative retention", ErrInvalidConfig)
-	}
-	cutoff := rt.cfg.Clock().Add(-retention)
-	total, err := sweep.Drain(ctx, deleteFinishedBatch, func(ctx context.Context) (int64, error) {
-		tag, err := rt.cfg.System.Exec(ctx, deleteFinishedSQL, cutoff, deleteFinishedBatch)
-		return tag.RowsAffected(), err
-	})
-	if err != nil {
-		return total, fmt.Errorf("durable: delete finished runs: %w", err)
-	}
-	return total, nil
 }

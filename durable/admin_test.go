@@ -17,7 +17,6 @@ import (
 func TestCancelStopsTheRun(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	registerVotes(t, rt, durable.NoTimeout)
 	started, release := make(chan struct{}), make(chan struct{})
@@ -35,26 +34,26 @@ func TestCancelStopsTheRun(t *testing.T) {
 	work(t, rt)
 
 	// A waiting run.
-	waiting, err := rt.Start(ctx, tenantA, "votes", 0)
+	waiting, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
 	waitStatus(t, rt, tenantA, waiting.ID, durable.StatusWaiting)
-	require.NoError(t, rt.Cancel(ctx, tenantA, waiting.ID, "customer left"))
-	got, err := rt.Get(ctx, tenantA, waiting.ID)
+	require.NoError(t, rt.Cancel(ctxA, waiting.ID, "customer left"))
+	got, err := rt.Get(ctxA, waiting.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusCancelled, got.Status)
 	require.Equal(t, "customer left", got.Error)
-	require.ErrorIs(t, rt.Signal(ctx, tenantA, waiting.ID, "vote", vote{}), durable.ErrRunFinished)
-	require.ErrorIs(t, rt.Cancel(ctx, tenantA, waiting.ID, ""), durable.ErrRunFinished)
-	require.ErrorIs(t, rt.Cancel(ctx, tenantA, "missing", ""), durable.ErrRunNotFound)
+	require.ErrorIs(t, rt.Signal(ctxA, waiting.ID, "vote", vote{}), durable.ErrRunFinished)
+	require.ErrorIs(t, rt.Cancel(ctxA, waiting.ID, ""), durable.ErrRunFinished)
+	require.ErrorIs(t, rt.Cancel(ctxA, "missing", ""), durable.ErrRunNotFound)
 
 	// A run in the middle of a step: the step's checkpoint is refused.
-	busy, err := rt.Start(ctx, tenantA, "busy", 3)
+	busy, err := rt.Start(ctxA, "busy", 3)
 	require.NoError(t, err)
 	<-started
-	require.NoError(t, rt.Cancel(ctx, tenantA, busy.ID, ""))
+	require.NoError(t, rt.Cancel(ctxA, busy.ID, ""))
 	close(release)
 	require.ErrorIs(t, <-returned, durable.ErrLeaseLost)
-	got, err = rt.Get(ctx, tenantA, busy.ID)
+	got, err = rt.Get(ctxA, busy.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusCancelled, got.Status)
 	require.Equal(t, "cancelled", got.Error)
@@ -64,7 +63,6 @@ func TestCancelStopsTheRun(t *testing.T) {
 func TestResumeRetriesAFailedRunFromItsLastCheckpoint(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	var firstCalls, secondCalls atomic.Int32
 	var broken atomic.Bool
@@ -84,49 +82,46 @@ func TestResumeRetriesAFailedRunFromItsLastCheckpoint(t *testing.T) {
 	})
 	require.NoError(t, err)
 	work(t, rt)
-	run, err := wf.Start(ctx, tenantA, 4)
+	run, err := wf.Start(ctxA, 4)
 	require.NoError(t, err)
-	_, err = wf.Result(ctx, tenantA, run.ID)
+	_, err = wf.Result(ctxA, run.ID)
 	require.ErrorIs(t, err, durable.ErrRunFailed)
 	require.ErrorContains(t, err, "downstream is down")
-	require.ErrorIs(t, rt.Resume(ctx, tenantA, "missing"), durable.ErrRunNotFound)
+	require.ErrorIs(t, rt.Resume(ctxA, "missing"), durable.ErrRunNotFound)
 
 	broken.Store(false)
-	require.NoError(t, rt.Resume(ctx, tenantA, run.ID))
-	out, err := wf.Result(ctx, tenantA, run.ID)
+	require.NoError(t, rt.Resume(ctxA, run.ID))
+	out, err := wf.Result(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, 50, out)
 	require.Equal(t, int32(1), firstCalls.Load(), "the recorded step did not run again")
 	require.Equal(t, int32(2), secondCalls.Load())
-	require.ErrorIs(t, rt.Resume(ctx, tenantA, run.ID), durable.ErrRunNotFailed)
+	require.ErrorIs(t, rt.Resume(ctxA, run.ID), durable.ErrRunNotFailed)
 }
 
 func TestListIncompleteRunsWithFiltersAndPages(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
-	clk := newClock()
-	rt := newRuntime(t, db, func(c *durable.Config) { c.Clock = clk.Now })
+	rt := newRuntime(t, db, nil)
 	registerGreet(t, rt)
 	registerVotes(t, rt, durable.NoTimeout)
 	var ids []string
 	for i := range 5 {
-		clk.Advance(time.Second)
-		run, err := rt.Start(ctx, tenantA, "greet", greeting{Name: "x"}, durable.WithRunID(fmt.Sprintf("g%d", i)))
+		run, err := rt.Start(ctxA, "greet", greeting{Name: "x"}, durable.WithRunID(fmt.Sprintf("g%d", i)))
 		require.NoError(t, err)
 		ids = append(ids, run.ID)
 	}
-	_, err := rt.Start(ctx, tenantA, "votes", 0, durable.WithRunID("v"))
+	_, err := rt.Start(ctxA, "votes", 0, durable.WithRunID("v"))
 	require.NoError(t, err)
-	_, err = rt.Start(ctx, tenantB, "greet", greeting{}, durable.WithRunID("other-tenant"))
+	_, err = rt.Start(ctxB, "greet", greeting{}, durable.WithRunID("other-tenant"))
 	require.NoError(t, err)
-	require.NoError(t, rt.Cancel(ctx, tenantA, "g4", ""))
+	require.NoError(t, rt.Cancel(ctxA, "g4", ""))
 
 	var seen []string
 	opts := durable.ListOptions{Workflow: "greet", Limit: 2}
 	for pages := 0; ; pages++ {
 		require.Less(t, pages, 3)
-		page, err := rt.List(ctx, tenantA, opts)
+		page, err := rt.List(ctxA, opts)
 		require.NoError(t, err)
 		for _, r := range page.Runs {
 			seen = append(seen, r.ID)
@@ -138,53 +133,77 @@ func TestListIncompleteRunsWithFiltersAndPages(t *testing.T) {
 	}
 	require.Equal(t, ids[:4], seen, "incomplete greet runs, oldest first; g4 is cancelled")
 
-	page, err := rt.List(ctx, tenantA, durable.ListOptions{Statuses: []durable.Status{durable.StatusCancelled}})
+	page, err := rt.List(ctxA, durable.ListOptions{Statuses: []durable.Status{durable.StatusCancelled}})
 	require.NoError(t, err)
 	require.Len(t, page.Runs, 1)
 	require.Equal(t, "g4", page.Runs[0].ID)
-	all, err := rt.List(ctx, tenantA, durable.ListOptions{})
+	all, err := rt.List(ctxA, durable.ListOptions{})
 	require.NoError(t, err)
 	require.Len(t, all.Runs, 5)
 
-	_, err = rt.List(ctx, tenantA, durable.ListOptions{After: "!!"})
+	_, err = rt.List(ctxA, durable.ListOptions{After: "!!"})
 	require.ErrorIs(t, err, durable.ErrInvalidCursor)
-	_, err = rt.List(ctx, tenantA, durable.ListOptions{Statuses: []durable.Status{"lost"}})
+	_, err = rt.List(ctxA, durable.ListOptions{Statuses: []durable.Status{"lost"}})
 	require.Error(t, err)
 }
 
-func TestDeleteFinishedKeepsRecentAndIncompleteRuns(t *testing.T) {
+func TestSweeperDeletesOldFinishedRunsOfEveryTenant(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
-	clk := newClock()
-	rt := newRuntime(t, db, func(c *durable.Config) { c.Clock = clk.Now })
+	rt := newRuntime(t, db, nil)
 	registerGreet(t, rt)
 	registerVotes(t, rt, durable.NoTimeout)
-	old, err := rt.Start(ctx, tenantA, "greet", greeting{Name: "old"})
+	old, err := rt.Start(ctxA, "greet", greeting{Name: "old"})
 	require.NoError(t, err)
-	oldB, err := rt.Start(ctx, tenantB, "greet", greeting{Name: "old"})
+	oldB, err := rt.Start(ctxB, "greet", greeting{Name: "old"})
 	require.NoError(t, err)
-	pending, err := rt.Start(ctx, tenantA, "votes", 0)
+	pending, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
 	runUntil(t, rt, tenantA, pending.ID, durable.StatusWaiting)
-	require.NoError(t, rt.Signal(ctx, tenantA, pending.ID, "vote", vote{}))
+	require.NoError(t, rt.Signal(ctxA, pending.ID, "vote", vote{}))
 	require.Equal(t, durable.StatusCompleted, waitStatusWorking(t, rt, tenantA, old.ID))
 	require.Equal(t, durable.StatusCompleted, waitStatusWorking(t, rt, tenantB, oldB.ID))
-
-	clk.Advance(48 * time.Hour)
-	recent, err := rt.Start(ctx, tenantA, "greet", greeting{Name: "new"})
+	recent, err := rt.Start(ctxA, "greet", greeting{Name: "new"})
 	require.NoError(t, err)
-	require.NoError(t, rt.Cancel(ctx, tenantA, recent.ID, ""))
+	require.NoError(t, rt.Cancel(ctxA, recent.ID, ""))
+	// Two days pass for the old runs and the waiting one.
+	for _, id := range []string{old.ID, oldB.ID, pending.ID} {
+		travel(t, db, id, 48*time.Hour)
+	}
 
-	deleted, err := rt.DeleteFinished(ctx, 24*time.Hour)
+	// Under the serving role row-level security hides every run.
+	blind, err := durable.NewSweeper(db.App, durable.SweeperConfig{Retention: 24 * time.Hour})
 	require.NoError(t, err)
-	require.Equal(t, int64(2), deleted, "the old runs of both tenants")
+	deleted, err := blind.SweepOnce(ctx)
+	require.NoError(t, err)
+	require.Zero(t, deleted)
+
+	sweeper, err := durable.NewSweeper(db.System, durable.SweeperConfig{Retention: 24 * time.Hour, BatchSize: 1})
+	require.NoError(t, err)
+	deleted, err = sweeper.SweepOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), deleted, "the old runs of both tenants, one batch each")
 	require.Zero(t, countRows(t, db, "durable_runs", old.ID))
 	require.Zero(t, countRows(t, db, "durable_steps", old.ID), "checkpoints went with the run")
 	require.Equal(t, 1, countRows(t, db, "durable_runs", recent.ID))
 	require.Equal(t, 1, countRows(t, db, "durable_runs", pending.ID), "incomplete runs are kept")
 	require.Equal(t, 1, countRows(t, db, "durable_signals", pending.ID))
-	_, err = rt.DeleteFinished(ctx, -time.Second)
+
+	// Run sweeps at once and returns when its context ends.
+	travel(t, db, recent.ID, 48*time.Hour)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sweeper.Run(runCtx) }()
+	require.Eventually(t, func() bool { return countRows(t, db, "durable_runs", recent.ID) == 0 }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	for _, cfg := range []durable.SweeperConfig{{Retention: -1}, {BatchSize: -1}, {Interval: -1}} {
+		_, err = durable.NewSweeper(db.System, cfg)
+		require.ErrorIs(t, err, durable.ErrInvalidConfig)
+	}
+	_, err = durable.NewSweeper(nil, durable.SweeperConfig{})
 	require.ErrorIs(t, err, durable.ErrInvalidConfig)
 }
 

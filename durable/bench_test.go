@@ -19,7 +19,6 @@ func noop(context.Context) (int, error) { return 1, nil }
 // op is a no-op step whose checkpoint commits before the next starts.
 func BenchmarkStepCheckpoint(b *testing.B) {
 	db := pgtest.New(b)
-	ctx := context.Background()
 	rt := newRuntime(b, db, nil)
 	_, err := durable.Register(rt, "steps", func(ctx context.Context, n int) (int, error) {
 		for i := range n {
@@ -32,7 +31,7 @@ func BenchmarkStepCheckpoint(b *testing.B) {
 	require.NoError(b, err)
 	work(b, rt)
 	b.ResetTimer()
-	run, err := rt.Start(ctx, tenantA, "steps", b.N)
+	run, err := rt.Start(ctxA, "steps", b.N)
 	require.NoError(b, err)
 	done := waitRun(b, rt, tenantA, run.ID)
 	b.StopTimer()
@@ -44,14 +43,13 @@ func BenchmarkStepCheckpoint(b *testing.B) {
 // goroutines.
 func BenchmarkStartRun(b *testing.B) {
 	db := pgtest.New(b)
-	ctx := context.Background()
 	rt := newRuntime(b, db, nil)
 	registerGreet(b, rt)
 	b.SetParallelism(8) // 16 goroutines on 2 CPUs
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := rt.Start(ctx, tenantA, "greet", greeting{Name: "x"}); err != nil {
+			if _, err := rt.Start(ctxA, "greet", greeting{Name: "x"}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -83,7 +81,7 @@ func BenchmarkThreeStepWorkflows(b *testing.B) {
 	for g := range 16 {
 		wg.Go(func() {
 			for i := g * per; i < min((g+1)*per, b.N); i++ {
-				if _, err := rt.Start(ctx, tenantA, "three", i); err != nil {
+				if _, err := rt.Start(ctxA, "three", i); err != nil {
 					b.Error(err)
 					return
 				}

@@ -2,12 +2,15 @@ package durable
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/dealix/platform/internal/rls"
 )
 
 // groupCommit commits the checkpoints of concurrently executing runs
@@ -16,6 +19,12 @@ import (
 // WAL flush) for all of them. A lone checkpoint goes at once, so nothing
 // waits for a batch to fill. Each caller returns only after the batch
 // holding its checkpoint committed.
+//
+// The members of a batch may belong to different runs and tenants, so one
+// member's failure must never become another's: values are checked before
+// they are queued, and when PostgreSQL still refuses a statement (which
+// rolls the batch's implicit transaction back as a whole) every member is
+// sent again on its own and gets its own outcome.
 type groupCommit struct {
 	mu       sync.Mutex
 	queue    []*commitRequest
@@ -27,28 +36,40 @@ type commitRequest struct {
 	tenant string
 	sql    string
 	args   []any
-	tag    pgconn.CommandTag
+	dest   []any // when set, the statement returns at most one row, scanned here
+	rows   int64 // rows affected (or returned, with dest)
 	err    error
 	done   chan bool // receives true to lead the next batch, false when committed
 }
 
-// exec runs sql in tenant's scope in the next batch and returns its
-// command tag once the batch committed.
-func (g *groupCommit) exec(ctx context.Context, rt *Runtime, tenant, sql string, args ...any) (pgconn.CommandTag, error) {
-	req := &commitRequest{tenant: tenant, sql: sql, args: args, done: make(chan bool, 1)}
+// exec runs sql in tenant's scope in the next batch and returns the number
+// of rows it affected once the batch committed.
+func (g *groupCommit) exec(ctx context.Context, rt *Runtime, tenant, sql string, args ...any) (int64, error) {
+	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args})
+}
+
+// queryRow runs sql, which returns at most one row, in tenant's scope in
+// the next batch, scans the row into dest and returns 1, or 0 without a
+// row.
+func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, dest []any, sql string, args ...any) (int64, error) {
+	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, dest: dest})
+}
+
+func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
+	req.done = make(chan bool, 1)
 	g.mu.Lock()
 	g.queue = append(g.queue, req)
 	if g.flushing {
 		g.mu.Unlock()
 		if lead := <-req.done; !lead {
-			return req.tag, req.err
+			return req.rows, req.err
 		}
 	} else {
 		g.flushing = true
 		g.mu.Unlock()
 	}
 	g.lead(ctx, rt)
-	return req.tag, req.err
+	return req.rows, req.err
 }
 
 // lead flushes the queue (which holds the leader's own request) and hands
@@ -81,22 +102,46 @@ func (g *groupCommit) lead(ctx context.Context, rt *Runtime) {
 	}
 }
 
-// flush sends batch as one implicit transaction: each statement after
-// setting its tenant. If any statement fails the transaction rolls back as
-// a whole, so every request gets the error.
+// flush commits batch and sets every request's outcome.
 func (rt *Runtime) flush(ctx context.Context, batch []*commitRequest) {
-	b := &pgx.Batch{}
+	err := rt.send(ctx, batch)
+	if err == nil {
+		return
+	}
+	var pgErr *pgconn.PgError
+	if len(batch) > 1 && errors.As(err, &pgErr) {
+		// The server refused a statement, so the implicit transaction
+		// rolled back as a whole and no member's write took effect: each
+		// goes again alone, and only the one refused fails.
+		for _, req := range batch {
+			req.err = rt.send(ctx, []*commitRequest{req})
+		}
+		return
+	}
+	// The connection failed: the outcome is unknown for every member,
+	// which stops each run at this checkpoint; a fenced write sent again
+	// could not tell its own earlier success from a lost lease.
 	for _, req := range batch {
-		b.Queue(setTenantSQL, req.tenant)
+		req.rows, req.err = 0, err
+	}
+}
+
+// send sends reqs as one implicit transaction, each statement after
+// setting its tenant, and records each one's rows. On error every request
+// of reqs gets it.
+func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
+	b := &pgx.Batch{}
+	for _, req := range reqs {
+		b.Queue(rls.SetTenantSQL, req.tenant)
 		b.Queue(req.sql, req.args...)
 	}
 	br := rt.cfg.App.SendBatch(ctx, b)
 	var err error
-	for _, req := range batch {
+	for _, req := range reqs {
 		if _, err = br.Exec(); err != nil {
 			break
 		}
-		if req.tag, err = br.Exec(); err != nil {
+		if req.rows, err = read(br, req); err != nil {
 			break
 		}
 	}
@@ -105,8 +150,23 @@ func (rt *Runtime) flush(ctx context.Context, batch []*commitRequest) {
 	}
 	if err != nil {
 		err = fmt.Errorf("durable: commit checkpoints: %w", err)
-		for _, req := range batch {
-			req.tag, req.err = pgconn.CommandTag{}, err
+		for _, req := range reqs {
+			req.rows, req.err = 0, err
 		}
 	}
+	return err
+}
+
+func read(br pgx.BatchResults, req *commitRequest) (int64, error) {
+	if req.dest == nil {
+		tag, err := br.Exec()
+		return tag.RowsAffected(), err
+	}
+	switch err := br.QueryRow().Scan(req.dest...); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return 1, nil
 }

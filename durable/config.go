@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -8,10 +9,24 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dealix/platform/internal/dbx"
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/pgtext"
 )
+
+// DB is what the runtime needs of the serving role's database handle:
+// statements, pipelined batches and transactions. *pgxpool.Pool satisfies
+// it (a wrapped pool will do). It is the same interface as the other
+// packages' DB.
+type DB = dbx.DB
+
+// Execer runs statements: *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy
+// it. The system role's handle (claims, lease renewal, the Sweeper) needs
+// no more.
+type Execer = dbx.Execer
 
 // Config configures a Runtime. Only App is required.
 type Config struct {
@@ -19,18 +34,18 @@ type Config struct {
 	// Starting runs, signals, operator calls and every step's own
 	// checkpoint run on it in a transaction scoped to the run's tenant.
 	// Required.
-	App *pgxpool.Pool
+	App DB
 	// System is the pool of a role with BYPASSRLS, used to claim runs
-	// across tenants, renew leases and delete old runs. Optional for a
-	// process that only starts and signals runs; Run and DeleteFinished
-	// need it.
-	System *pgxpool.Pool
+	// across tenants and renew and release their leases. Optional for a
+	// process that only starts and signals runs; Run needs it.
+	System Execer
 	// WorkerID names this runtime in the runs it owns. Default: the host
-	// name, the process id and a random suffix.
+	// name, the process id and a random suffix. At most 200 bytes of
+	// UTF-8 without NUL.
 	WorkerID string
 	// Lease is how long a claimed run stays owned without a heartbeat;
-	// another runtime may take a run over once its lease expired.
-	// Default 30s; at least 100ms.
+	// another runtime may take a run over once its lease expired. Leases
+	// are counted on the database's clock. Default 30s; at least 100ms.
 	Lease time.Duration
 	// Heartbeat is how often a running run's lease is renewed. Default
 	// Lease/3; must be shorter than Lease.
@@ -41,8 +56,12 @@ type Config struct {
 	// Concurrency is how many runs this runtime executes at once.
 	// Default 8.
 	Concurrency int
-	// Clock tells the time for leases, wake-ups, deadlines and records.
-	// Default time.Now.
+	// Clock is this process's clock. The runtime reads it only to
+	// measure its own work (the time a step takes, for metrics); it never
+	// decides a lease, a wake-up, a deadline or a recorded time, which all
+	// come from the database's clock (now() in the statement), so
+	// runtimes whose clocks differ neither steal each other's runs nor
+	// lose their own. Default time.Now.
 	Clock func() time.Time
 	// Logger receives the workers' errors and run outcomes. Default
 	// slog.Default().
@@ -54,34 +73,27 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.App == nil {
-		return c, fmt.Errorf("%w: App pool is required", ErrInvalidConfig)
+		return c, errs.Config("durable", "App is required")
 	}
-	if c.WorkerID == "" {
-		c.WorkerID = defaultWorkerID()
+	c.WorkerID = cmp.Or(c.WorkerID, defaultWorkerID())
+	if err := pgtext.CheckText(c.WorkerID); err != nil || len(c.WorkerID) > 200 {
+		return c, errs.Config("durable", "WorkerID %q must be at most 200 bytes of UTF-8 without NUL", pgtext.Clean(c.WorkerID, 64))
 	}
-	if c.Lease == 0 {
-		c.Lease = 30 * time.Second
-	}
+	c.Lease = cmp.Or(c.Lease, 30*time.Second)
 	if c.Lease < 100*time.Millisecond {
-		return c, fmt.Errorf("%w: Lease %v is shorter than 100ms", ErrInvalidConfig, c.Lease)
+		return c, errs.Config("durable", "Lease %v is shorter than 100ms", c.Lease)
 	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = c.Lease / 3
-	}
+	c.Heartbeat = cmp.Or(c.Heartbeat, c.Lease/3)
 	if c.Heartbeat < 0 || c.Heartbeat >= c.Lease {
-		return c, fmt.Errorf("%w: Heartbeat %v must be positive and shorter than Lease %v", ErrInvalidConfig, c.Heartbeat, c.Lease)
+		return c, errs.Config("durable", "Heartbeat %v must be positive and shorter than Lease %v", c.Heartbeat, c.Lease)
 	}
-	if c.PollInterval == 0 {
-		c.PollInterval = time.Second
-	}
+	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
 	if c.PollInterval < 0 {
-		return c, fmt.Errorf("%w: negative PollInterval", ErrInvalidConfig)
+		return c, errs.Config("durable", "negative PollInterval")
 	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 8
-	}
+	c.Concurrency = cmp.Or(c.Concurrency, 8)
 	if c.Concurrency < 0 {
-		return c, fmt.Errorf("%w: negative Concurrency", ErrInvalidConfig)
+		return c, errs.Config("durable", "negative Concurrency")
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -104,5 +116,9 @@ func defaultWorkerID() string {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%s-%d-%s", pgtext.Clean(host, 100), os.Getpid(), hex.EncodeToString(b[:]))
 }
+
+// micros is d as a count of microseconds, the unit the statements add to
+// the database's now() (PostgreSQL keeps time to the microsecond).
+func micros(d time.Duration) int64 { return d.Microseconds() }

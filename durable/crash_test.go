@@ -121,23 +121,22 @@ func TestKilledRunResumesFromLastCheckpoint(t *testing.T) {
 			t.Parallel()
 			db := pgtest.New(t)
 			createEffects(t, db)
-			ctx := context.Background()
 			// Only the child's lease is short: the survivor takes over within
 			// two seconds of the kill.
 			rt := newRuntime(t, db, func(c *durable.Config) { c.WorkerID = "survivor" })
 			wf := registerFive(t, rt, db.System, nil)
-			run, err := wf.Start(ctx, tenantA, 1000, durable.WithRunID(fmt.Sprintf("crash-%d", k)))
+			run, err := wf.Start(ctxA, 1000, durable.WithRunID(fmt.Sprintf("crash-%d", k)))
 			require.NoError(t, err)
 
 			runCrashChild(t, db, k)
 
 			// The child died owning the run, with exactly steps 1..k done.
-			dead, err := rt.Get(ctx, tenantA, run.ID)
+			dead, err := rt.Get(ctxA, run.ID)
 			require.NoError(t, err)
 			require.Equal(t, durable.StatusRunning, dead.Status)
 			require.Equal(t, "doomed", dead.Owner)
 			require.Equal(t, wantEffects(1, k), effects(t, db, run.ID))
-			steps, err := rt.Steps(ctx, tenantA, run.ID)
+			steps, err := rt.Steps(ctxA, run.ID)
 			require.NoError(t, err)
 			require.Len(t, steps, k)
 

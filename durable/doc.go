@@ -35,32 +35,64 @@
 //		}
 //		return account + ":" + approval.By, nil
 //	})
-//	go rt.Run(ctx) // workers: claim, execute, resume
-//	run, err := onboard.Start(ctx, tenantID, signup, durable.WithRunID("signup-"+signup.ID))
+//	go rt.Run(ctx) // workers: claim, execute, resume; rt.Stop(ctx) to stop
+//	run, err := onboard.Start(reqCtx, signup, durable.WithRunID("signup-"+signup.ID))
+//	account, err := onboard.Result(reqCtx, run.ID)
 //
 // Start with WithRunID is idempotent. A step whose code changed under a run
 // in flight (another name at the same sequence number) fails the run with
 // a *DeterminismError. Inputs, step results, outputs and signal payloads
-// travel as JSON; a value that does not encode or decode fails the run with
-// the reason.
+// travel as JSON; a value that does not encode or decode, or that jsonb
+// refuses (a string holding a NUL character), fails the run with the
+// reason (Start and Signal refuse it before storing anything). Error texts
+// are stored with NUL and invalid UTF-8 replaced by U+FFFD.
 //
-// # Roles, tenants and recovery
+// # Tenants
 //
-// Runs are tenant-scoped under row-level security. Starting runs, signals
-// and operator calls (Get, List, Cancel, Resume) use the App pool (a role
-// bound by RLS) in a transaction scoped to the tenant; the ...Tx variants
-// take the caller's tenant-scoped transaction, so a run or signal commits
-// atomically with the caller's own writes. The workers' claim loop, lease
-// renewal and DeleteFinished use the System pool (BYPASSRLS) across
-// tenants, and each step's checkpoint and TxStep transaction run on the App
-// pool scoped to the run's tenant again.
+// Runs are tenant-scoped under row-level security. On the request path
+// every call (Start, Get, Steps, Wait, Result, List, Cancel, Signal,
+// Resume) takes the tenant from the context, where the authentication
+// middleware or tenancy.WithTenant put it; without one it returns
+// ErrNoTenant, the same value as tenancy.ErrNoTenant. System work across
+// tenants names the tenant explicitly through the ...ForTenant variants
+// (StartForTenant, GetForTenant, ...). The ...Tx variants (StartTx,
+// SignalTx, CancelTx) run in the caller's transaction, so a run or signal
+// commits atomically with the caller's own writes: the transaction must
+// already be scoped to a tenant, it is never re-scoped, and a context
+// naming another tenant is refused with a *TenantMismatchError.
+//
+// A workflow function and its steps get a context carrying the run's
+// tenant, so what they call on the request path acts for that tenant.
+//
+// # Roles and recovery
+//
+// Request-path calls use the App pool (a role bound by RLS). The workers'
+// claims and lease renewals, and the Sweeper, use the System pool
+// (BYPASSRLS) across tenants, and each step's checkpoint and TxStep
+// transaction run on the App pool scoped to the run's tenant again.
 //
 // A running run is owned through a lease (owner, expiry) renewed by every
 // checkpoint and by a heartbeat. Runtimes claim runs whose lease expired
 // with FOR UPDATE SKIP LOCKED; every claim bumps the run's attempt, and
 // every write of an execution is fenced on the attempt it claimed, so a
 // worker that lost its lease (paused, partitioned, cancelled) can never
-// write again and two workers never both advance one run.
+// write again and two workers never both advance one run. Leases, wake-up
+// times, signal deadlines and every recorded time are computed with the
+// database's clock (now() in the statement), never the process's, so
+// runtimes whose clocks differ neither steal each other's runs nor lose
+// their own.
+//
+// # Stopping
+//
+// Stop is a soft stop: the runtime claims no more runs, the steps running
+// at that moment finish and are checkpointed, and each run is then parked
+// at its next step with its lease handed back, so another runtime resumes
+// it at once. Stop is bounded by its context; StopAndCancel (or cancelling
+// Run's context) is the hard stop for when that runs out: it cancels the
+// running steps' contexts, records nothing more for them and hands their
+// leases back. A claim query is never cancelled half-way: it runs detached
+// from the stop, under its own timeout, and runs it claimed after a stop
+// began are handed straight back.
 //
 // # Throughput
 //
@@ -68,9 +100,13 @@
 // starts and outcomes of the runs executing at the same moment in one
 // runtime are committed together (group commit: one round trip and one WAL
 // flush per batch, no waiting for a batch to fill), so throughput grows
-// with concurrency instead of stopping at the server's commit rate. A run
-// started through a runtime whose workers have a free slot executes there
-// at once, and Wait on such a run is woken by its end instead of polling.
+// with concurrency instead of stopping at the server's commit rate. One
+// member's failure never becomes another's: values are checked before they
+// are queued, and when PostgreSQL still refuses a statement (which rolls
+// back the whole batch) every member is committed again on its own, so only
+// the run whose value was refused fails, with the reason. A run started
+// through a runtime whose workers have a free slot executes there at once,
+// and Wait on such a run is woken by its end instead of polling.
 //
 // # Signals
 //
@@ -78,6 +114,12 @@
 // for that name becomes claimable at once, and signals sent before the wait
 // are kept for it. The approvals package's decision hook can call SignalTx
 // inside the decision's transaction.
+//
+// # Retention
+//
+// A Sweeper (on the System pool) deletes finished runs, with their
+// checkpoints and signals, once they are older than its retention; Run
+// loops, SweepOnce makes one pass.
 //
 // # Telemetry
 //

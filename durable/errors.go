@@ -3,7 +3,32 @@ package durable
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dealix/platform/internal/errs"
 )
+
+// The library's shared errors: each is the same value in every package
+// that returns it (tenancy, idempotency, dlq, approvals, durable), so
+// errors.Is(err, tenancy.ErrNoTenant) matches durable.ErrNoTenant.
+var (
+	// ErrNoTenant is returned by a call on the request path whose context
+	// carries no tenant, and by a ...Tx call whose transaction is not
+	// scoped to one.
+	ErrNoTenant = errs.ErrNoTenant
+	// ErrInvalidTenant is returned for a tenant id that is not a UUID.
+	ErrInvalidTenant = errs.ErrInvalidTenant
+	// ErrInvalidConfig wraps every configuration error from New and
+	// NewSweeper; the message says which field is wrong.
+	ErrInvalidConfig = errs.ErrInvalidConfig
+	// ErrTenantMismatch is matched (errors.Is) by *TenantMismatchError.
+	ErrTenantMismatch = errs.ErrTenantMismatch
+)
+
+// TenantMismatchError is returned by StartTx, SignalTx and CancelTx when
+// the context names a tenant other than the one the transaction is scoped
+// to; nothing was written and the transaction's scope is unchanged. It is
+// the same type as tenancy.TenantMismatchError.
+type TenantMismatchError = errs.TenantMismatchError
 
 var (
 	// ErrUnknownWorkflow is returned by Start for a workflow name the
@@ -15,14 +40,12 @@ var (
 	// ErrInvalidRunID is returned for a caller-given run id that is empty,
 	// longer than 200 bytes or holds control characters.
 	ErrInvalidRunID = errors.New("durable: invalid run id")
-	// ErrInvalidName is returned for an empty workflow, step or signal name.
+	// ErrInvalidName is returned for an empty workflow, step or signal
+	// name, or one holding a NUL character or invalid UTF-8.
 	ErrInvalidName = errors.New("durable: invalid name")
 	// ErrRunIDConflict is returned by Start when the given run id already
 	// names a run of another workflow.
 	ErrRunIDConflict = errors.New("durable: run id already used by another workflow")
-	// ErrNoTenant is returned by the ...Tx calls when the caller's
-	// transaction has no tenant set (see tenancy.InTx).
-	ErrNoTenant = errors.New("durable: transaction has no tenant set")
 	// ErrRunNotFound is returned for a run id the tenant does not have.
 	ErrRunNotFound = errors.New("durable: run not found")
 	// ErrRunFinished is returned when signalling or cancelling a run that
@@ -32,8 +55,11 @@ var (
 	// failed nor cancelled.
 	ErrRunNotFailed = errors.New("durable: run is not failed or cancelled")
 	// ErrEncode marks a value (input, step result, workflow output or
-	// signal payload) that cannot be encoded as JSON.
-	ErrEncode = errors.New("durable: value cannot be encoded as JSON")
+	// signal payload) that cannot be encoded as JSON or that PostgreSQL's
+	// jsonb refuses (a string holding a NUL character). Such a value is
+	// refused before it is written: Start and Signal return the error, and
+	// a run whose step result or output is refused fails with the reason.
+	ErrEncode = errors.New("durable: value cannot be stored as JSON")
 	// ErrDecode marks a recorded value (run input, step result or signal
 	// payload) that does not decode into the type the code asks for.
 	ErrDecode = errors.New("durable: value does not decode")
@@ -54,14 +80,17 @@ var (
 	// expired) or an operator cancelled it: this worker stops without
 	// writing anything more.
 	ErrLeaseLost = errors.New("durable: lease lost")
-	// ErrNoSystemPool is returned by Run and DeleteFinished on a runtime
-	// configured without a system pool.
+	// ErrNoSystemPool is returned by Run on a runtime configured without
+	// a system pool.
 	ErrNoSystemPool = errors.New("durable: no system pool configured")
 	// ErrAlreadyRunning is returned by Run while another Run of the same
 	// runtime is active.
 	ErrAlreadyRunning = errors.New("durable: runtime already running")
-	// ErrInvalidConfig wraps every configuration error from New.
-	ErrInvalidConfig = errors.New("durable: invalid config")
+	// ErrStopped is returned by a step call (Step, TxStep, Sleep,
+	// WaitSignal) when the runtime is stopping, and is the cause
+	// (context.Cause) a run's context carries after StopAndCancel: the
+	// run is parked, to be resumed by whichever runtime claims it next.
+	ErrStopped = errors.New("durable: runtime stopped")
 )
 
 // DeterminismError reports that a workflow's code asked for a different

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/tenancy"
 )
 
 // Waits between retries grow exponentially up to a cap; Jitter -1 turns
@@ -37,38 +39,56 @@ func ExampleDecodeCursor() {
 	// durable: invalid list cursor: not base64url
 }
 
-// A service registers its workflows, runs the workers and starts runs.
+// A service registers its workflows, runs the workers and starts runs; on
+// the request path the tenant travels in the context. The TxStep runs in a
+// transaction scoped to the run's tenant, and its checkpoint commits in
+// that same transaction.
 func ExampleRegister() {
+	db := pgtest.ForExample() // an application passes its own pools
 	ctx := context.Background()
-	app, err := pgxpool.New(ctx, "postgres://app@localhost/app")
+	rt, err := durable.New(durable.Config{App: db.App, System: db.System, PollInterval: 50 * time.Millisecond})
 	if err != nil {
-		return
-	}
-	system, err := pgxpool.New(ctx, "postgres://system@localhost/app")
-	if err != nil {
-		return
-	}
-	rt, err := durable.New(durable.Config{App: app, System: system})
-	if err != nil {
-		return
+		panic(err)
 	}
 	invoice, err := durable.Register(rt, "invoice", func(ctx context.Context, orderID string) (string, error) {
 		total, err := durable.Step(ctx, "price", func(ctx context.Context) (int, error) { return 4200, nil })
 		if err != nil {
 			return "", err
 		}
-		return durable.Step(ctx, "issue", func(ctx context.Context) (string, error) {
-			return fmt.Sprintf("INV-%s-%d", orderID, total), nil
+		return durable.TxStep(ctx, "issue", func(ctx context.Context, tx pgx.Tx) (string, error) {
+			var tenant string
+			err := tx.QueryRow(ctx, "SELECT current_setting('app.tenant_id')").Scan(&tenant)
+			return fmt.Sprintf("INV-%s-%d for tenant %s", orderID, total, tenant[:8]), err
 		})
 	})
 	if err != nil {
-		return
+		panic(err)
 	}
-	go func() { _ = rt.Run(ctx) }()
-	run, err := invoice.Start(ctx, "7a1c1a8e-0000-4000-8000-00000000000a", "A17", durable.WithRunID("invoice-A17"))
+	workers, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(workers) }()
+	defer func() { stop(); <-done }()
+
+	// What the authentication middleware does for a request.
+	reqCtx, err := tenancy.WithTenant(ctx, "7a1c1a8e-0000-4000-8000-00000000000a")
 	if err != nil {
-		return
+		panic(err)
 	}
-	number, err := invoice.Result(ctx, run.Tenant, run.ID)
+	run, err := invoice.Start(reqCtx, "A17", durable.WithRunID("invoice-A17"))
+	if err != nil {
+		panic(err)
+	}
+	number, err := invoice.Result(reqCtx, run.ID)
 	fmt.Println(number, err)
+	steps, err := rt.Steps(reqCtx, run.ID)
+	if err != nil {
+		panic(err)
+	}
+	for _, s := range steps {
+		fmt.Println(s.Seq, s.Kind, s.Name, s.Status)
+	}
+	// Output:
+	// INV-A17-4200 for tenant 7a1c1a8e <nil>
+	// 1 step price completed
+	// 2 tx issue completed
 }

@@ -19,7 +19,6 @@ func TestBadValuesFailTheRunWithTheReason(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	createEffects(t, db)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	var ran atomic.Int32
 	_, err := durable.Register(rt, "wants-struct", func(ctx context.Context, in greeting) (int, error) {
@@ -52,13 +51,13 @@ func TestBadValuesFailTheRunWithTheReason(t *testing.T) {
 	require.NoError(t, err)
 	work(t, rt)
 
-	panics, err := rt.Start(ctx, tenantA, "panics", 1)
+	panics, err := rt.Start(ctxA, "panics", 1)
 	require.NoError(t, err)
-	bad, err := rt.Start(ctx, tenantA, "wants-struct", []int{1, 2})
+	bad, err := rt.Start(ctxA, "wants-struct", []int{1, 2})
 	require.NoError(t, err)
-	nan, err := rt.Start(ctx, tenantA, "nan-output", 1)
+	nan, err := rt.Start(ctxA, "nan-output", 1)
 	require.NoError(t, err)
-	step, err := rt.Start(ctx, tenantA, "nan-step", 1, durable.WithRunID("nan-step"))
+	step, err := rt.Start(ctxA, "nan-step", 1, durable.WithRunID("nan-step"))
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -82,10 +81,9 @@ func TestBadValuesFailTheRunWithTheReason(t *testing.T) {
 func TestUnknownWorkflowRunsAreLeftForRuntimesThatKnowThem(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	producer := newRuntime(t, db, nil)
 	registerGreet(t, producer)
-	run, err := producer.Start(ctx, tenantA, "greet", greeting{Name: "ada"})
+	run, err := producer.Start(ctxA, "greet", greeting{Name: "ada"})
 	require.NoError(t, err)
 
 	// A runtime without the workflow claims nothing...
@@ -93,7 +91,7 @@ func TestUnknownWorkflowRunsAreLeftForRuntimesThatKnowThem(t *testing.T) {
 	_, err = durable.Register(other, "unrelated", func(context.Context, int) (int, error) { return 0, nil })
 	require.NoError(t, err)
 	runFor(t, other, 200*time.Millisecond)
-	got, err := other.Get(ctx, tenantA, run.ID)
+	got, err := other.Get(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusPending, got.Status)
 	require.Zero(t, got.Attempt)
@@ -114,7 +112,6 @@ func runFor(t testing.TB, rt *durable.Runtime, d time.Duration) {
 func TestChangedStepOrderIsADeterminismError(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	var firstRuns atomic.Int32
 	v1 := newRuntime(t, db, nil)
 	_, err := durable.Register(v1, "flow", func(ctx context.Context, in int) (int, error) {
@@ -124,7 +121,7 @@ func TestChangedStepOrderIsADeterminismError(t *testing.T) {
 		return durable.WaitSignal[int](ctx, "go", durable.NoTimeout)
 	})
 	require.NoError(t, err)
-	run, err := v1.Start(ctx, tenantA, "flow", 5)
+	run, err := v1.Start(ctxA, "flow", 5)
 	require.NoError(t, err)
 	runUntil(t, v1, tenantA, run.ID, durable.StatusWaiting)
 
@@ -138,7 +135,7 @@ func TestChangedStepOrderIsADeterminismError(t *testing.T) {
 		return r, nil
 	})
 	require.NoError(t, err)
-	require.NoError(t, v2.Signal(ctx, tenantA, run.ID, "go", 1))
+	require.NoError(t, v2.Signal(ctxA, run.ID, "go", 1))
 	work(t, v2)
 	done := waitRun(t, v2, tenantA, run.ID)
 	require.Equal(t, durable.StatusFailed, done.Status)
@@ -164,7 +161,6 @@ func TestRetryPolicy(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	createEffects(t, db)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	policy := durable.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
 	var flakyCalls, brokenCalls, permanentCalls atomic.Int32
@@ -216,7 +212,7 @@ func TestRetryPolicy(t *testing.T) {
 	}
 	start := func(in string) outcome {
 		run := startAndWait(t, rt, "retries", in)
-		steps, err := rt.Steps(ctx, tenantA, run.ID)
+		steps, err := rt.Steps(ctxA, run.ID)
 		require.NoError(t, err)
 		require.Len(t, steps, 1)
 		return outcome{run: run, step: steps[0]}
@@ -249,7 +245,7 @@ func TestRetryPolicy(t *testing.T) {
 
 func startAndWait(t testing.TB, rt *durable.Runtime, workflow string, in any) durable.Run {
 	t.Helper()
-	run, err := rt.Start(context.Background(), tenantA, workflow, in)
+	run, err := rt.StartForTenant(context.Background(), tenantA, workflow, in)
 	require.NoError(t, err)
 	return waitRun(t, rt, tenantA, run.ID)
 }

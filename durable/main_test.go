@@ -11,14 +11,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/durable"
-	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/rls"
 )
 
 const (
 	tenantA = "7a1c1a8e-0000-4000-8000-00000000000a"
 	tenantB = "7a1c1a8e-0000-4000-8000-00000000000b"
 )
+
+// ctxA and ctxB carry tenantA and tenantB, as a request's context does
+// after authentication.
+var ctxA, ctxB = tenantContext(tenantA), tenantContext(tenantB)
+
+func tenantContext(tenant string) context.Context {
+	ctx, err := rls.WithTenant(context.Background(), tenant)
+	if err != nil {
+		panic(err)
+	}
+	return ctx
+}
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envCrashAppURL) != "" {
@@ -59,7 +71,7 @@ func waitRun(t testing.TB, rt *durable.Runtime, tenant, runID string) durable.Ru
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	run, err := rt.Wait(ctx, tenant, runID)
+	run, err := rt.WaitForTenant(ctx, tenant, runID)
 	require.NoError(t, err)
 	return run
 }
@@ -69,7 +81,7 @@ func waitStatus(t testing.TB, rt *durable.Runtime, tenant, runID string, status 
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		run, err := rt.Get(context.Background(), tenant, runID)
+		run, err := rt.GetForTenant(context.Background(), tenant, runID)
 		require.NoError(t, err)
 		if run.Status == status {
 			return run
@@ -79,10 +91,34 @@ func waitStatus(t testing.TB, rt *durable.Runtime, tenant, runID string, status 
 	}
 }
 
-// clock is a settable clock.
-type clock = clocktest.Clock
+// travel moves every time stored for runID d into the past, as if the
+// database's clock had advanced by d: its lease, due and wake-up times,
+// its timestamps and the wake-up times its sleeps recorded. Only for a run
+// no worker holds.
+func travel(t testing.TB, db *pgtest.DB, runID string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := db.Admin.Exec(ctx, `
+		UPDATE platform.durable_runs SET lease_until = lease_until - $2::bigint * interval '1 microsecond',
+			ready_at = ready_at - $2::bigint * interval '1 microsecond', wake_at = wake_at - $2::bigint * interval '1 microsecond',
+			created_at = created_at - $2::bigint * interval '1 microsecond', updated_at = updated_at - $2::bigint * interval '1 microsecond',
+			finished_at = finished_at - $2::bigint * interval '1 microsecond'
+		WHERE id = $1`, runID, d.Microseconds())
+	require.NoError(t, err)
+	_, err = db.Admin.Exec(ctx, `
+		UPDATE platform.durable_steps SET created_at = created_at - $2::bigint * interval '1 microsecond',
+			output = CASE WHEN kind = 'sleep' THEN to_jsonb((output #>> '{}')::timestamptz - $2::bigint * interval '1 microsecond') ELSE output END
+		WHERE run_id = $1`, runID, d.Microseconds())
+	require.NoError(t, err)
+}
 
-func newClock() *clock { return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
+// dbNow reads the database's clock.
+func dbNow(t testing.TB, db *pgtest.DB) time.Time {
+	t.Helper()
+	var now time.Time
+	require.NoError(t, db.Admin.QueryRow(context.Background(), "SELECT now()").Scan(&now))
+	return now
+}
 
 // createEffects makes a tenant-scoped table where test steps count their
 // side effects.

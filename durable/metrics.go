@@ -33,11 +33,11 @@ func recordRunOutcome(ctx context.Context, workflow, outcome string) {
 		attribute.String("workflow", workflow), attribute.String("outcome", outcome)))
 }
 
-func recordStep(ctx context.Context, workflow, kind string, started time.Time, err error) {
+func recordStep(ctx context.Context, rs *runState, kind string, started time.Time, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	instruments.stepDurations.Record(ctx, time.Since(started).Seconds(), metric.WithAttributes(
-		attribute.String("workflow", workflow), attribute.String("kind", kind), attribute.String("result", result)))
+	instruments.stepDurations.Record(ctx, rs.rt.cfg.Clock().Sub(started).Seconds(), metric.WithAttributes(
+		attribute.String("workflow", rs.workflow), attribute.String("kind", kind), attribute.String("result", result)))
 }

@@ -61,7 +61,7 @@ func TestTwoRuntimesRacingForExpiredRunsExecuteEachOnce(t *testing.T) {
 	registerCounted(t, second, db, pause)
 	ids := make([]string, runs)
 	for i := range ids {
-		run, err := first.Start(ctx, tenantA, "counted", i)
+		run, err := first.Start(ctxA, "counted", i)
 		require.NoError(t, err)
 		ids[i] = run.ID
 		expireAsIfCrashed(t, db, run.ID)
@@ -89,7 +89,6 @@ func TestHeartbeatKeepsALongStepsLease(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	createEffects(t, db)
-	ctx := context.Background()
 	started := make(chan struct{})
 	var once sync.Once
 	slow := func(ctx context.Context) {
@@ -107,7 +106,7 @@ func TestHeartbeatKeepsALongStepsLease(t *testing.T) {
 		c.WorkerID = "owner"
 	})
 	registerCounted(t, owner, db, slow)
-	run, err := owner.Start(ctx, tenantA, "counted", 1)
+	run, err := owner.Start(ctxA, "counted", 1)
 	require.NoError(t, err)
 	work(t, owner)
 	<-started
@@ -148,7 +147,7 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	// lets the second runtime in.
 	leaving := newRuntime(t, db, func(c *durable.Config) { c.Lease = time.Hour })
 	register(leaving)
-	run, err := leaving.Start(ctx, tenantA, "interruptible", 21)
+	run, err := leaving.Start(ctxA, "interruptible", 21)
 	require.NoError(t, err)
 	stop, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -157,6 +156,9 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Zero(t, countRows(t, db, "durable_steps", run.ID), "the interrupted step's failure was not recorded")
+	stopped, err := leaving.Get(ctxA, run.ID)
+	require.NoError(t, err)
+	require.Empty(t, stopped.Owner, "the lease was handed back")
 
 	next := newRuntime(t, db, nil)
 	register(next)
@@ -164,7 +166,10 @@ func TestShutdownHandsTheLeaseBack(t *testing.T) {
 	finished := waitRun(t, next, tenantA, run.ID)
 	require.Equal(t, durable.StatusCompleted, finished.Status, finished.Error)
 	require.JSONEq(t, "42", string(finished.Output))
-	require.Equal(t, int64(2), finished.Attempt)
+	// A claim already on its way when the stop began may take the handed
+	// back run and hand it straight back: one claim more, never two
+	// executions.
+	require.GreaterOrEqual(t, finished.Attempt, int64(2))
 }
 
 func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {
@@ -184,7 +189,7 @@ func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {
 		return 0, err
 	})
 	require.NoError(t, err)
-	run, err := rt.Start(ctx, tenantA, "overtaken", 1)
+	run, err := rt.Start(ctxA, "overtaken", 1)
 	require.NoError(t, err)
 	work(t, rt)
 	<-started
@@ -195,7 +200,7 @@ func TestAWorkerThatLostItsLeaseWritesNothing(t *testing.T) {
 
 	require.ErrorIs(t, <-returned, durable.ErrLeaseLost)
 	require.Zero(t, countRows(t, db, "durable_steps", run.ID), "the checkpoint was refused")
-	got, err := rt.Get(ctx, tenantA, run.ID)
+	got, err := rt.Get(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusRunning, got.Status)
 	require.Equal(t, "thief", got.Owner)

@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/dealix/platform/internal/pgtext"
 	"github.com/dealix/platform/internal/rls"
 )
 
@@ -63,8 +62,8 @@ type Workflow[In, Out any] struct {
 // (Step, TxStep, Sleep, WaitSignal), which are replayed from their
 // checkpoints when a run resumes.
 func Register[In, Out any](rt *Runtime, name string, fn func(ctx context.Context, in In) (Out, error)) (*Workflow[In, Out], error) {
-	if strings.TrimSpace(name) == "" {
-		return nil, fmt.Errorf("%w: empty workflow name", ErrInvalidName)
+	if err := checkName("workflow", name); err != nil {
+		return nil, err
 	}
 	def := &workflowDef{name: name, exec: func(ctx context.Context, raw json.RawMessage) (json.RawMessage, error) {
 		var in In
@@ -75,7 +74,7 @@ func Register[In, Out any](rt *Runtime, name string, fn func(ctx context.Context
 		if err != nil {
 			return nil, err
 		}
-		encoded, err := json.Marshal(out)
+		encoded, err := encodeJSON(out)
 		if err != nil {
 			return nil, fmt.Errorf("%w: output of workflow %q: %v", ErrEncode, name, err)
 		}
@@ -93,23 +92,42 @@ func Register[In, Out any](rt *Runtime, name string, fn func(ctx context.Context
 // Name returns the workflow's registered name.
 func (w *Workflow[In, Out]) Name() string { return w.name }
 
-// Start starts a run of w for tenant (see Runtime.Start).
-func (w *Workflow[In, Out]) Start(ctx context.Context, tenant string, in In, opts ...StartOption) (Run, error) {
-	return w.rt.Start(ctx, tenant, w.name, in, opts...)
+// Start starts a run of w for the tenant ctx carries (see Runtime.Start).
+func (w *Workflow[In, Out]) Start(ctx context.Context, in In, opts ...StartOption) (Run, error) {
+	return w.rt.Start(ctx, w.name, in, opts...)
 }
 
-// StartTx starts a run of w in the caller's tenant-scoped transaction (see
-// Runtime.StartTx).
+// StartForTenant starts a run of w for tenant, for system work across
+// tenants (see Runtime.StartForTenant).
+func (w *Workflow[In, Out]) StartForTenant(ctx context.Context, tenant string, in In, opts ...StartOption) (Run, error) {
+	return w.rt.StartForTenant(ctx, tenant, w.name, in, opts...)
+}
+
+// StartTx starts a run of w in the caller's transaction (see
+// Runtime.StartTx). tx must already be scoped to a tenant; it is never
+// re-scoped, and a context naming another tenant is refused with a
+// *tenancy.TenantMismatchError.
 func (w *Workflow[In, Out]) StartTx(ctx context.Context, tx pgx.Tx, in In, opts ...StartOption) (Run, error) {
 	return w.rt.StartTx(ctx, tx, w.name, in, opts...)
 }
 
-// Result waits until the run is final and returns its decoded output, or
-// an error matching ErrRunFailed or ErrRunCancelled with the recorded
-// reason.
-func (w *Workflow[In, Out]) Result(ctx context.Context, tenant, runID string) (Out, error) {
+// Result waits until the run runID of the tenant ctx carries is final and
+// returns its decoded output, or an error matching ErrRunFailed or
+// ErrRunCancelled with the recorded reason.
+func (w *Workflow[In, Out]) Result(ctx context.Context, runID string) (Out, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		var zero Out
+		return zero, err
+	}
+	return w.ResultForTenant(ctx, tenant, runID)
+}
+
+// ResultForTenant is Result for tenant's run, for system work across
+// tenants.
+func (w *Workflow[In, Out]) ResultForTenant(ctx context.Context, tenant, runID string) (Out, error) {
 	var out Out
-	run, err := w.rt.Wait(ctx, tenant, runID)
+	run, err := w.rt.WaitForTenant(ctx, tenant, runID)
 	if err != nil {
 		return out, err
 	}
@@ -154,13 +172,25 @@ func ValidateRunID(id string) error {
 	return nil
 }
 
-// Start starts a run of the registered workflow name for tenant, with
-// input encoded as JSON. When this runtime's Run is active and has a free
-// slot, the run is stored already claimed by it and starts executing at
-// once; otherwise it is stored pending for the next poll of any runtime.
-// It returns the run as stored: with WithRunID, possibly one started
-// before (and then nothing is executed).
-func (rt *Runtime) Start(ctx context.Context, tenant, workflow string, input any, opts ...StartOption) (Run, error) {
+// Start starts a run of the registered workflow for the tenant ctx
+// carries (ErrNoTenant without one), with input encoded as JSON. When this
+// runtime's Run is active and has a free slot, the run is stored already
+// claimed by it and starts executing at once; otherwise it is stored
+// pending for the next poll of any runtime. It returns the run as stored:
+// with WithRunID, possibly one started before (and then nothing is
+// executed). An input that cannot be stored (see ErrEncode) is refused
+// and nothing is stored.
+func (rt *Runtime) Start(ctx context.Context, workflow string, input any, opts ...StartOption) (Run, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return Run{}, err
+	}
+	return rt.StartForTenant(ctx, tenant, workflow, input, opts...)
+}
+
+// StartForTenant is Start for tenant, for system work across tenants; the
+// tenant ctx carries, if any, is not consulted.
+func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, input any, opts ...StartOption) (Run, error) {
 	tenant, err := rls.ParseTenant(tenant)
 	if err != nil {
 		return Run{}, err
@@ -172,19 +202,18 @@ func (rt *Runtime) Start(ctx context.Context, tenant, workflow string, input any
 	// When this runtime's workers have a free slot the run is inserted
 	// already claimed by them and executed at once, skipping the poll.
 	pool := rt.reserveLocal()
-	now := rt.cfg.Clock().Truncate(time.Microsecond) // as PostgreSQL stores it
-	run := Run{Tenant: tenant, ID: runID, Workflow: workflow, Status: StatusPending, Input: encoded, CreatedAt: now, UpdatedAt: now}
-	sql, args := startPendingSQL, []any{tenant, runID, workflow, encoded, now}
+	run := Run{Tenant: tenant, ID: runID, Workflow: workflow, Status: StatusPending, Input: encoded}
+	sql, args := startPendingSQL, []any{tenant, runID, workflow, encoded}
 	if pool != nil {
 		run.Status, run.Owner, run.Attempt = StatusRunning, rt.cfg.WorkerID, 1
-		sql, args = startClaimedSQL, []any{tenant, runID, workflow, encoded, now, rt.cfg.WorkerID, now.Add(rt.cfg.Lease)}
+		sql, args = startClaimedSQL, []any{tenant, runID, workflow, encoded, rt.cfg.WorkerID, micros(rt.cfg.Lease)}
 	}
 	// Committed together with other starts and checkpoints in flight.
-	tag, err := rt.commits.exec(ctx, rt, tenant, sql, args...)
-	inserted := err == nil && tag.RowsAffected() == 1
+	inserted, err := rt.commits.queryRow(ctx, rt, tenant, []any{&run.CreatedAt}, sql, args...)
+	run.UpdatedAt = run.CreatedAt
 	if pool != nil {
-		if inserted {
-			pool.spawn(rt, claimed{tenant: tenant, id: runID, workflow: workflow, input: encoded, attempt: 1})
+		if err == nil && inserted == 1 {
+			pool.spawn(rt, claimed{tenant: tenant, id: runID, workflow: workflow, input: encoded, attempt: 1, now: run.CreatedAt})
 		} else {
 			pool.cancelReservation()
 		}
@@ -192,9 +221,15 @@ func (rt *Runtime) Start(ctx context.Context, tenant, workflow string, input any
 	if err != nil {
 		return Run{}, fmt.Errorf("durable: start run: %w", err)
 	}
-	if !inserted {
-		err = rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-			run, err = rt.existingRun(ctx, tx, workflow, runID)
+	if inserted == 0 {
+		err = rls.Batch(ctx, rt.cfg.App, tenant, func(b *pgx.Batch) {
+			b.Queue(getRunSQL, tenant, runID)
+		}, func(br pgx.BatchResults) error {
+			run, err = scanRun(br.QueryRow())
+			if err != nil {
+				return fmt.Errorf("durable: get run: %w", err)
+			}
+			run, err = sameWorkflow(run, workflow)
 			return err
 		})
 		return run, err
@@ -205,20 +240,25 @@ func (rt *Runtime) Start(ctx context.Context, tenant, workflow string, input any
 	return run, nil
 }
 
+// The database's clock stamps every time a run records, so that
+// instances whose clocks differ agree on leases and wake-ups.
 const startPendingSQL = `
 INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, ready_at, created_at, updated_at)
-VALUES ($1, $2, $3, 'pending', $4, $5, $5, $5)
-ON CONFLICT (tenant_id, id) DO NOTHING`
+VALUES ($1, $2, $3, 'pending', $4, now(), now(), now())
+ON CONFLICT (tenant_id, id) DO NOTHING
+RETURNING created_at`
 
 const startClaimedSQL = `
 INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, owner, attempt, lease_until, ready_at, created_at, updated_at)
-VALUES ($1, $2, $3, 'running', $4, $6, 1, $7, $7, $5, $5)
-ON CONFLICT (tenant_id, id) DO NOTHING`
+VALUES ($1, $2, $3, 'running', $4, $5, 1, now() + $6::bigint * interval '1 microsecond',
+        now() + $6::bigint * interval '1 microsecond', now(), now())
+ON CONFLICT (tenant_id, id) DO NOTHING
+RETURNING created_at`
 
 // prepareStart checks a start's arguments and encodes its input.
 func (rt *Runtime) prepareStart(workflow string, input any, opts []StartOption) (string, []byte, error) {
 	if !rt.registered(workflow) {
-		return "", nil, fmt.Errorf("%w: %q", ErrUnknownWorkflow, workflow)
+		return "", nil, fmt.Errorf("%w: %q", ErrUnknownWorkflow, pgtext.Clean(workflow, 200))
 	}
 	var o startOptions
 	for _, opt := range opts {
@@ -229,7 +269,7 @@ func (rt *Runtime) prepareStart(workflow string, input any, opts []StartOption) 
 	} else if err := ValidateRunID(o.runID); err != nil {
 		return "", nil, err
 	}
-	encoded, err := json.Marshal(input)
+	encoded, err := encodeJSON(input)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: input of workflow %q: %v", ErrEncode, workflow, err)
 	}
@@ -238,50 +278,56 @@ func (rt *Runtime) prepareStart(workflow string, input any, opts []StartOption) 
 
 const insertRunSQL = `
 INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, ready_at, created_at, updated_at)
-VALUES (NULLIF(current_setting('app.tenant_id', true), '')::uuid, $1, $2, 'pending', $3, $4, $4, $4)
+VALUES ($1, $2, $3, 'pending', $4, now(), now(), now())
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING ` + runColumns
 
-// StartTx starts a run in tx, which must be scoped to the run's tenant
-// (tenancy.InTx or tenancy.InTenantTx); the run exists once tx commits
-// and nothing is stored if tx rolls back. Workers pick it up at their next
-// poll.
+// StartTx starts a run in the caller's transaction tx; the run exists
+// once tx commits and nothing is stored if tx rolls back. Workers pick it
+// up at their next poll. tx must already be scoped to a tenant; it is
+// never re-scoped, and a context naming another tenant is refused with a
+// *tenancy.TenantMismatchError.
 func (rt *Runtime) StartTx(ctx context.Context, tx pgx.Tx, workflow string, input any, opts ...StartOption) (Run, error) {
+	tenant, err := rls.CheckTx(ctx, tx)
+	if err != nil {
+		return Run{}, err
+	}
 	runID, encoded, err := rt.prepareStart(workflow, input, opts)
 	if err != nil {
 		return Run{}, err
 	}
-	run, err := scanRun(tx.QueryRow(ctx, insertRunSQL, runID, workflow, encoded, rt.cfg.Clock()))
+	run, err := scanRun(tx.QueryRow(ctx, insertRunSQL, tenant, runID, workflow, encoded))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return rt.existingRun(ctx, tx, workflow, runID)
+		if run, err = getIn(ctx, tx, tenant, runID); err != nil {
+			return Run{}, err
+		}
+		return sameWorkflow(run, workflow)
 	}
 	if err != nil {
-		return Run{}, tenantError(err, "start run")
+		return Run{}, fmt.Errorf("durable: start run: %w", err)
 	}
 	return run, nil
 }
 
-func (rt *Runtime) existingRun(ctx context.Context, tx pgx.Tx, workflow, runID string) (Run, error) {
-	run, err := getRun(ctx, tx, runID)
-	if err != nil {
-		return Run{}, err
-	}
+// sameWorkflow returns the run a repeated start found, or
+// ErrRunIDConflict when it belongs to another workflow.
+func sameWorkflow(run Run, workflow string) (Run, error) {
 	if run.Workflow != workflow {
-		return Run{}, fmt.Errorf("%w: run %q is a %q run", ErrRunIDConflict, runID, run.Workflow)
+		return Run{}, fmt.Errorf("%w: run %q is a %q run", ErrRunIDConflict, run.ID, run.Workflow)
 	}
 	return run, nil
 }
 
-// tenantError turns the NOT NULL violation a missing tenant causes into
-// ErrNoTenant.
-func tenantError(err error, what string) error {
-	var pgErr *pgconn.PgError
-	// The statements take the tenant from the transaction's setting, so a
-	// NULL tenant or a row-level security refusal means none was set.
-	if errors.As(err, &pgErr) && (pgErr.Code == "23502" && pgErr.ColumnName == "tenant_id" || pgErr.Code == "42501") {
-		return ErrNoTenant
+// getIn reads tenant's run runID through q, or returns ErrRunNotFound.
+func getIn(ctx context.Context, q rls.Querier, tenant, runID string) (Run, error) {
+	run, err := scanRun(q.QueryRow(ctx, getRunSQL, tenant, runID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Run{}, fmt.Errorf("%w: %q", ErrRunNotFound, runID)
 	}
-	return fmt.Errorf("durable: %s: %w", what, err)
+	if err != nil {
+		return Run{}, fmt.Errorf("durable: get run: %w", err)
+	}
+	return run, nil
 }
 
 func (rt *Runtime) registered(name string) bool {
@@ -316,34 +362,26 @@ func (rt *Runtime) wake() {
 	}
 }
 
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+const getRunSQL = `SELECT ` + runColumns + ` FROM platform.durable_runs WHERE tenant_id = $1 AND id = $2`
 
-const getRunSQL = `SELECT ` + runColumns + ` FROM platform.durable_runs
-WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND id = $1`
-
-func getRun(ctx context.Context, q querier, runID string) (Run, error) {
-	run, err := scanRun(q.QueryRow(ctx, getRunSQL, runID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Run{}, fmt.Errorf("%w: %q", ErrRunNotFound, runID)
-	}
+// Get returns the run runID of the tenant ctx carries, or ErrRunNotFound.
+func (rt *Runtime) Get(ctx context.Context, runID string) (Run, error) {
+	tenant, err := tenantFrom(ctx)
 	if err != nil {
-		return Run{}, fmt.Errorf("durable: get run: %w", err)
+		return Run{}, err
 	}
-	return run, nil
+	return rt.GetForTenant(ctx, tenant, runID)
 }
 
-// Get returns tenant's run runID, or ErrRunNotFound.
-func (rt *Runtime) Get(ctx context.Context, tenant, runID string) (Run, error) {
+// GetForTenant is Get for tenant's run, for system work across tenants.
+func (rt *Runtime) GetForTenant(ctx context.Context, tenant, runID string) (Run, error) {
 	tenant, err := rls.ParseTenant(tenant)
 	if err != nil {
 		return Run{}, err
 	}
 	var run Run
-	err = rt.tenantBatch(ctx, tenant, func(b *pgx.Batch) {
-		b.Queue(getRunSQL, runID)
+	err = rls.Batch(ctx, rt.cfg.App, tenant, func(b *pgx.Batch) {
+		b.Queue(getRunSQL, tenant, runID)
 	}, func(br pgx.BatchResults) error {
 		var err error
 		run, err = scanRun(br.QueryRow())
@@ -358,23 +396,31 @@ func (rt *Runtime) Get(ctx context.Context, tenant, runID string) (Run, error) {
 	return run, nil
 }
 
-// Steps returns the checkpoints recorded for tenant's run runID, by
-// sequence number.
-func (rt *Runtime) Steps(ctx context.Context, tenant, runID string) ([]StepRecord, error) {
-	var steps []StepRecord
-	err := rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-		var err error
-		steps, err = loadSteps(ctx, tx, tenant, runID)
-		return err
-	})
-	return steps, err
+// Steps returns the checkpoints recorded for the run runID of the tenant
+// ctx carries, by sequence number.
+func (rt *Runtime) Steps(ctx context.Context, runID string) ([]StepRecord, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rt.StepsForTenant(ctx, tenant, runID)
+}
+
+// StepsForTenant is Steps for tenant's run, for system work across
+// tenants.
+func (rt *Runtime) StepsForTenant(ctx context.Context, tenant, runID string) ([]StepRecord, error) {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return nil, err
+	}
+	return rt.loadSteps(ctx, tenant, runID)
 }
 
 const loadStepsSQL = `SELECT seq, kind, name, status, output, coalesce(error, ''), attempts, created_at
 FROM platform.durable_steps WHERE tenant_id = $1 AND run_id = $2 ORDER BY seq`
 
-func loadSteps(ctx context.Context, q querier, tenant, runID string) ([]StepRecord, error) {
-	rows, err := q.Query(ctx, loadStepsSQL, tenant, runID)
+func (rt *Runtime) loadSteps(ctx context.Context, tenant, runID string) ([]StepRecord, error) {
+	rows, err := rls.Query(ctx, rt.cfg.App, tenant, loadStepsSQL, tenant, runID)
 	if err != nil {
 		return nil, fmt.Errorf("durable: load steps: %w", err)
 	}
@@ -389,13 +435,27 @@ func loadSteps(ctx context.Context, q querier, tenant, runID string) ([]StepReco
 	return steps, nil
 }
 
-// Wait waits until tenant's run runID is final and returns it. Runs this
-// runtime finishes wake it at once; others are polled for, at most every
-// PollInterval. It returns early with ctx's error.
-func (rt *Runtime) Wait(ctx context.Context, tenant, runID string) (Run, error) {
+// Wait waits until the run runID of the tenant ctx carries is final and
+// returns it. Runs this runtime finishes wake it at once; others are
+// polled for, at most every PollInterval. It returns early with ctx's
+// error.
+func (rt *Runtime) Wait(ctx context.Context, runID string) (Run, error) {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return Run{}, err
+	}
+	return rt.WaitForTenant(ctx, tenant, runID)
+}
+
+// WaitForTenant is Wait for tenant's run, for system work across tenants.
+func (rt *Runtime) WaitForTenant(ctx context.Context, tenant, runID string) (Run, error) {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return Run{}, err
+	}
 	key := runKey(tenant, runID)
 	finished, unsubscribe := rt.subscribe(key)
-	defer unsubscribe()
+	defer func() { unsubscribe() }()
 	delay := 10 * time.Millisecond
 	// A run this runtime executes ends with a notification: no need to
 	// look before it.
@@ -404,7 +464,7 @@ func (rt *Runtime) Wait(ctx context.Context, tenant, runID string) (Run, error) 
 		var run Run
 		if !skipLook {
 			var err error
-			run, err = rt.Get(ctx, tenant, runID)
+			run, err = rt.GetForTenant(ctx, tenant, runID)
 			if err != nil || run.Status.Finished() {
 				return run, err
 			}

@@ -34,27 +34,26 @@ func registerGreet(t testing.TB, rt *durable.Runtime) *durable.Workflow[greeting
 func TestStartIsIdempotentWithRunID(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	wf := registerGreet(t, rt)
 	_, err := durable.Register(rt, "other", func(context.Context, int) (int, error) { return 0, nil })
 	require.NoError(t, err)
 
-	first, err := wf.Start(ctx, tenantA, greeting{Name: "ada"}, durable.WithRunID("order-42"))
+	first, err := wf.Start(ctxA, greeting{Name: "ada"}, durable.WithRunID("order-42"))
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusPending, first.Status)
 	require.Equal(t, tenantA, first.Tenant)
-	again, err := wf.Start(ctx, tenantA, greeting{Name: "someone else"}, durable.WithRunID("order-42"))
+	again, err := wf.Start(ctxA, greeting{Name: "someone else"}, durable.WithRunID("order-42"))
 	require.NoError(t, err)
 	require.True(t, first.CreatedAt.Equal(again.CreatedAt), "%v, %v", first.CreatedAt, again.CreatedAt)
 	require.JSONEq(t, `{"name":"ada"}`, string(again.Input), "the first start's input stays")
 	require.Equal(t, 1, countRows(t, db, "durable_runs", "order-42"))
 
-	_, err = rt.Start(ctx, tenantA, "other", 1, durable.WithRunID("order-42"))
+	_, err = rt.Start(ctxA, "other", 1, durable.WithRunID("order-42"))
 	require.ErrorIs(t, err, durable.ErrRunIDConflict)
 
 	// The same id in another tenant is another run.
-	other, err := wf.Start(ctx, tenantB, greeting{Name: "bob"}, durable.WithRunID("order-42"))
+	other, err := wf.Start(ctxB, greeting{Name: "bob"}, durable.WithRunID("order-42"))
 	require.NoError(t, err)
 	require.Equal(t, tenantB, other.Tenant)
 	require.Equal(t, 2, countRows(t, db, "durable_runs", "order-42"))
@@ -66,16 +65,16 @@ func TestStartIsIdempotentWithRunID(t *testing.T) {
 	done := waitRun(t, rt, tenantA, "order-42")
 	require.Equal(t, durable.StatusCompleted, done.Status)
 	for range 3 {
-		again, err = wf.Start(ctx, tenantA, greeting{Name: "ada"}, durable.WithRunID("order-42"))
+		again, err = wf.Start(ctxA, greeting{Name: "ada"}, durable.WithRunID("order-42"))
 		require.NoError(t, err)
 		require.Equal(t, durable.StatusCompleted, again.Status)
 		require.Equal(t, int64(1), again.Attempt)
 	}
 
 	// Without an id every start is a new run.
-	a, err := wf.Start(ctx, tenantA, greeting{Name: "x"})
+	a, err := wf.Start(ctxA, greeting{Name: "x"})
 	require.NoError(t, err)
-	b, err := wf.Start(ctx, tenantA, greeting{Name: "x"})
+	b, err := wf.Start(ctxA, greeting{Name: "x"})
 	require.NoError(t, err)
 	require.NotEqual(t, a.ID, b.ID)
 }
@@ -89,17 +88,17 @@ func TestStartRefusesBadRequestsAndStoresNothing(t *testing.T) {
 	_, err := durable.Register(rt, "any", func(context.Context, any) (int, error) { return 0, nil })
 	require.NoError(t, err)
 
-	_, err = rt.Start(ctx, tenantA, "nope", greeting{})
+	_, err = rt.Start(ctxA, "nope", greeting{})
 	require.ErrorIs(t, err, durable.ErrUnknownWorkflow)
-	_, err = rt.Start(ctx, tenantA, "any", make(chan int))
+	_, err = rt.Start(ctxA, "any", make(chan int))
 	require.ErrorIs(t, err, durable.ErrEncode)
-	_, err = rt.Start(ctx, tenantA, "any", math.Inf(1))
+	_, err = rt.Start(ctxA, "any", math.Inf(1))
 	require.ErrorIs(t, err, durable.ErrEncode)
 	for _, id := range []string{strings.Repeat("x", 201), "tab\there", "bad\xff"} {
-		_, err = rt.Start(ctx, tenantA, "greet", greeting{}, durable.WithRunID(id))
+		_, err = rt.Start(ctxA, "greet", greeting{}, durable.WithRunID(id))
 		require.ErrorIs(t, err, durable.ErrInvalidRunID, "%q", id)
 	}
-	_, err = rt.Start(ctx, "not-a-tenant", "greet", greeting{})
+	_, err = rt.StartForTenant(ctx, "not-a-tenant", "greet", greeting{})
 	require.ErrorIs(t, err, rls.ErrInvalidTenant)
 
 	// A transaction without a tenant cannot start a run.
@@ -139,7 +138,7 @@ func TestStartTxCommitsWithTheCallersTransaction(t *testing.T) {
 		return err
 	}))
 	work(t, rt)
-	out, err := wf.Result(ctx, tenantA, "committed")
+	out, err := wf.Result(ctxA, "committed")
 	require.NoError(t, err)
 	require.Equal(t, "hello KEPT", out)
 }
@@ -156,14 +155,14 @@ func TestRunsAreTenantScoped(t *testing.T) {
 	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	wf := registerGreet(t, rt)
-	run, err := wf.Start(ctx, tenantA, greeting{Name: "ada"})
+	run, err := wf.Start(ctxA, greeting{Name: "ada"})
 	require.NoError(t, err)
 
-	_, err = rt.Get(ctx, tenantB, run.ID)
+	_, err = rt.Get(ctxB, run.ID)
 	require.ErrorIs(t, err, durable.ErrRunNotFound)
-	require.ErrorIs(t, rt.Signal(ctx, tenantB, run.ID, "go", 1), durable.ErrRunNotFound)
-	require.ErrorIs(t, rt.Cancel(ctx, tenantB, run.ID, ""), durable.ErrRunNotFound)
-	page, err := rt.List(ctx, tenantB, durable.ListOptions{})
+	require.ErrorIs(t, rt.Signal(ctxB, run.ID, "go", 1), durable.ErrRunNotFound)
+	require.ErrorIs(t, rt.Cancel(ctxB, run.ID, ""), durable.ErrRunNotFound)
+	page, err := rt.List(ctxB, durable.ListOptions{})
 	require.NoError(t, err)
 	require.Empty(t, page.Runs)
 
@@ -176,23 +175,22 @@ func TestRunsAreTenantScoped(t *testing.T) {
 func TestStepsAreRecordedAndTheRunCompletes(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	wf := registerGreet(t, rt)
 	work(t, rt)
 
-	run, err := wf.Start(ctx, tenantA, greeting{Name: "ada"})
+	run, err := wf.Start(ctxA, greeting{Name: "ada"})
 	require.NoError(t, err)
-	out, err := wf.Result(ctx, tenantA, run.ID)
+	out, err := wf.Result(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, "hello ADA", out)
 
-	done, err := rt.Get(ctx, tenantA, run.ID)
+	done, err := rt.Get(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusCompleted, done.Status)
 	require.False(t, done.FinishedAt.IsZero())
 	require.Empty(t, done.Owner)
-	steps, err := rt.Steps(ctx, tenantA, run.ID)
+	steps, err := rt.Steps(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Len(t, steps, 2)
 	require.Equal(t, []string{"upper", "greet"}, []string{steps[0].Name, steps[1].Name})
@@ -221,6 +219,7 @@ func TestConfigIsValidated(t *testing.T) {
 		"heartbeat >= lease": {App: db.App, Lease: 1e9, Heartbeat: 1e9},
 		"negative poll":      {App: db.App, PollInterval: -1},
 		"negative workers":   {App: db.App, Concurrency: -1},
+		"NUL in worker id":   {App: db.App, WorkerID: "w\x00"},
 	} {
 		_, err := durable.New(cfg)
 		require.ErrorIs(t, err, durable.ErrInvalidConfig, name)
@@ -228,6 +227,4 @@ func TestConfigIsValidated(t *testing.T) {
 	rt, err := durable.New(durable.Config{App: db.App})
 	require.NoError(t, err)
 	require.ErrorIs(t, rt.Run(context.Background()), durable.ErrNoSystemPool)
-	_, err = rt.DeleteFinished(context.Background(), 0)
-	require.ErrorIs(t, err, durable.ErrNoSystemPool)
 }

@@ -17,6 +17,11 @@ type runState struct {
 	workflow string
 	attempt  int64 // the claim this execution holds; fences every write
 	cancel   context.CancelCauseFunc
+	// claimedAt is the database's clock when this execution claimed the
+	// run: a replayed Sleep compares its wake-up time with it.
+	claimedAt time.Time
+	// soft is closed when the runtime stops softly: no new step starts.
+	soft <-chan struct{}
 
 	// waitSeq and waitDeadline are the signal wait a waiting run was parked
 	// in, so that a resumed wait keeps its first deadline.
@@ -101,7 +106,15 @@ func (rs *runState) parked() bool {
 	return rs.stop == ErrSuspended
 }
 
-func (rs *runState) now() time.Time { return rs.rt.cfg.Clock() }
+// softStopped reports whether the runtime is stopping softly.
+func (rs *runState) softStopped() bool {
+	select {
+	case <-rs.soft:
+		return true
+	default:
+		return false
+	}
+}
 
 // Current describes the run a workflow function executes.
 type Current struct {

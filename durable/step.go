@@ -121,7 +121,7 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 		return replay[T](rs, rec)
 	}
 	cfg := stepConfig(opts)
-	started := time.Now()
+	started := rs.rt.cfg.Clock()
 	var out T
 	attempts, err := retry(ctx, rs, cfg.retry, func(ctx context.Context) error {
 		var err error
@@ -129,7 +129,7 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 		return err
 	})
 	if err != nil {
-		recordStep(ctx, rs.workflow, kindStep, started, err)
+		recordStep(ctx, rs, kindStep, started, err)
 		return zero, rs.stepFailed(ctx, span, seq, kindStep, name, attempts, err)
 	}
 	encoded, err := encodeResult(rs, name, out)
@@ -138,7 +138,7 @@ func Step[T any](ctx context.Context, name string, fn func(context.Context) (T, 
 	}
 	rec = &StepRecord{Seq: seq, Kind: kindStep, Name: name, Status: "completed", Output: encoded, Attempts: attempts}
 	err = rs.checkpoint(ctx, rec, nil)
-	recordStep(ctx, rs.workflow, kindStep, started, err)
+	recordStep(ctx, rs, kindStep, started, err)
 	if err != nil {
 		return zero, err
 	}
@@ -163,7 +163,7 @@ func TxStep[T any](ctx context.Context, name string, fn func(context.Context, pg
 		return replay[T](rs, rec)
 	}
 	cfg := stepConfig(opts)
-	started := time.Now()
+	started := rs.rt.cfg.Clock()
 	var out T
 	var attempt int
 	attempts, err := retry(ctx, rs, cfg.retry, func(ctx context.Context) error {
@@ -172,7 +172,7 @@ func TxStep[T any](ctx context.Context, name string, fn func(context.Context, pg
 		out, err = txAttempt(ctx, rs, seq, name, attempt, fn)
 		return err
 	})
-	recordStep(ctx, rs.workflow, kindTx, started, err)
+	recordStep(ctx, rs, kindTx, started, err)
 	if err != nil {
 		return zero, rs.stepFailed(ctx, span, seq, kindTx, name, attempts, err)
 	}
@@ -218,11 +218,14 @@ func beginStep(ctx context.Context, kind, name string) (*runState, int, *StepRec
 	if err != nil {
 		return nil, 0, nil, nil, err
 	}
-	if name == "" {
-		return nil, 0, nil, nil, rs.failRun(fmt.Errorf("%w: empty step name", ErrInvalidName))
+	if err := checkName(kind, name); err != nil {
+		return nil, 0, nil, nil, rs.failRun(err)
 	}
-	if ctx.Err() != nil { // shutting down or lease lost: no new step
+	if ctx.Err() != nil { // shut down or lease lost: no new step
 		return nil, 0, nil, nil, rs.halt(context.Cause(ctx))
+	}
+	if rs.softStopped() { // stopping softly: park the run here
+		return nil, 0, nil, nil, rs.halt(ErrStopped)
 	}
 	seq, rec, err := rs.next(kind, name)
 	if err != nil {
@@ -249,7 +252,7 @@ func replay[T any](rs *runState, rec *StepRecord) (T, error) {
 }
 
 func encodeResult(rs *runState, name string, v any) (json.RawMessage, error) {
-	encoded, err := json.Marshal(v)
+	encoded, err := encodeJSON(v)
 	if err != nil {
 		return nil, rs.failRun(fmt.Errorf("%w: result of step %q: %v", ErrEncode, name, err))
 	}
@@ -274,6 +277,12 @@ func retry(ctx context.Context, rs *runState, p RetryPolicy, try func(context.Co
 		case <-ctx.Done():
 			timer.Stop()
 			return attempt, err
+		case <-rs.soft:
+			// Stopping softly: the step is tried again wherever the run
+			// resumes, not after a backoff here.
+			timer.Stop()
+			rs.halt(ErrStopped)
+			return attempt, err
 		case <-timer.C:
 		}
 	}
@@ -294,46 +303,72 @@ func (rs *runState) stepFailed(ctx context.Context, span trace.Span, seq int, ki
 	if errors.As(err, &permanent) {
 		err = permanent.err
 	}
-	rec := &StepRecord{Seq: seq, Kind: kind, Name: name, Status: "failed", Error: err.Error(), Attempts: attempts}
+	rec := &StepRecord{Seq: seq, Kind: kind, Name: name, Status: "failed", Error: cleanError(err.Error()), Attempts: attempts}
 	if cpErr := rs.checkpoint(ctx, rec, nil); cpErr != nil {
 		return cpErr
 	}
 	return &StepError{Seq: seq, Name: name, Attempts: attempts, Err: err}
 }
 
-// parking moves a run out of running when a checkpoint commits.
+// parking moves a run out of running when a checkpoint commits. Its due
+// time (when it becomes claimable again) is dueAt, or dueIn from the
+// database's clock, or never (nil, nil: only a signal wakes it).
 type parking struct {
 	status     Status
-	readyAt    *time.Time // nil: only a signal wakes it
-	wakeAt     *time.Time
+	dueAt      *time.Time
+	dueIn      *time.Duration
 	waitSignal *string
 	waitSeq    *int
 }
 
+// fenceSQL renews the lease of a running run or parks it, fenced on the
+// execution's claim. Lease and due times come from the database's clock.
 const fenceSQL = `
 UPDATE platform.durable_runs
 SET status = $4::text, owner = CASE WHEN $4::text = 'running' THEN owner END,
-    lease_until = $5, ready_at = $6, wake_at = $7, wait_signal = $8, wait_seq = $9, updated_at = $10
+    lease_until = CASE WHEN $4::text = 'running' THEN coalesce($5::timestamptz, now() + $6::bigint * interval '1 microsecond') END,
+    ready_at = coalesce($5::timestamptz, now() + $6::bigint * interval '1 microsecond'),
+    wake_at = CASE WHEN $4::text <> 'running' THEN coalesce($5::timestamptz, now() + $6::bigint * interval '1 microsecond') END,
+    wait_signal = $7, wait_seq = $8, updated_at = now()
 WHERE tenant_id = $1::uuid AND id = $2 AND attempt = $3 AND status = 'running'`
 
+// recordSQL records a checkpoint with the fence. A sleep's output, its
+// wake-up time, is computed from the database's clock ($16, the sleep's
+// length) in the same statement that parks the run until then.
 const recordSQL = `
 WITH fence AS (` + fenceSQL + ` RETURNING 1)
 INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, error, attempts, created_at)
-SELECT $1::uuid, $2, $11, $12, $13, $14, $15, NULLIF($16, ''), $17, $10 FROM fence`
+SELECT $1::uuid, $2, $9, $10, $11, $12,
+       coalesce($13::jsonb, to_jsonb(now() + $16::bigint * interval '1 microsecond')), NULLIF($14, ''), $15, now()
+FROM fence`
 
 // fenceArgs are the arguments of fenceSQL: the run stays running with a
 // renewed lease, or is parked.
 func (rs *runState) fenceArgs(park *parking) []any {
-	now := rs.now()
 	if park == nil {
-		lease := now.Add(rs.rt.cfg.Lease)
-		return []any{rs.tenant, rs.id, rs.attempt, string(StatusRunning), lease, lease, nil, nil, nil, now}
+		return []any{rs.tenant, rs.id, rs.attempt, string(StatusRunning), nil, micros(rs.rt.cfg.Lease), nil, nil}
 	}
-	return []any{rs.tenant, rs.id, rs.attempt, string(park.status), nil, park.readyAt, park.wakeAt, park.waitSignal, park.waitSeq, now}
+	var dueIn *int64
+	if park.dueIn != nil {
+		m := micros(*park.dueIn)
+		dueIn = &m
+	}
+	return []any{rs.tenant, rs.id, rs.attempt, string(park.status), park.dueAt, dueIn, park.waitSignal, park.waitSeq}
 }
 
-func recordArgs(fence []any, rec *StepRecord) []any {
-	return append(fence, rec.Seq, rec.Kind, rec.Name, rec.Status, rec.Output, rec.Error, rec.Attempts)
+// recordArgs are the arguments of recordSQL. A sleep record without an
+// output gets its wake-up time: now plus the parking's dueIn (zero when
+// the run does not park).
+func recordArgs(fence []any, rec *StepRecord, park *parking) []any {
+	var sleep *int64
+	if rec.Kind == kindSleep && rec.Output == nil {
+		var m int64
+		if park != nil && park.dueIn != nil {
+			m = micros(*park.dueIn)
+		}
+		sleep = &m
+	}
+	return append(fence, rec.Seq, rec.Kind, rec.Name, rec.Status, rec.Output, rec.Error, rec.Attempts, sleep)
 }
 
 type execer interface {
@@ -345,29 +380,34 @@ type execer interface {
 func (rs *runState) checkpointTx(ctx context.Context, tx execer, rec *StepRecord, park *parking) error {
 	sql, args := rs.checkpointStatement(rec, park)
 	tag, err := tx.Exec(ctx, sql, args...)
-	return rs.checkpointResult(tag, err)
+	return rs.checkpointResult(tag.RowsAffected(), err)
 }
 
 // checkpoint is checkpointTx in a transaction of its own, committed
 // together with the checkpoints of the other runs executing at the moment.
 func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parking) error {
 	sql, args := rs.checkpointStatement(rec, park)
-	tag, err := rs.rt.commits.exec(ctx, rs.rt, rs.tenant, sql, args...)
-	return rs.checkpointResult(tag, err)
+	n, err := rs.rt.commits.exec(ctx, rs.rt, rs.tenant, sql, args...)
+	return rs.checkpointResult(n, err)
 }
 
 func (rs *runState) checkpointStatement(rec *StepRecord, park *parking) (string, []any) {
 	if rec == nil {
 		return fenceSQL, rs.fenceArgs(park)
 	}
-	return recordSQL, recordArgs(rs.fenceArgs(park), rec)
+	return recordSQL, recordArgs(rs.fenceArgs(park), rec, park)
 }
 
-func (rs *runState) checkpointResult(tag pgconn.CommandTag, err error) error {
+func (rs *runState) checkpointResult(rows int64, err error) error {
+	if pgErr, refused := refusedValue(err); refused {
+		// Sending it again cannot succeed: the run fails with the reason
+		// instead of being resumed and refused forever.
+		return rs.failRun(fmt.Errorf("%w: checkpoint refused by PostgreSQL: %s", ErrEncode, pgErr.Message))
+	}
 	switch {
 	case err != nil:
 		return rs.halt(fmt.Errorf("durable: checkpoint: %w", err))
-	case tag.RowsAffected() == 0:
+	case rows == 0:
 		return rs.halt(ErrLeaseLost)
 	}
 	return nil

@@ -27,10 +27,10 @@ func TestSpansPerRunAndStepThroughTheGlobalProvider(t *testing.T) {
 	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	wf := registerGreet(t, rt)
-	run, err := wf.Start(ctx, tenantA, greeting{Name: "ada"})
+	run, err := wf.Start(ctxA, greeting{Name: "ada"})
 	require.NoError(t, err)
 	work(t, rt)
-	_, err = wf.Result(ctx, tenantA, run.ID)
+	_, err = wf.Result(ctxA, run.ID)
 	require.NoError(t, err)
 	require.NoError(t, provider.ForceFlush(ctx))
 

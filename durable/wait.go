@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,35 +12,36 @@ import (
 	"github.com/dealix/platform/internal/rls"
 )
 
-// Sleep pauses the run for d, durably: the wake-up time is recorded as the
-// run's next checkpoint and the run is parked (status sleeping) without
-// holding a worker, so the sleep outlives restarts. While parking, Sleep
-// returns ErrSuspended: return it from the workflow function. When the run
-// resumes at its wake-up time, the replayed Sleep returns nil.
+// Sleep pauses the run for d, durably: the wake-up time (d from now on
+// the database's clock) is recorded as the run's next checkpoint and the
+// run is parked (status sleeping) without holding a worker, so the sleep
+// outlives restarts. While parking, Sleep returns ErrSuspended: return it
+// from the workflow function. When the run resumes at its wake-up time,
+// the replayed Sleep returns nil.
 func Sleep(ctx context.Context, d time.Duration) error {
 	rs, seq, rec, span, err := beginStep(ctx, kindSleep, "sleep")
 	if err != nil {
 		return err
 	}
 	defer span.End()
-	var wake time.Time
 	if rec != nil {
+		var wake time.Time
 		if err := json.Unmarshal(rec.Output, &wake); err != nil {
 			return rs.failRun(fmt.Errorf("%w: recorded wake-up time at step %d: %v", ErrDecode, seq, err))
 		}
-		if !rs.now().Before(wake) {
+		if !rs.claimedAt.Before(wake) {
 			return nil
 		}
-		// Woken early (an operator's Resume): park again until the time.
-		return rs.park(ctx, nil, &parking{status: StatusSleeping, readyAt: &wake, wakeAt: &wake})
+		// Claimed before its time (an operator's Resume): park again
+		// until then.
+		return rs.park(ctx, nil, &parking{status: StatusSleeping, dueAt: &wake})
 	}
-	wake = rs.now().Add(d).UTC()
-	encoded, _ := json.Marshal(wake)
-	rec = &StepRecord{Seq: seq, Kind: kindSleep, Name: "sleep", Status: "completed", Output: encoded, Attempts: 1}
+	// The wake-up time is the record's output, computed by the statement.
+	rec = &StepRecord{Seq: seq, Kind: kindSleep, Name: "sleep", Status: "completed", Attempts: 1}
 	if d <= 0 {
 		return rs.checkpoint(ctx, rec, nil)
 	}
-	return rs.park(ctx, rec, &parking{status: StatusSleeping, readyAt: &wake, wakeAt: &wake})
+	return rs.park(ctx, rec, &parking{status: StatusSleeping, dueIn: &d})
 }
 
 // park records rec (when not nil) and parks the run in one transaction,
@@ -67,8 +67,8 @@ const NoTimeout time.Duration = 0
 // a checkpoint, so a replay returns the same payload or timeout.
 func WaitSignal[T any](ctx context.Context, name string, timeout time.Duration) (T, error) {
 	var zero T
-	if strings.TrimSpace(name) == "" {
-		return zero, fmt.Errorf("%w: empty signal name", ErrInvalidName)
+	if err := checkName("signal", name); err != nil {
+		return zero, err
 	}
 	rs, seq, rec, span, err := beginStep(ctx, kindSignal, name)
 	if err != nil {
@@ -92,7 +92,7 @@ func WaitSignal[T any](ctx context.Context, name string, timeout time.Duration) 
 }
 
 const lockRunSQL = `
-SELECT 1 FROM platform.durable_runs
+SELECT now() FROM platform.durable_runs
 WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running' FOR UPDATE`
 
 const consumeSignalSQL = `
@@ -110,8 +110,8 @@ func (rs *runState) receive(ctx context.Context, seq int, name string, timeout t
 	var rec *StepRecord
 	parked := false
 	err := rls.InTx(ctx, rs.rt.cfg.App, rs.tenant, func(tx pgx.Tx) error {
-		var one int
-		if err := tx.QueryRow(ctx, lockRunSQL, rs.tenant, rs.id, rs.attempt).Scan(&one); err != nil {
+		var now time.Time // the database's clock decides the deadline
+		if err := tx.QueryRow(ctx, lockRunSQL, rs.tenant, rs.id, rs.attempt).Scan(&now); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return ErrLeaseLost
 			}
@@ -126,13 +126,13 @@ func (rs *runState) receive(ctx context.Context, seq int, name string, timeout t
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
-		deadline := rs.deadline(seq, timeout)
-		if deadline != nil && !rs.now().Before(*deadline) {
+		deadline := rs.deadline(seq, timeout, now)
+		if deadline != nil && !now.Before(*deadline) {
 			rec = &StepRecord{Seq: seq, Kind: kindSignal, Name: name, Status: "timeout", Attempts: 1}
 			return rs.checkpointTx(ctx, tx, rec, nil)
 		}
 		parked = true
-		return rs.checkpointTx(ctx, tx, nil, &parking{status: StatusWaiting, readyAt: deadline, wakeAt: deadline, waitSignal: &name, waitSeq: &seq})
+		return rs.checkpointTx(ctx, tx, nil, &parking{status: StatusWaiting, dueAt: deadline, waitSignal: &name, waitSeq: &seq})
 	})
 	switch {
 	case errors.Is(err, ErrLeaseLost):
@@ -146,8 +146,9 @@ func (rs *runState) receive(ctx context.Context, seq int, name string, timeout t
 }
 
 // deadline is the wait's deadline: the one stored when the run first
-// parked in this wait, or timeout from now; nil without timeout.
-func (rs *runState) deadline(seq int, timeout time.Duration) *time.Time {
+// parked in this wait, or timeout from now (the database's clock); nil
+// without timeout.
+func (rs *runState) deadline(seq int, timeout time.Duration, now time.Time) *time.Time {
 	if rs.waitSeq == seq && !rs.waitDeadline.IsZero() {
 		d := rs.waitDeadline
 		return &d
@@ -155,15 +156,33 @@ func (rs *runState) deadline(seq int, timeout time.Duration) *time.Time {
 	if timeout <= 0 {
 		return nil
 	}
-	d := rs.now().Add(timeout).UTC()
+	d := now.Add(timeout)
 	return &d
 }
 
-// Signal sends the signal name with payload (encoded as JSON) to tenant's
-// run runID; see SignalTx.
-func (rt *Runtime) Signal(ctx context.Context, tenant, runID, name string, payload any) error {
-	err := rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
-		return rt.SignalTx(ctx, tx, runID, name, payload)
+// Signal sends the signal name with payload (encoded as JSON) to the run
+// runID of the tenant ctx carries; see SignalTx.
+func (rt *Runtime) Signal(ctx context.Context, runID, name string, payload any) error {
+	tenant, err := tenantFrom(ctx)
+	if err != nil {
+		return err
+	}
+	return rt.SignalForTenant(ctx, tenant, runID, name, payload)
+}
+
+// SignalForTenant is Signal for tenant's run, for system work across
+// tenants.
+func (rt *Runtime) SignalForTenant(ctx context.Context, tenant, runID, name string, payload any) error {
+	tenant, err := rls.ParseTenant(tenant)
+	if err != nil {
+		return err
+	}
+	encoded, err := encodeSignal(name, payload)
+	if err != nil {
+		return err
+	}
+	err = rls.InTx(ctx, rt.cfg.App, tenant, func(tx pgx.Tx) error {
+		return rt.signalIn(ctx, tx, tenant, runID, name, encoded)
 	})
 	if err == nil {
 		rt.wake()
@@ -173,34 +192,52 @@ func (rt *Runtime) Signal(ctx context.Context, tenant, runID, name string, paylo
 
 const wakeWaiterSQL = `
 UPDATE platform.durable_runs
-SET ready_at = CASE WHEN status = 'waiting' AND wait_signal = $2 THEN $3 ELSE ready_at END
-WHERE tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid AND id = $1
+SET ready_at = CASE WHEN status = 'waiting' AND wait_signal = $3 THEN now() ELSE ready_at END
+WHERE tenant_id = $1 AND id = $2
 RETURNING status`
 
 const insertSignalSQL = `
 INSERT INTO platform.durable_signals (tenant_id, run_id, name, payload, created_at)
-VALUES (NULLIF(current_setting('app.tenant_id', true), '')::uuid, $1, $2, $3, $4)`
+VALUES ($1, $2, $3, $4, now())`
 
 // SignalTx sends the signal name with payload to run runID in the caller's
-// transaction, which must be scoped to the run's tenant: the signal exists
-// once tx commits, atomically with the caller's own writes. A run waiting
-// for name becomes claimable at once; a signal sent before the run waits
-// is kept for its wait. It returns ErrRunNotFound for an unknown run,
-// ErrRunFinished for a final one (storing nothing), ErrNoTenant when tx has
-// no tenant and an ErrEncode error for a payload JSON cannot encode.
+// transaction: the signal exists once tx commits, atomically with the
+// caller's own writes. A run waiting for name becomes claimable at once; a
+// signal sent before the run waits is kept for its wait. tx must already
+// be scoped to a tenant; it is never re-scoped, and a context naming
+// another tenant is refused with a *tenancy.TenantMismatchError. It
+// returns ErrRunNotFound for an unknown run, ErrRunFinished for a final
+// one (storing nothing), ErrNoTenant when tx has no tenant and an
+// ErrEncode error for a payload that cannot be stored as JSON.
 func (rt *Runtime) SignalTx(ctx context.Context, tx pgx.Tx, runID, name string, payload any) error {
-	if strings.TrimSpace(name) == "" {
-		return fmt.Errorf("%w: empty signal name", ErrInvalidName)
-	}
-	encoded, err := json.Marshal(payload)
+	tenant, err := rls.CheckTx(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("%w: payload of signal %q: %v", ErrEncode, name, err)
+		return err
 	}
-	now := rt.cfg.Clock()
+	encoded, err := encodeSignal(name, payload)
+	if err != nil {
+		return err
+	}
+	return rt.signalIn(ctx, tx, tenant, runID, name, encoded)
+}
+
+func encodeSignal(name string, payload any) ([]byte, error) {
+	if err := checkName("signal", name); err != nil {
+		return nil, err
+	}
+	encoded, err := encodeJSON(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload of signal %q: %v", ErrEncode, name, err)
+	}
+	return encoded, nil
+}
+
+// signalIn stores the signal in tx, scoped to tenant.
+func (rt *Runtime) signalIn(ctx context.Context, tx pgx.Tx, tenant, runID, name string, encoded []byte) error {
 	var status Status
-	err = tx.QueryRow(ctx, wakeWaiterSQL, runID, name, now).Scan(&status)
+	err := tx.QueryRow(ctx, wakeWaiterSQL, tenant, runID, name).Scan(&status)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return rt.missingRun(ctx, tx, runID)
+		return fmt.Errorf("%w: %q", ErrRunNotFound, runID)
 	}
 	if err != nil {
 		return fmt.Errorf("durable: signal run: %w", err)
@@ -208,20 +245,8 @@ func (rt *Runtime) SignalTx(ctx context.Context, tx pgx.Tx, runID, name string, 
 	if status.Finished() {
 		return fmt.Errorf("%w: run %q is %s", ErrRunFinished, runID, status)
 	}
-	if _, err := tx.Exec(ctx, insertSignalSQL, runID, name, encoded, now); err != nil {
-		return tenantError(err, "store signal")
+	if _, err := tx.Exec(ctx, insertSignalSQL, tenant, runID, name, encoded); err != nil {
+		return fmt.Errorf("durable: store signal: %w", err)
 	}
 	return nil
-}
-
-// missingRun explains why tx sees no run runID.
-func (rt *Runtime) missingRun(ctx context.Context, tx pgx.Tx, runID string) error {
-	var tenant string
-	if err := tx.QueryRow(ctx, "SELECT coalesce(current_setting('app.tenant_id', true), '')").Scan(&tenant); err != nil {
-		return fmt.Errorf("durable: read tenant: %w", err)
-	}
-	if tenant == "" {
-		return ErrNoTenant
-	}
-	return fmt.Errorf("%w: %q", ErrRunNotFound, runID)
 }

@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -18,8 +19,6 @@ import (
 func TestSleepOutlivesARestart(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
-	clk := newClock()
 	var before, after atomic.Int32
 	register := func(rt *durable.Runtime) {
 		_, err := durable.Register(rt, "nap", func(ctx context.Context, in int) (string, error) {
@@ -34,34 +33,42 @@ func TestSleepOutlivesARestart(t *testing.T) {
 		})
 		require.NoError(t, err)
 	}
-	first := newRuntime(t, db, func(c *durable.Config) { c.Clock = clk.Now })
+	first := newRuntime(t, db, nil)
 	register(first)
-	run, err := first.Start(ctx, tenantA, "nap", 0)
+	run, err := first.Start(ctxA, "nap", 0)
 	require.NoError(t, err)
 	runUntil(t, first, tenantA, run.ID, durable.StatusSleeping)
 
-	sleeping, err := first.Get(ctx, tenantA, run.ID)
+	sleeping, err := first.Get(ctxA, run.ID)
 	require.NoError(t, err)
-	require.True(t, clk.Now().Add(time.Hour).Equal(sleeping.WakeAt), "wake-up %v", sleeping.WakeAt)
+	// The wake-up time is an hour after the checkpoint, both on the
+	// database's clock, and recorded as the sleep's result.
+	steps, err := first.Steps(ctxA, run.ID)
+	require.NoError(t, err)
+	require.Len(t, steps, 2)
+	require.Equal(t, time.Hour, sleeping.WakeAt.Sub(steps[1].CreatedAt), "wake-up %v", sleeping.WakeAt)
+	var recorded time.Time
+	require.NoError(t, json.Unmarshal(steps[1].Output, &recorded))
+	require.True(t, recorded.Equal(sleeping.WakeAt), "recorded %v, run %v", recorded, sleeping.WakeAt)
 	require.Empty(t, sleeping.Owner, "a sleeping run holds no worker")
 
 	// A new process, before the wake-up time: nothing to do.
-	second := newRuntime(t, db, func(c *durable.Config) { c.Clock = clk.Now })
+	second := newRuntime(t, db, nil)
 	register(second)
 	runFor(t, second, 150*time.Millisecond)
-	still, err := second.Get(ctx, tenantA, run.ID)
+	still, err := second.Get(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, durable.StatusSleeping, still.Status)
 	require.Equal(t, int64(1), still.Attempt)
 
-	clk.Advance(time.Hour)
+	travel(t, db, run.ID, time.Hour)
 	work(t, second)
 	done := waitRun(t, second, tenantA, run.ID)
 	require.Equal(t, durable.StatusCompleted, done.Status, done.Error)
 	require.JSONEq(t, `"rested"`, string(done.Output))
 	require.Equal(t, int32(1), before.Load(), "the step before the sleep ran once")
 	require.Equal(t, int32(1), after.Load())
-	steps, err := second.Steps(ctx, tenantA, run.ID)
+	steps, err = second.Steps(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Equal(t, []string{"before", "sleep", "after"}, stepNames(steps))
 }
@@ -102,13 +109,12 @@ func registerVotes(t testing.TB, rt *durable.Runtime, timeout time.Duration) {
 func TestSignalsSentBeforeTheWaitAreKept(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	registerVotes(t, rt, time.Hour)
-	run, err := rt.Start(ctx, tenantA, "votes", 0)
+	run, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
-	require.NoError(t, rt.Signal(ctx, tenantA, run.ID, "vote", vote{By: "ada", Accept: true}))
-	require.NoError(t, rt.Signal(ctx, tenantA, run.ID, "vote", vote{By: "bob"}))
+	require.NoError(t, rt.Signal(ctxA, run.ID, "vote", vote{By: "ada", Accept: true}))
+	require.NoError(t, rt.Signal(ctxA, run.ID, "vote", vote{By: "bob"}))
 
 	work(t, rt)
 	done := waitRun(t, rt, tenantA, run.ID)
@@ -122,7 +128,7 @@ func TestSignalSentWhileTheRunWaits(t *testing.T) {
 	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	registerVotes(t, rt, durable.NoTimeout)
-	run, err := rt.Start(ctx, tenantA, "votes", 0)
+	run, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
 	work(t, rt)
 
@@ -141,37 +147,39 @@ func TestSignalSentWhileTheRunWaits(t *testing.T) {
 		return rt.SignalTx(ctx, tx, run.ID, "vote", vote{By: "ada"})
 	}))
 	waitStatus(t, rt, tenantA, run.ID, durable.StatusWaiting)
-	require.NoError(t, rt.Signal(ctx, tenantA, run.ID, "vote", vote{By: "bob"}))
+	require.NoError(t, rt.Signal(ctxA, run.ID, "vote", vote{By: "bob"}))
 
 	done := waitRun(t, rt, tenantA, run.ID)
 	require.Equal(t, durable.StatusCompleted, done.Status, done.Error)
 	require.JSONEq(t, `["ada","bob"]`, string(done.Output))
-	require.ErrorIs(t, rt.Signal(ctx, tenantA, run.ID, "vote", vote{}), durable.ErrRunFinished)
+	require.ErrorIs(t, rt.Signal(ctxA, run.ID, "vote", vote{}), durable.ErrRunFinished)
 }
 
 func TestSignalWaitTimesOut(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	ctx := context.Background()
-	clk := newClock()
-	rt := newRuntime(t, db, func(c *durable.Config) { c.Clock = clk.Now })
-	registerVotes(t, rt, time.Minute)
-	run, err := rt.Start(ctx, tenantA, "votes", 0)
+	rt := newRuntime(t, db, nil)
+	registerVotes(t, rt, time.Hour)
+	run, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
 	work(t, rt)
 
+	// The deadline is an hour after the wait parked the run, on the
+	// database's clock.
 	waiting := waitStatus(t, rt, tenantA, run.ID, durable.StatusWaiting)
-	require.True(t, clk.Now().Add(time.Minute).Equal(waiting.WakeAt), "deadline %v", waiting.WakeAt)
-	// A signal of another name does not end the wait.
-	require.NoError(t, rt.Signal(ctx, tenantA, run.ID, "other", 1))
-	clk.Advance(59 * time.Second)
+	require.Equal(t, time.Hour, waiting.WakeAt.Sub(waiting.UpdatedAt), "deadline %v", waiting.WakeAt)
+	// A signal of another name does not end the wait, nor does the time
+	// before the deadline.
+	require.NoError(t, rt.Signal(ctxA, run.ID, "other", 1))
+	travel(t, db, run.ID, 59*time.Minute)
+	time.Sleep(100 * time.Millisecond) // a few of the workers' polls
 	require.Equal(t, durable.StatusWaiting, waitStatus(t, rt, tenantA, run.ID, durable.StatusWaiting).Status)
 
-	clk.Advance(time.Second)
+	travel(t, db, run.ID, time.Minute)
 	done := waitRun(t, rt, tenantA, run.ID)
 	require.Equal(t, durable.StatusCompleted, done.Status, done.Error)
 	require.JSONEq(t, `["timed out"]`, string(done.Output))
-	steps, err := rt.Steps(ctx, tenantA, run.ID)
+	steps, err := rt.Steps(ctxA, run.ID)
 	require.NoError(t, err)
 	require.Len(t, steps, 1)
 	require.Equal(t, "timeout", steps[0].Status)
@@ -183,13 +191,13 @@ func TestSignalTxRefusesBadRequests(t *testing.T) {
 	ctx := context.Background()
 	rt := newRuntime(t, db, nil)
 	registerVotes(t, rt, time.Minute)
-	run, err := rt.Start(ctx, tenantA, "votes", 0)
+	run, err := rt.Start(ctxA, "votes", 0)
 	require.NoError(t, err)
 
 	err = pgx.BeginFunc(ctx, db.App, func(tx pgx.Tx) error { return rt.SignalTx(ctx, tx, run.ID, "vote", 1) })
 	require.ErrorIs(t, err, durable.ErrNoTenant)
-	require.ErrorIs(t, rt.Signal(ctx, tenantA, "missing", "vote", 1), durable.ErrRunNotFound)
-	require.ErrorIs(t, rt.Signal(ctx, tenantA, run.ID, "vote", make(chan int)), durable.ErrEncode)
-	require.ErrorIs(t, rt.Signal(ctx, tenantA, run.ID, "", 1), durable.ErrInvalidName)
+	require.ErrorIs(t, rt.Signal(ctxA, "missing", "vote", 1), durable.ErrRunNotFound)
+	require.ErrorIs(t, rt.Signal(ctxA, run.ID, "vote", make(chan int)), durable.ErrEncode)
+	require.ErrorIs(t, rt.Signal(ctxA, run.ID, "", 1), durable.ErrInvalidName)
 	require.Zero(t, countRows(t, db, "durable_signals", run.ID))
 }

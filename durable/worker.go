@@ -13,21 +13,29 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dealix/platform/internal/rls"
 )
 
-// Run executes runs until ctx is done: it claims pending runs, runs whose
-// wake-up time or signal deadline came, runs that were signalled, and
-// running runs whose lease expired (a crashed or stalled worker's), at
+// Run executes runs until it is stopped: it claims pending runs, runs
+// whose wake-up time or signal deadline came, runs that were signalled,
+// and running runs whose lease expired (a crashed or stalled worker's), at
 // most Concurrency at a time, and resumes each from its last checkpoint.
-// When ctx is done it stops its runs at their next step, hands their
-// leases back so that another runtime can take them at once, and returns
-// nil. Several runtimes (processes) may call Run on the same database: a
-// run is only ever executed by the worker holding its lease.
+// Several runtimes (processes) may call Run on the same database: a run is
+// only ever executed by the worker holding its lease.
+//
+// Stop ends Run softly: the steps running at that moment finish and are
+// checkpointed, then their runs are parked (their leases handed back, so
+// any runtime may resume them at once). StopAndCancel, or cancelling ctx,
+// ends it hard: the running steps' contexts are cancelled (with cause
+// ErrStopped after StopAndCancel), nothing more is recorded for them, and
+// their leases are handed back too. Either way Run returns nil once every
+// run it executed has been parked or finished, and may be called again.
 func (rt *Runtime) Run(ctx context.Context) error {
 	if rt.cfg.System == nil {
 		return ErrNoSystemPool
 	}
-	pool := &workerPool{ctx: ctx, slots: make(chan struct{}, rt.cfg.Concurrency)}
+	pool := newWorkerPool(ctx, rt.cfg.Concurrency)
 	rt.workMu.Lock()
 	if rt.pool != nil {
 		rt.workMu.Unlock()
@@ -37,25 +45,35 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	rt.workMu.Unlock()
 	defer func() {
 		rt.workMu.Lock()
-		rt.pool = nil
+		pool.closed = true // no more local starts join the pool
 		rt.workMu.Unlock()
 		pool.wg.Wait()
+		pool.cancel(nil)
+		rt.workMu.Lock()
+		rt.pool = nil
+		rt.workMu.Unlock()
+		close(pool.done)
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-pool.ctx.Done():
+			return nil
+		case <-pool.soft:
 			return nil
 		case <-timer.C:
 		case <-rt.poke:
+		}
+		if pool.stopping() { // the select may have picked another ready case
+			return nil
 		}
 		free := pool.reserve(rt.cfg.Concurrency)
 		claimed := 0
 		if free > 0 {
 			var err error
-			claimed, err = rt.claimAndExecute(ctx, pool, free)
-			if err != nil && ctx.Err() == nil {
+			claimed, err = rt.claimAndExecute(pool, free)
+			if err != nil && !pool.stopping() {
 				rt.cfg.Logger.ErrorContext(ctx, "durable: claim runs", "error", err)
 			}
 			pool.unreserve(free - claimed)
@@ -69,11 +87,72 @@ func (rt *Runtime) Run(ctx context.Context) error {
 	}
 }
 
+// Stop stops Run softly: no more runs are claimed, the steps running now
+// finish and are checkpointed, and each run is then parked at its next
+// step, its lease handed back so that any runtime resumes it at once. A
+// step waiting to be retried is not tried again here. Stop returns nil
+// once Run has returned, or ctx's error when ctx is done first (the runs
+// go on; call StopAndCancel to cut them short). Without an active Run it
+// returns nil at once.
+func (rt *Runtime) Stop(ctx context.Context) error {
+	return rt.stop(ctx, false)
+}
+
+// StopAndCancel stops Run hard: no more runs are claimed and the running
+// steps' contexts are cancelled with cause ErrStopped; nothing more is
+// recorded for those runs and their leases are handed back. It returns nil
+// once Run has returned, or ctx's error when ctx is done first.
+func (rt *Runtime) StopAndCancel(ctx context.Context) error {
+	return rt.stop(ctx, true)
+}
+
+func (rt *Runtime) stop(ctx context.Context, hard bool) error {
+	rt.workMu.Lock()
+	pool := rt.pool
+	rt.workMu.Unlock()
+	if pool == nil {
+		return nil
+	}
+	pool.softOnce.Do(func() { close(pool.soft) })
+	if hard {
+		pool.cancel(ErrStopped)
+	}
+	select {
+	case <-pool.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // workerPool holds the execution slots of an active Run.
 type workerPool struct {
-	ctx   context.Context
-	slots chan struct{}
-	wg    sync.WaitGroup
+	// ctx is the runs' parent: cancelled by a hard stop.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	// soft is closed by a soft stop (and by a hard one).
+	soft     chan struct{}
+	softOnce sync.Once
+	done     chan struct{} // closed once Run returned
+	closed   bool          // under Runtime.workMu: Run is waiting for its runs
+	slots    chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newWorkerPool(ctx context.Context, concurrency int) *workerPool {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &workerPool{ctx: ctx, cancel: cancel, soft: make(chan struct{}), done: make(chan struct{}),
+		slots: make(chan struct{}, concurrency)}
+}
+
+// stopping reports whether a soft or hard stop began.
+func (p *workerPool) stopping() bool {
+	select {
+	case <-p.soft:
+		return true
+	default:
+		return p.ctx.Err() != nil
+	}
 }
 
 // reserve takes up to n free slots without waiting.
@@ -103,7 +182,7 @@ func (p *workerPool) spawn(rt *Runtime, c claimed) {
 	go func() {
 		defer p.wg.Done()
 		defer func() { p.unreserve(1); rt.wake() }()
-		rt.execute(p.ctx, c)
+		rt.execute(p, c)
 		rt.notifyEnded(key)
 	}()
 }
@@ -119,7 +198,7 @@ func (p *workerPool) cancelReservation() {
 func (rt *Runtime) reserveLocal() *workerPool {
 	rt.workMu.Lock()
 	defer rt.workMu.Unlock()
-	if rt.pool == nil || rt.pool.ctx.Err() != nil || rt.pool.reserve(1) == 0 {
+	if rt.pool == nil || rt.pool.closed || rt.pool.stopping() || rt.pool.reserve(1) == 0 {
 		return nil
 	}
 	// Added under workMu, so never after Run began waiting for its runs.
@@ -134,40 +213,62 @@ type claimed struct {
 	attempt              int64
 	waitSeq              *int
 	wakeAt               *time.Time
+	now                  time.Time // the database's clock at the claim
 }
 
+// Leases and due times are compared and computed with the database's
+// clock, never the process's.
 const claimSQL = `
 WITH due AS (
     SELECT tenant_id, id FROM platform.durable_runs
-    WHERE ready_at <= $1 AND status IN ('pending', 'running', 'sleeping', 'waiting') AND workflow = ANY($2)
+    WHERE ready_at <= now() AND status IN ('pending', 'running', 'sleeping', 'waiting') AND workflow = ANY($1)
     ORDER BY ready_at
-    LIMIT $3
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
 UPDATE platform.durable_runs r
-SET status = 'running', owner = $4, attempt = r.attempt + 1, lease_until = $5, ready_at = $5, updated_at = $1
+SET status = 'running', owner = $3, attempt = r.attempt + 1,
+    lease_until = now() + $4::bigint * interval '1 microsecond',
+    ready_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
 FROM due WHERE r.tenant_id = due.tenant_id AND r.id = due.id
-RETURNING r.tenant_id::text, r.id, r.workflow, r.input, r.attempt, r.wait_seq, r.wake_at`
+RETURNING r.tenant_id::text, r.id, r.workflow, r.input, r.attempt, r.wait_seq, r.wake_at, now()`
+
+// claimTimeout bounds a claim query, which no stop cancels.
+const claimTimeout = 10 * time.Second
 
 // claimAndExecute claims up to limit runs, for which slots are reserved,
 // and executes each in its own goroutine.
-func (rt *Runtime) claimAndExecute(ctx context.Context, pool *workerPool, limit int) (int, error) {
+func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 	names := rt.workflowNames()
 	if len(names) == 0 {
 		return 0, nil
 	}
-	now := rt.cfg.Clock()
-	rows, err := rt.cfg.System.Query(ctx, claimSQL, now, names, limit, rt.cfg.WorkerID, now.Add(rt.cfg.Lease))
+	// A claim cancelled half-way may still commit on the server, leaving
+	// runs claimed by nobody until their lease expires: it is detached
+	// from the stop and bounded by its own timeout instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(pool.ctx), claimTimeout)
+	defer cancel()
+	if pool.stopping() {
+		return 0, nil
+	}
+	rows, err := rt.cfg.System.Query(ctx, claimSQL, names, limit, rt.cfg.WorkerID, micros(rt.cfg.Lease))
 	if err != nil {
 		return 0, err
 	}
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 		var c claimed
-		err := row.Scan(&c.tenant, &c.id, &c.workflow, &c.input, &c.attempt, &c.waitSeq, &c.wakeAt)
+		err := row.Scan(&c.tenant, &c.id, &c.workflow, &c.input, &c.attempt, &c.waitSeq, &c.wakeAt, &c.now)
 		return c, err
 	})
 	if err != nil {
 		return 0, err
+	}
+	if pool.stopping() {
+		// Stopped while claiming: hand the runs straight back.
+		for _, c := range runs {
+			rt.release(ctx, c.tenant, c.id, c.attempt)
+		}
+		return 0, nil
 	}
 	rt.workMu.Lock()
 	pool.wg.Add(len(runs))
@@ -178,9 +279,10 @@ func (rt *Runtime) claimAndExecute(ctx context.Context, pool *workerPool, limit 
 	return len(runs), nil
 }
 
-// execute runs one claimed run to its end, its parking or the loss of
-// its lease.
-func (rt *Runtime) execute(parent context.Context, c claimed) {
+// execute runs one claimed run to its end, its parking, its stop or the
+// loss of its lease.
+func (rt *Runtime) execute(pool *workerPool, c claimed) {
+	parent := pool.ctx
 	ctx, span := rt.cfg.tracer().Start(parent, "durable.run "+c.workflow, trace.WithAttributes(
 		attribute.String("durable.workflow", c.workflow),
 		attribute.String("durable.run_id", c.id),
@@ -191,18 +293,24 @@ func (rt *Runtime) execute(parent context.Context, c claimed) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	rs := &runState{rt: rt, tenant: c.tenant, id: c.id, workflow: c.workflow, attempt: c.attempt, cancel: cancel}
+	rs := &runState{rt: rt, tenant: c.tenant, id: c.id, workflow: c.workflow, attempt: c.attempt,
+		claimedAt: c.now, cancel: cancel, soft: pool.soft}
 	if c.waitSeq != nil && c.wakeAt != nil {
 		rs.waitSeq, rs.waitDeadline = *c.waitSeq, *c.wakeAt
 	}
+	// The workflow and its steps see the run's tenant, as a request
+	// handler sees its caller's.
+	ctx, err := rls.WithTenant(ctx, c.tenant)
 	var steps []StepRecord
-	if c.attempt > 1 { // a first claim has nothing recorded yet
-		var err error
-		if steps, err = rt.loadStepsFor(ctx, c.tenant, c.id); err != nil {
+	if err == nil && c.attempt > 1 { // a first claim has nothing recorded yet
+		steps, err = rt.loadSteps(ctx, c.tenant, c.id)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
 			rt.cfg.Logger.ErrorContext(ctx, "durable: load checkpoints", "run", c.id, "error", err)
-			rt.release(parent, rs)
-			return
 		}
+		rt.release(parent, rs.tenant, rs.id, rs.attempt)
+		return
 	}
 	rs.recorded = make(map[int]StepRecord, len(steps))
 	for _, s := range steps {
@@ -241,7 +349,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
 		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(stop, ErrLeaseLost) {
-			rt.release(parent, rs)
+			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
 		return
 	case runErr != nil && fatalErr == nil && ctx.Err() != nil:
@@ -250,7 +358,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
 		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
-			rt.release(parent, rs)
+			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
 		return
 	}
@@ -259,12 +367,20 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 	}
 	status, errText := StatusCompleted, ""
 	if runErr != nil {
-		status, errText, output = StatusFailed, runErr.Error(), nil
+		status, errText, output = StatusFailed, cleanError(runErr.Error()), nil
 		span.RecordError(runErr)
 		span.SetStatus(codes.Error, errText)
 	}
+	err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText)
+	if pgErr, refused := refusedValue(err); refused && status == StatusCompleted {
+		// The output was refused after all: the run fails with the reason
+		// rather than being replayed forever.
+		status, errText = StatusFailed, cleanError(fmt.Sprintf("%v: output refused by PostgreSQL: %s", ErrEncode, pgErr.Message))
+		span.SetStatus(codes.Error, errText)
+		err = rt.finish(context.WithoutCancel(parent), rs, status, nil, errText)
+	}
 	span.SetAttributes(attribute.String("durable.outcome", string(status)))
-	if err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText); err != nil {
+	if err != nil {
 		level := slog.LevelError
 		if errors.Is(err, ErrLeaseLost) { // cancelled or taken over meanwhile
 			level = slog.LevelInfo
@@ -278,33 +394,34 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 
 const finishSQL = `
 UPDATE platform.durable_runs
-SET status = $4, output = $5, error = NULLIF($6, ''), finished_at = $7, updated_at = $7, owner = NULL,
+SET status = $4, output = $5, error = NULLIF($6, ''), finished_at = now(), updated_at = now(), owner = NULL,
     lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
 WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'`
 
 func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) error {
-	tag, err := rt.commits.exec(ctx, rt, rs.tenant, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText, rt.cfg.Clock())
-	if err == nil && tag.RowsAffected() == 0 {
+	n, err := rt.commits.exec(ctx, rt, rs.tenant, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
+	if err == nil && n == 0 {
 		err = ErrLeaseLost
 	}
 	return err
 }
 
 const releaseSQL = `
-UPDATE platform.durable_runs SET owner = NULL, lease_until = $4, ready_at = $4, updated_at = $4
+UPDATE platform.durable_runs SET owner = NULL, lease_until = now(), ready_at = now(), updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'`
 
 // release hands a run's lease back so that any runtime may claim it now.
-func (rt *Runtime) release(parent context.Context, rs *runState) {
+func (rt *Runtime) release(parent context.Context, tenant, id string, attempt int64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
 	defer cancel()
-	if _, err := rt.cfg.System.Exec(ctx, releaseSQL, rs.tenant, rs.id, rs.attempt, rt.cfg.Clock()); err != nil {
-		rt.cfg.Logger.ErrorContext(ctx, "durable: release lease", "run", rs.id, "error", err)
+	if _, err := rt.cfg.System.Exec(ctx, releaseSQL, tenant, id, attempt); err != nil {
+		rt.cfg.Logger.ErrorContext(ctx, "durable: release lease", "run", id, "error", err)
 	}
 }
 
 const heartbeatSQL = `
-UPDATE platform.durable_runs SET lease_until = $4, ready_at = $4
+UPDATE platform.durable_runs
+SET lease_until = now() + $4::bigint * interval '1 microsecond', ready_at = now() + $4::bigint * interval '1 microsecond'
 WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'`
 
 // heartbeat renews rs's lease every Heartbeat until stopped. When the run
@@ -328,7 +445,7 @@ func (rt *Runtime) heartbeat(ctx context.Context, rs *runState) (stop func()) {
 			if rs.parked() {
 				return
 			}
-			tag, err := rt.cfg.System.Exec(ctx, heartbeatSQL, rs.tenant, rs.id, rs.attempt, rt.cfg.Clock().Add(rt.cfg.Lease))
+			tag, err := rt.cfg.System.Exec(ctx, heartbeatSQL, rs.tenant, rs.id, rs.attempt, micros(rt.cfg.Lease))
 			switch {
 			case err != nil:
 				rt.cfg.Logger.WarnContext(ctx, "durable: renew lease", "run", rs.id, "error", err)
@@ -339,45 +456,4 @@ func (rt *Runtime) heartbeat(ctx context.Context, rs *runState) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
-}
-
-const setTenantSQL = "SELECT set_config('app.tenant_id', $1, true)"
-
-// tenantBatch sends the statements queue adds, after setting the tenant,
-// as one batch: one round trip and one implicit transaction, so the
-// tenant setting holds for exactly those statements. read reads their
-// results.
-func (rt *Runtime) tenantBatch(ctx context.Context, tenant string, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
-	b := &pgx.Batch{}
-	b.Queue(setTenantSQL, tenant)
-	queue(b)
-	br := rt.cfg.App.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return fmt.Errorf("durable: set tenant: %w", err)
-	}
-	if err := read(br); err != nil {
-		_ = br.Close()
-		return err
-	}
-	return br.Close()
-}
-
-func (rt *Runtime) loadStepsFor(ctx context.Context, tenant, runID string) ([]StepRecord, error) {
-	var steps []StepRecord
-	err := rt.tenantBatch(ctx, tenant, func(b *pgx.Batch) {
-		b.Queue(loadStepsSQL, tenant, runID)
-	}, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		steps, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (StepRecord, error) {
-			var s StepRecord
-			err := row.Scan(&s.Seq, &s.Kind, &s.Name, &s.Status, &s.Output, &s.Error, &s.Attempts, &s.CreatedAt)
-			return s, err
-		})
-		return err
-	})
-	return steps, err
 }

@@ -1,0 +1,97 @@
+package durable
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dealix/platform/internal/errs"
+	"github.com/dealix/platform/internal/sweep"
+)
+
+const (
+	// DefaultRetention is SweeperConfig.Retention's default.
+	DefaultRetention = 30 * 24 * time.Hour
+	// DefaultSweepBatchSize is SweeperConfig.BatchSize's default.
+	DefaultSweepBatchSize = 1000
+	// DefaultSweepInterval is SweeperConfig.Interval's default.
+	DefaultSweepInterval = time.Hour
+)
+
+// SweeperConfig configures a Sweeper. The zero value is usable: every
+// field documents its default.
+type SweeperConfig struct {
+	// Retention is how long a finished (completed, failed or cancelled)
+	// run is kept after it finished, on the database's clock. Default
+	// DefaultRetention (30 days). Must not be negative.
+	Retention time.Duration
+	// BatchSize is how many runs one DELETE removes; each batch is its
+	// own short transaction. Default DefaultSweepBatchSize (1000).
+	BatchSize int
+	// Interval is Run's pause between sweeps. Default
+	// DefaultSweepInterval (1 hour).
+	Interval time.Duration
+	// Logger receives Run's failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Sweeper deletes finished runs (with their checkpoints and signals) of
+// every tenant once they are older than the retention. Give it the system
+// role's pool (BYPASSRLS): under the serving role row-level security hides
+// every row and it would delete nothing.
+type Sweeper struct {
+	db  Execer
+	cfg SweeperConfig
+}
+
+// NewSweeper returns a Sweeper on db.
+func NewSweeper(db Execer, cfg SweeperConfig) (*Sweeper, error) {
+	if db == nil {
+		return nil, errs.Config("durable", "the sweeper's database is required")
+	}
+	if cfg.Retention < 0 || cfg.BatchSize < 0 || cfg.Interval < 0 {
+		return nil, errs.Config("durable", "Retention, BatchSize and Interval must not be negative")
+	}
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultSweepBatchSize)
+	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Sweeper{db: db, cfg: cfg}, nil
+}
+
+const deleteFinishedSQL = `
+DELETE FROM platform.durable_runs
+WHERE (tenant_id, id) IN (
+    SELECT tenant_id, id FROM platform.durable_runs
+    WHERE finished_at < now() - $1::bigint * interval '1 microsecond'
+    LIMIT $2)`
+
+// SweepOnce deletes every run that finished more than Retention ago, in
+// batches of BatchSize, and returns how many it deleted.
+func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
+	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
+		tag, err := s.db.Exec(ctx, deleteFinishedSQL, micros(s.cfg.Retention), s.cfg.BatchSize)
+		return tag.RowsAffected(), err
+	})
+	if err != nil {
+		return total, fmt.Errorf("durable: delete finished runs: %w", err)
+	}
+	return total, nil
+}
+
+// Run sweeps at once and then every Interval until ctx is done, logging
+// failures, and returns ctx's error.
+func (s *Sweeper) Run(ctx context.Context) error {
+	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
+		if n, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.ErrorContext(ctx, "durable: sweep failed", "error", err)
+		} else if n > 0 {
+			s.cfg.Logger.InfoContext(ctx, "durable: deleted finished runs", "deleted", n)
+		}
+	})
+	return ctx.Err()
+}
