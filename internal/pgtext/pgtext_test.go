@@ -2,6 +2,7 @@ package pgtext_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/internal/pgtext"
 )
 
@@ -27,6 +29,14 @@ func TestCheckJSON(t *testing.T) {
 		{"NUL after escaped backslash pair", `["\\\u0000"]`, false},
 		{"not JSON", `{"a":`, false},
 		{"invalid UTF-8", "\"\xff\"", false},
+		{"surrogate pair", `"\ud83d\ude00"`, true},
+		{"lone high surrogate", `"\ud800"`, false},
+		{"lone low surrogate", `"\udc00x"`, false},
+		{"high surrogate then text", `"\ud800\u0041"`, false},
+		{"escaped backslash then ud800 text", `"\\ud800"`, true},
+		{"huge exponent", `[1e1000000]`, false},
+		{"large but fine exponent", `[1e300]`, true},
+		{"exponent-like text in a string", `"1e1000000"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := pgtext.CheckJSON([]byte(tc.json))
@@ -81,8 +91,11 @@ func FuzzCheckJSON(f *testing.F) {
 		require.NoError(t, dec.Decode(&v))
 		if holdsNUL(v) {
 			require.True(t, errors.Is(err, pgtext.ErrUnstorable), "a NUL must be refused: %q", data)
-		} else {
-			require.NoError(t, err, "%q", data)
+		} else if err != nil {
+			// Refusals beyond NUL are lone surrogates and huge numbers,
+			// which TestCheckJSONAgreesWithPostgreSQL holds against the
+			// real jsonb parser.
+			require.Regexp(t, `surrogate|numeric`, err.Error(), "%q", data)
 		}
 	})
 }
@@ -119,4 +132,21 @@ func holdsNUL(v any) bool {
 		}
 	}
 	return false
+}
+
+// TestCheckJSONAgreesWithPostgreSQL holds CheckJSON's verdicts against
+// the real jsonb parser.
+func TestCheckJSONAgreesWithPostgreSQL(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	for _, doc := range []string{
+		`{"a":"b"}`, `"\\u0000"`, `"\u0000"`, `["a\\\u0000"]`, `"\ud83d\ude00"`, `"\ud800"`, `"\udc00"`,
+		`"\ud800\u0041"`, `"\\ud800"`, `[1e1000000]`, `[1e300]`, `[-1e-300]`, `"1e1000000"`, `{"k":1E+130001}`, `[1e130000]`,
+		`[1e131071]`, `[1e131072]`, `[1e-16383]`, `[1e-16384]`, `[0e1000000]`, `[0.001e131074]`, `[0.001e131075]`, `[1.000e-16381]`, `[1.000e-16380]`, `[0e-20000]`,
+	} {
+		var pgErr error
+		_, pgErr = db.Admin.Exec(context.Background(), "SELECT $1::text::jsonb", doc)
+		got := pgtext.CheckJSON([]byte(doc))
+		require.Equal(t, pgErr == nil, got == nil, "%s: PostgreSQL says %v, CheckJSON says %v", doc, pgErr, got)
+	}
 }
