@@ -136,7 +136,7 @@ const insertCompletedSQL = `
 INSERT INTO platform.idempotency_keys
     (tenant_id, key, fingerprint, state, response_status, response_headers, response_body,
      body_omitted, created_at, completed_at, expires_at)
-VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, now(), statement_timestamp(), now() + $8::interval)`
+VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, now(), now(), now() + $8::interval)`
 
 // commit stores resp as the key's entry and commits it with the handler's
 // writes, in one round trip. It returns errKeyTaken when another request
