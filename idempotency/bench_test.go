@@ -101,6 +101,56 @@ func BenchmarkPOST(b *testing.B) {
 	})
 }
 
+// BenchmarkStateChecks measures what the table's state checks (migration
+// 003) cost a first request, paired within one run: two databases on the
+// same server, one without the checks, served alternately round by round
+// as in BenchmarkPOST/interleaved, so the machine's drift touches both
+// alike. The "checks/no-checks" ratio is the figure; 1 means free.
+//
+//	go test -run '^$' -bench BenchmarkStateChecks -benchtime 5x -count 3 ./idempotency/
+func BenchmarkStateChecks(b *testing.B) {
+	quiet := slog.New(slog.DiscardHandler)
+	stack := func(dropChecks bool) (claimMode, txMode http.Handler) {
+		db := pgtest.New(b)
+		createOrders(b, db)
+		if dropChecks {
+			_, err := db.Owner.Exec(context.Background(), `ALTER TABLE platform.idempotency_keys
+			    DROP CONSTRAINT idempotency_keys_in_progress_has_lease,
+			    DROP CONSTRAINT idempotency_keys_completed_has_response`)
+			require.NoError(b, err)
+		}
+		cfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
+		require.NoError(b, err)
+		cfg.MaxConns = 2 * benchClients
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		require.NoError(b, err)
+		b.Cleanup(pool.Close)
+		store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
+		require.NoError(b, err)
+		claim, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet})
+		require.NoError(b, err)
+		tx, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet, Transactional: true})
+		require.NoError(b, err)
+		return withTenant(claim.Handler(createOrder(pool))), withTenant(tx.Handler(createOrderInTx()))
+	}
+	claimBare, txBare := stack(true)
+	claimChecked, txChecked := stack(false)
+	var seq atomic.Int64
+	uniqueKey := func() string { return "bench-" + strconv.FormatInt(seq.Add(1), 10) }
+	b.Run("claim", func(b *testing.B) {
+		benchInterleaved(b, []contender{
+			{name: "no-checks", handler: claimBare, key: uniqueKey},
+			{name: "checks", handler: claimChecked, key: uniqueKey},
+		})
+	})
+	b.Run("tx", func(b *testing.B) {
+		benchInterleaved(b, []contender{
+			{name: "no-checks", handler: txBare, key: uniqueKey},
+			{name: "checks", handler: txChecked, key: uniqueKey},
+		})
+	})
+}
+
 // createEntryShapedTable creates platform.bench_rows: the idempotency
 // entry table's columns, indexes and row-level security (tenancy.ApplyPolicy),
 // written by the application in the "bare+row" control of BenchmarkPOST.
