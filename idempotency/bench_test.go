@@ -135,6 +135,7 @@ func BenchmarkStateChecks(b *testing.B) {
 	}
 	claimBare, txBare := stack(true)
 	claimChecked, txChecked := stack(false)
+	b.Run("store", func(b *testing.B) { benchStoreChecks(b) })
 	var seq atomic.Int64
 	uniqueKey := func() string { return "bench-" + strconv.FormatInt(seq.Add(1), 10) }
 	b.Run("claim", func(b *testing.B) {
@@ -149,6 +150,53 @@ func BenchmarkStateChecks(b *testing.B) {
 			{name: "checks", handler: txChecked, key: uniqueKey},
 		})
 	})
+}
+
+// benchStoreChecks is BenchmarkStateChecks without HTTP and from one
+// client: Claim then Complete through the Store, on a database with the
+// checks and one without, alternating in blocks, so the checks' share of
+// the library's own statements (two commits each) shows with less noise.
+func benchStoreChecks(b *testing.B) {
+	ctx, err := tenancy.WithTenant(context.Background(), tenantA)
+	require.NoError(b, err)
+	newStore := func(dropChecks bool) *idempotency.Store {
+		db := pgtest.New(b)
+		if dropChecks {
+			_, err := db.Owner.Exec(context.Background(), `ALTER TABLE platform.idempotency_keys
+			    DROP CONSTRAINT idempotency_keys_in_progress_has_lease,
+			    DROP CONSTRAINT idempotency_keys_completed_has_response`)
+			require.NoError(b, err)
+		}
+		store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{})
+		require.NoError(b, err)
+		return store
+	}
+	stores := []*idempotency.Store{newStore(true), newStore(false)}
+	var elapsed [2]time.Duration
+	var seq int
+	fp := idempotency.FingerprintRequest(http.MethodPost, "/orders", "application/json", []byte("{}"))
+	resp := idempotency.Response{Status: http.StatusCreated, Body: []byte(`{"id":1}`)}
+	const block = 200
+	b.ResetTimer()
+	for round := range b.N {
+		for j := range 2 {
+			i := (round + j) % 2
+			start := time.Now()
+			for range block {
+				seq++
+				key := "store-" + strconv.Itoa(seq)
+				claim, err := stores[i].Claim(ctx, key, fp)
+				require.NoError(b, err)
+				require.NoError(b, stores[i].Complete(ctx, key, claim.Token, resp))
+			}
+			elapsed[i] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	perOp := func(i int) float64 { return float64(elapsed[i].Microseconds()) / float64(b.N*block) }
+	b.ReportMetric(perOp(0), "no-checks-µs/op")
+	b.ReportMetric(perOp(1), "checks-µs/op")
+	b.ReportMetric(perOp(1)/perOp(0), "checks/no-checks")
 }
 
 // createEntryShapedTable creates platform.bench_rows: the idempotency
