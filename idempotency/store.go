@@ -606,7 +606,7 @@ func heldResult(touched bool) error {
 
 // onHeld runs a heldSQL statement with args ($2 on) and scans its result
 // into dest: in the caller's transaction tx for the …Tx methods, which
-// must be scoped to the context's tenant (or the context name none), and
+// must be scoped to the context's tenant (or the context names none), and
 // otherwise in a batch of its own scoped to the context's tenant, one round
 // trip.
 func (s *Store) onHeld(ctx context.Context, tx pgx.Tx, op, sql string, args []any, dest any) error {
