@@ -115,6 +115,8 @@ func BenchmarkPOST(b *testing.B) {
 //     sharper figure: no HTTP, no queueing, only the statements the checks
 //     apply to, two commits each.
 //
+// Run it with
+//
 //	go test -run '^$' -bench BenchmarkStateChecks -benchtime 40x -count 4 ./idempotency/
 func BenchmarkStateChecks(b *testing.B) {
 	quiet := slog.New(slog.DiscardHandler)
