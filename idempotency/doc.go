@@ -73,17 +73,19 @@
 // neither a request with another fingerprint nor the sweeper takes an
 // entry whose holder's lease is live.
 //
+// A handler that panics releases its claim and the panic goes on unchanged
+// to the server's recovery; a client that goes away before the handler
+// wrote anything releases it too (a handler that finished despite it has
+// its response stored: its side effect happened). These store calls run on
+// a context detached from the request's, so a cancelled request cannot
+// leave a key stuck.
+//
 // Every lease and expiry is computed and compared by the database (now()
 // in the statement), never by the process's clock, so instances whose
 // clocks differ agree on who holds a key. The table's CHECK constraints
 // hold the state rules whoever writes: an entry in progress has a holder
 // and a lease that ends no later than the entry; a completed entry has its
-// response. A handler that panics releases its claim and the panic
-// goes on unchanged to the server's recovery; a client that goes away
-// before the handler wrote anything releases it too (a handler that
-// finished despite it has its response stored: its side effect happened).
-// These store calls run on a context detached from the request's, so a
-// cancelled request cannot leave a key stuck.
+// response.
 //
 // # Two modes
 //
