@@ -102,6 +102,122 @@ func BenchmarkPOST(b *testing.B) {
 	})
 }
 
+// BenchmarkStateChecks measures what the table's state checks (migration
+// 003) cost, paired within one run against databases on the same server
+// without them, served alternately round by round as in
+// BenchmarkPOST/interleaved, so the machine's drift touches both alike.
+//
+//   - claim, tx: a first POST through the middleware from 16 clients;
+//     "checks/no-checks" is a ratio of requests per second (below 1 is a
+//     cost).
+//   - store: Claim then Complete from one client, on four databases
+//     created without, with, with, without the checks; "checks/no-checks"
+//     is a ratio of time per operation (above 1 is a cost). It is the
+//     sharper figure: no HTTP, no queueing, only the statements the checks
+//     apply to, two commits each.
+//
+// Run it with
+//
+//	go test -run '^$' -bench BenchmarkStateChecks -benchtime 40x -count 4 ./idempotency/
+func BenchmarkStateChecks(b *testing.B) {
+	quiet := slog.New(slog.DiscardHandler)
+	stack := func(dropChecks bool) (claimMode, txMode http.Handler) {
+		db := pgtest.New(b)
+		createOrders(b, db)
+		if dropChecks {
+			_, err := db.Owner.Exec(context.Background(), `ALTER TABLE platform.idempotency_keys
+			    DROP CONSTRAINT idempotency_keys_in_progress_has_lease,
+			    DROP CONSTRAINT idempotency_keys_completed_has_response`)
+			require.NoError(b, err)
+		}
+		cfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
+		require.NoError(b, err)
+		cfg.MaxConns = 2 * benchClients
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		require.NoError(b, err)
+		b.Cleanup(pool.Close)
+		store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
+		require.NoError(b, err)
+		claim, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet})
+		require.NoError(b, err)
+		tx, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet, Transactional: true})
+		require.NoError(b, err)
+		return withTenant(claim.Handler(createOrder(pool))), withTenant(tx.Handler(createOrderInTx()))
+	}
+	claimBare, txBare := stack(true)
+	claimChecked, txChecked := stack(false)
+	b.Run("store", func(b *testing.B) { benchStoreChecks(b) })
+	var seq atomic.Int64
+	uniqueKey := func() string { return "bench-" + strconv.FormatInt(seq.Add(1), 10) }
+	b.Run("claim", func(b *testing.B) {
+		benchInterleaved(b, []contender{
+			{name: "no-checks", handler: claimBare, key: uniqueKey},
+			{name: "checks", handler: claimChecked, key: uniqueKey},
+		})
+	})
+	b.Run("tx", func(b *testing.B) {
+		benchInterleaved(b, []contender{
+			{name: "no-checks", handler: txBare, key: uniqueKey},
+			{name: "checks", handler: txChecked, key: uniqueKey},
+		})
+	})
+}
+
+// benchStoreChecks is BenchmarkStateChecks without HTTP and from one
+// client: Claim then Complete through the Store, on databases with the
+// checks and without, alternating in blocks, so the checks' share of the
+// library's own statements (two commits each) shows with less noise. Its
+// "checks/no-checks" is a ratio of time per operation: above 1 is a cost.
+func benchStoreChecks(b *testing.B) {
+	ctx, err := tenancy.WithTenant(context.Background(), tenantA)
+	require.NoError(b, err)
+	newStore := func(dropChecks bool) *idempotency.Store {
+		db := pgtest.New(b)
+		if dropChecks {
+			_, err := db.Owner.Exec(context.Background(), `ALTER TABLE platform.idempotency_keys
+			    DROP CONSTRAINT idempotency_keys_in_progress_has_lease,
+			    DROP CONSTRAINT idempotency_keys_completed_has_response`)
+			require.NoError(b, err)
+		}
+		store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{})
+		require.NoError(b, err)
+		return store
+	}
+	// Four databases created in the order without, with, with, without,
+	// so that neither side gains from being created (and vacuumed) first.
+	stores := []*idempotency.Store{newStore(true), newStore(false), newStore(false), newStore(true)}
+	checked := []bool{false, true, true, false}
+	var elapsed [2]time.Duration // [0]: without the checks, [1]: with
+	var seq int
+	fp := idempotency.FingerprintRequest(http.MethodPost, "/orders", "application/json", []byte("{}"))
+	resp := idempotency.Response{Status: http.StatusCreated, Body: []byte(`{"id":1}`)}
+	const block = 100
+	b.ResetTimer()
+	for round := range b.N {
+		for j := range stores {
+			i := (round + j) % len(stores)
+			start := time.Now()
+			for range block {
+				seq++
+				key := "store-" + strconv.Itoa(seq)
+				claim, err := stores[i].Claim(ctx, key, fp)
+				require.NoError(b, err)
+				require.NoError(b, stores[i].Complete(ctx, key, claim.Token, resp))
+			}
+			side := 0
+			if checked[i] {
+				side = 1
+			}
+			elapsed[side] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	perOp := func(side int) float64 { return float64(elapsed[side].Microseconds()) / float64(2*b.N*block) }
+	b.ReportMetric(perOp(0), "no-checks-µs/op")
+	b.ReportMetric(perOp(1), "checks-µs/op")
+	b.ReportMetric(perOp(1)/perOp(0), "checks/no-checks")
+}
+
 // createEntryShapedTable creates platform.bench_rows: the idempotency
 // entry table's columns, indexes and row-level security (rlspolicy.Apply),
 // written by the application in the "bare+row" control of BenchmarkPOST.

@@ -9,12 +9,20 @@
 //     row-level security; its primary key is (tenant_id, key), so one
 //     tenant's key never meets another's. Claim, Lookup, Renew, Complete
 //     and Release work without HTTP, each one round trip, each with a …Tx
-//     variant taking the caller's transaction. Every method reads the
-//     tenant from the context (tenancy.WithTenant) and returns ErrNoTenant
-//     without one. NewStore takes a *pgxpool.Pool of the app role.
+//     variant taking the caller's transaction. The methods read the tenant
+//     from the context (tenancy.WithTenant) and return ErrNoTenant without
+//     one. A …Tx method takes a transaction already scoped to a tenant
+//     (tenancy.InTx) and never re-scopes it; a context naming another
+//     tenant is refused with a *tenancy.TenantMismatchError and nothing is
+//     written. NewStore takes a DB of the app role (*pgxpool.Pool).
 //   - Middleware wraps handlers (Handler(http.Handler) http.Handler).
-//   - Sweeper deletes expired entries in batches, as the system role.
+//   - Sweeper deletes expired entries in batches, as the system role:
+//     SweepOnce once, Run at an interval.
 //   - Migrate creates the table.
+//
+// ErrNoTenant, ErrInvalidTenant, ErrInvalidConfig and ErrTenantMismatch
+// are the library's shared values: errors.Is(err, tenancy.ErrNoTenant)
+// matches this package's ErrNoTenant too.
 //
 // # Usage
 //
@@ -60,12 +68,24 @@
 // middleware every Config.LeaseRenewal while the handler runs, so a slow
 // handler keeps its key and only a claim whose holder died runs out. Until
 // then the key answers 409; after it, a retry with the same fingerprint
-// takes it over. A handler that panics releases its claim and the panic
-// goes on unchanged to the server's recovery; a client that goes away
-// before the handler wrote anything releases it too (a handler that
-// finished despite it has its response stored: its side effect happened).
-// These store calls run on a context detached from the request's, so a
-// cancelled request cannot leave a key stuck.
+// takes it over. A renewal also keeps the entry's expiry at or after the
+// lease's end, so a handler that runs longer than the TTL keeps its key:
+// neither a request with another fingerprint nor the sweeper takes an
+// entry whose holder's lease is live.
+//
+// A handler that panics releases its claim and the panic goes on unchanged
+// to the server's recovery; a client that goes away before the handler
+// wrote anything releases it too (a handler that finished despite it has
+// its response stored: its side effect happened). These store calls run on
+// a context detached from the request's, so a cancelled request cannot
+// leave a key stuck.
+//
+// Every lease and expiry is computed and compared by the database (now()
+// in the statement), never by the process's clock, so instances whose
+// clocks differ agree on who holds a key. The table's CHECK constraints
+// hold the state rules whoever writes: an entry in progress has a holder
+// and a lease that ends no later than the entry; a completed entry has its
+// response.
 //
 // # Two modes
 //

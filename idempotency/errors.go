@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dealix/platform/internal/errs"
 )
 
 var (
@@ -12,10 +14,20 @@ var (
 	// ASCII, and for an Idempotency-Key header that is not a bare token or
 	// a structured-field string.
 	ErrInvalidKey = errors.New("idempotency: invalid idempotency key")
-	// ErrNoTenant is returned when the context carries no tenant
-	// (tenancy.WithTenant was not called): keys are always scoped to a
-	// tenant, so nothing is read or written.
-	ErrNoTenant = errors.New("idempotency: no tenant in context")
+	// ErrNoTenant is returned when a call has no tenant: its context
+	// carries none (tenancy.WithTenant was not called) or, for a …Tx
+	// method, its transaction is not scoped to one. Keys are always scoped
+	// to a tenant, so nothing is read or written. It is the same value as
+	// tenancy.ErrNoTenant and every other package's ErrNoTenant.
+	ErrNoTenant = errs.ErrNoTenant
+	// ErrInvalidTenant is returned for a tenant id that is not a UUID. It is
+	// the same value as tenancy.ErrInvalidTenant.
+	ErrInvalidTenant = errs.ErrInvalidTenant
+	// ErrTenantMismatch is what the *tenancy.TenantMismatchError of a …Tx
+	// method matches: the context names a tenant other than the one the
+	// caller's transaction is scoped to. It is the same value as
+	// tenancy.ErrTenantMismatch.
+	ErrTenantMismatch = errs.ErrTenantMismatch
 	// ErrInProgress is returned by Claim when another request holds an
 	// unexpired claim on the key. The error is a *InProgressError.
 	ErrInProgress = errors.New("idempotency: request with this key is in progress")
@@ -29,15 +41,19 @@ var (
 	// ErrNotFound is returned by Lookup for a key with no unexpired entry.
 	ErrNotFound = errors.New("idempotency: key not found")
 	// ErrInvalidConfig is returned by NewStore, NewMiddleware and NewSweeper
-	// for a configuration they cannot work with.
-	ErrInvalidConfig = errors.New("idempotency: invalid configuration")
+	// for a configuration they cannot work with; the error wrapping it says
+	// which field is wrong. It is the same value as
+	// tenancy.ErrInvalidConfig.
+	ErrInvalidConfig = errs.ErrInvalidConfig
 )
 
 // InProgressError reports a key claimed by another request that has not
 // finished. errors.Is(err, ErrInProgress) is true.
 type InProgressError struct {
-	// LeaseUntil is when the holder's claim expires; from then on the key
-	// can be claimed again if the holder has not completed it.
+	// LeaseUntil is when the holder's claim expires, by the database's
+	// clock; from then on the key can be claimed again by the same request
+	// if the holder has not completed it. Zero when not known (the holder
+	// had not committed its claim).
 	LeaseUntil time.Time
 }
 
@@ -47,7 +63,3 @@ func (e *InProgressError) Error() string {
 
 // Is makes errors.Is(err, ErrInProgress) true.
 func (e *InProgressError) Is(target error) bool { return target == ErrInProgress }
-
-func invalidConfig(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
-}

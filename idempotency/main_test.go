@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/idempotency"
-	"github.com/dealix/platform/internal/clocktest"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
 )
@@ -33,31 +32,34 @@ func TestMain(m *testing.M) {
 	pgtest.Main(m, pgtest.WithMigrations(idempotency.Migrate))
 }
 
-// testClock is a settable clock, safe for the concurrent requests of a
-// test server, so leases and expiry are tested without sleeping.
-type testClock = clocktest.Clock
-
-func newClock() *testClock {
-	return clocktest.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
-}
-
 // bundle is what most tests need.
 type bundle struct {
 	db    *pgtest.DB
 	store *idempotency.Store
-	clock *testClock
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
 	createOrders(t, db)
-	clock := newClock()
-	store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{
-		TTL: time.Hour, Lease: time.Minute, Now: clock.Now,
-	})
+	store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{TTL: time.Hour, Lease: time.Minute})
 	require.NoError(t, err)
-	return &bundle{db: db, store: store, clock: clock}
+	return &bundle{db: db, store: store}
+}
+
+// age moves the times of tenant's entry of key d into the past, as if d
+// had passed on the database's clock, which leases and expiry follow: a
+// test cannot move that clock, so it moves the entry instead, and no test
+// waits for time to pass.
+func (b *bundle) age(t testing.TB, tenant, key string, d time.Duration) {
+	t.Helper()
+	tag, err := b.db.System.Exec(context.Background(), `
+		UPDATE platform.idempotency_keys
+		SET created_at = created_at - $3::interval, lease_until = lease_until - $3::interval,
+		    completed_at = completed_at - $3::interval, expires_at = expires_at - $3::interval
+		WHERE tenant_id = $1 AND key = $2`, tenant, key, d)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected(), "no entry %q to age", key)
 }
 
 // createOrders creates the business table the test handlers write to.

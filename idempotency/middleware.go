@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/problem"
 	"github.com/dealix/platform/tenancy"
 )
@@ -97,13 +98,13 @@ type Config struct {
 
 func (c *Config) setDefaults(lease time.Duration) error {
 	if c.MaxBodyBytes < 0 || c.MaxResponseBytes < 0 || c.RetryAfter < 0 || c.StoreTimeout < 0 || c.LeaseRenewal < 0 {
-		return invalidConfig("sizes and durations must not be negative")
+		return errs.Config("idempotency", "sizes and durations must not be negative")
 	}
 	if c.Methods == nil {
 		c.Methods = DefaultMethods
 	}
 	if len(c.Methods) == 0 {
-		return invalidConfig("no methods")
+		return errs.Config("idempotency", "no methods")
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -124,7 +125,7 @@ func (c *Config) setDefaults(lease time.Duration) error {
 		c.LeaseRenewal = lease / 3
 	}
 	if c.LeaseRenewal >= lease {
-		return invalidConfig("LeaseRenewal %s is not shorter than the store's Lease %s", c.LeaseRenewal, lease)
+		return errs.Config("idempotency", "LeaseRenewal %s is not shorter than the store's Lease %s", c.LeaseRenewal, lease)
 	}
 	if c.NoTenant == nil {
 		c.NoTenant = http.HandlerFunc(noTenant)
@@ -148,7 +149,7 @@ type Middleware struct {
 // NewMiddleware returns a Middleware storing keys in store.
 func NewMiddleware(store *Store, cfg Config) (*Middleware, error) {
 	if store == nil {
-		return nil, invalidConfig("nil store")
+		return nil, errs.Config("idempotency", "nil store")
 	}
 	if err := cfg.setDefaults(store.cfg.Lease); err != nil {
 		return nil, err

@@ -420,7 +420,7 @@ func TestDeadHoldersClaimIsTakenOverAfterItsLease(t *testing.T) {
 	require.NoError(t, err)
 
 	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", body), http.StatusConflict)
-	b.clock.Advance(time.Minute)
+	b.age(t, tenantA, "k", time.Minute)
 	require.Equal(t, http.StatusCreated, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", body).status)
 	require.Equal(t, 1, countOrders(t, b.db.System))
 }

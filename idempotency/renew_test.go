@@ -1,6 +1,7 @@
 package idempotency_test
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,15 +22,15 @@ func TestRenewExtendsTheLease(t *testing.T) {
 	claim, err := b.store.Claim(ctx, "k", fpOf("a"))
 	require.NoError(t, err)
 
-	b.clock.Advance(50 * time.Second)
+	b.age(t, tenantA, "k", 50*time.Second)
 	until, err := b.store.Renew(ctx, "k", claim.Token)
 	require.NoError(t, err)
-	require.Equal(t, b.clock.Now().Add(time.Minute), until)
+	require.True(t, until.After(claim.LeaseUntil), "a minute from the renewal, not from the claim")
 	entry, err := b.store.Lookup(ctx, "k")
 	require.NoError(t, err)
 	require.True(t, entry.LeaseUntil.Equal(until))
 
-	b.clock.Advance(30 * time.Second) // past the first lease, within the renewed one
+	b.age(t, tenantA, "k", 30*time.Second) // past the first lease, within the renewed one
 	_, err = b.store.Claim(ctx, "k", fpOf("a"))
 	require.ErrorIs(t, err, idempotency.ErrInProgress, "a renewed claim is not taken over")
 
@@ -47,6 +48,55 @@ func TestRenewExtendsTheLease(t *testing.T) {
 	require.NoError(t, b.store.Complete(ctx, "k", claim.Token, idempotency.Response{Status: 200}))
 	_, err = b.store.Renew(ctx, "k", claim.Token)
 	require.ErrorIs(t, err, idempotency.ErrClaimLost, "a completed key has no lease to renew")
+}
+
+// outliveTheTTL claims k and keeps renewing it while the entry's TTL (an
+// hour) runs out under it: after it, the holder's lease is live and the
+// TTL from the claim has passed by 15 seconds.
+func outliveTheTTL(t *testing.T, b *bundle, ctx context.Context) idempotency.Claim {
+	t.Helper()
+	claim, err := b.store.Claim(ctx, "k", fpOf("a"))
+	require.NoError(t, err)
+	b.age(t, tenantA, "k", time.Hour-30*time.Second) // 30 s of TTL left
+	_, err = b.store.Renew(ctx, "k", claim.Token)    // the lease now ends after the TTL
+	require.NoError(t, err)
+	b.age(t, tenantA, "k", 45*time.Second) // the TTL from the claim has passed
+	var live bool
+	require.NoError(t, b.db.System.QueryRow(context.Background(),
+		"SELECT lease_until > now() AND created_at + interval '1 hour' < now() FROM platform.idempotency_keys WHERE key = 'k'").Scan(&live))
+	require.True(t, live, "the setup: a live lease on an entry older than its TTL")
+	return claim
+}
+
+// A holder that runs longer than the TTL and renews its lease keeps its
+// key: a request with another fingerprint is refused, not handed the key.
+func TestRenewedClaimIsNotTakenOverPastTheTTL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantCtx(t, tenantA)
+	claim := outliveTheTTL(t, b, ctx)
+
+	_, err := b.store.Claim(ctx, "k", fpOf("another request"))
+	require.ErrorIs(t, err, idempotency.ErrFingerprintMismatch)
+	entry, err := b.store.Lookup(ctx, "k")
+	require.NoError(t, err, "the entry has not expired under its holder")
+	require.True(t, !entry.ExpiresAt.Before(entry.LeaseUntil))
+	require.NoError(t, b.store.Complete(ctx, "k", claim.Token, idempotency.Response{Status: 201}))
+}
+
+// … nor is it swept while its holder runs.
+func TestRenewedClaimIsNotSweptPastTheTTL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantCtx(t, tenantA)
+	claim := outliveTheTTL(t, b, ctx)
+
+	sweeper, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{})
+	require.NoError(t, err)
+	n, err := sweeper.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.NoError(t, b.store.Complete(ctx, "k", claim.Token, idempotency.Response{Status: 201}))
 }
 
 // A handler slower than the lease keeps its claim: the middleware renews
@@ -72,17 +122,17 @@ func TestSlowHandlerKeepsItsClaim(t *testing.T) {
 	go func() { first <- do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", body) }()
 
 	ctx := tenantCtx(t, tenantA)
-	start := b.clock.Now()
 	require.Eventually(t, func() bool {
 		_, err := b.store.Lookup(ctx, "k")
 		return err == nil
 	}, 10*time.Second, 5*time.Millisecond, "the first request claims the key")
-	b.clock.Advance(50 * time.Second)
+	b.age(t, tenantA, "k", 2*time.Minute) // the lease it was claimed with has run out
 	require.Eventually(t, func() bool {
-		entry, err := b.store.Lookup(ctx, "k")
-		return err == nil && entry.LeaseUntil.Equal(start.Add(50*time.Second+time.Minute))
-	}, 10*time.Second, 5*time.Millisecond, "the lease is renewed from the clock's time")
-	b.clock.Advance(30 * time.Second)
+		var live bool
+		err := b.db.System.QueryRow(context.Background(),
+			"SELECT lease_until > now() FROM platform.idempotency_keys WHERE key = 'k'").Scan(&live)
+		return err == nil && live
+	}, 10*time.Second, 5*time.Millisecond, "the lease is renewed from the database's time")
 
 	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", body), http.StatusConflict)
 	unblock()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,7 +47,6 @@ type requestTx struct {
 	tenant    string
 	key       string
 	fp        Fingerprint
-	claimedAt time.Time
 	endOnce   sync.Once
 }
 
@@ -65,22 +63,15 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 	if err != nil {
 		return nil, Claim{}, fmt.Errorf("idempotency: begin: %w", err)
 	}
-	rt := &requestTx{store: s, conn: conn, tenant: tenant, key: key, fp: fp, claimedAt: s.cfg.Now()}
+	rt := &requestTx{store: s, conn: conn, tenant: tenant, key: key, fp: fp}
 	var (
-		b      pgx.Batch
-		locked bool
-		row    entryRow
+		b   pgx.Batch
+		row scopedRow
 	)
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(lockAndTenantSQL, lockName(tenant, key), tenant).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&locked, nil)
-	})
-	// A new key, the common case, has no row: nothing to decode.
-	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-		if err := r.Scan(row.dest()...); !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		return nil
+	b.Queue(rls.SetTenantSQL, tenant)
+	b.Queue(lockAndLookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+		return r.Scan(row.dest(true)...)
 	})
 	br := conn.SendBatch(ctx, &b)
 	rt.tx = br.Tx()
@@ -89,7 +80,7 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		rt.rollback(ctx)
 		return nil, Claim{}, fmt.Errorf("idempotency: begin: %w", err)
 	}
-	claim, err := rt.decide(ctx, locked, row)
+	claim, err := rt.decide(ctx, row)
 	if err != nil || claim.Completed != nil {
 		rt.rollback(ctx)
 		return nil, claim, err
@@ -98,31 +89,32 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 }
 
 // decide answers the request from the key's entry, read under the advisory
-// lock when locked is true: the key is free (a zero Claim), or an entry or
-// another holder decides it. A stale entry (expired, or a dead holder's
+// lock when row.locked is true: the key is free (a zero Claim), or an entry
+// or another holder decides it. A stale entry (expired, or a dead holder's
 // claim on the same request) is deleted, so that the response is stored
 // with a plain INSERT, which fails rather than overwrite an entry another
-// request committed meanwhile.
-func (rt *requestTx) decide(ctx context.Context, locked bool, row entryRow) (Claim, error) {
+// request committed meanwhile. Every time is the transaction's now().
+func (rt *requestTx) decide(ctx context.Context, row scopedRow) (Claim, error) {
 	s := rt.store
-	busy := &InProgressError{LeaseUntil: rt.claimedAt.Add(s.cfg.Lease)}
-	if row.fingerprint == nil {
+	locked := row.locked != nil && *row.locked
+	busy := &InProgressError{LeaseUntil: row.now.Add(s.cfg.Lease)}
+	entry, err := s.decode(row, rt.tenant, rt.key, false)
+	if errors.Is(err, ErrNotFound) {
 		if !locked {
 			return Claim{}, busy // another transaction is claiming the key
 		}
 		return Claim{LeaseUntil: busy.LeaseUntil}, nil
 	}
-	entry, err := s.decode(row, rt.tenant, rt.key, false)
 	if err != nil {
 		return Claim{}, err
 	}
-	if entry.ExpiresAt.After(rt.claimedAt) && !s.takeable(entry, rt.fp) {
+	if entry.ExpiresAt.After(row.now) && !takeable(entry, rt.fp, row.now) {
 		return existingClaim(entry, rt.fp)
 	}
 	if !locked {
 		return Claim{}, busy
 	}
-	tag, err := rt.tx.Exec(ctx, deleteStaleSQL, rt.tenant, rt.key, rt.claimedAt, rt.fp[:])
+	tag, err := rt.tx.Exec(ctx, deleteStaleSQL, rt.tenant, rt.key, rt.fp[:])
 	if err != nil {
 		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 	}
@@ -132,20 +124,19 @@ func (rt *requestTx) decide(ctx context.Context, locked bool, row entryRow) (Cla
 	return Claim{LeaseUntil: busy.LeaseUntil}, nil
 }
 
-// lockAndTenantSQL tries ClaimTx's advisory lock on the key and scopes the
-// transaction to tenant $2 in one statement.
-const lockAndTenantSQL = `SELECT ` + tryKeyLockSQL + `, set_config('` + rls.Setting + `', $2, true)`
-
 const deleteStaleSQL = `
 DELETE FROM platform.idempotency_keys
 WHERE tenant_id = $1 AND key = $2
-  AND (expires_at <= $3 OR (state = 'in_progress' AND lease_until <= $3 AND fingerprint = $4))`
+  AND (expires_at <= now() OR (state = 'in_progress' AND lease_until <= now() AND fingerprint = $3))`
 
+// insertCompletedSQL stores the response. now() is the transaction's start,
+// when the key was locked and looked up: the entry's creation, as a claim
+// mode claim's; its expiry runs from there.
 const insertCompletedSQL = `
 INSERT INTO platform.idempotency_keys
     (tenant_id, key, fingerprint, state, response_status, response_headers, response_body,
      body_omitted, created_at, completed_at, expires_at)
-VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, $8, $9, $10)`
+VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7, now(), now(), now() + $8::interval)`
 
 // commit stores resp as the key's entry and commits it with the handler's
 // writes, in one round trip. It returns errKeyTaken when another request
@@ -163,7 +154,7 @@ func (rt *requestTx) commit(ctx context.Context, resp Response) error {
 	}
 	var b pgx.Batch
 	b.Queue(insertCompletedSQL, rt.tenant, rt.key, rt.fp[:], resp.Status, headers, body, resp.BodyOmitted,
-		rt.claimedAt, rt.store.cfg.Now(), rt.claimedAt.Add(rt.store.cfg.TTL))
+		rt.store.cfg.TTL)
 	b.Queue("COMMIT")
 	err = rt.conn.SendBatch(ctx, &b).Close()
 	if err == nil && rt.conn.Conn().PgConn().TxStatus() == 'I' {

@@ -65,7 +65,7 @@ func TestTransactionalTakesOverStaleEntries(t *testing.T) {
 	srv := b.server(t, idempotency.Config{Transactional: true}, createOrderInTx())
 	require.Equal(t, http.StatusCreated, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", `{"a":1}`).status)
 
-	b.clock.Advance(time.Hour) // the TTL
+	b.age(t, tenantA, "k", time.Hour) // the TTL
 	res := do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "k", `{"a":2}`)
 	require.Equal(t, http.StatusCreated, res.status, "an expired key is free for any request")
 	require.Empty(t, res.header.Get(idempotency.ReplayedHeader))
@@ -76,7 +76,7 @@ func TestTransactionalTakesOverStaleEntries(t *testing.T) {
 	_, err := b.store.Claim(tenantCtx(t, tenantA), "dead", fpOf(body)) // a holder that dies
 	require.NoError(t, err)
 	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "dead", body), http.StatusConflict)
-	b.clock.Advance(time.Minute)
+	b.age(t, tenantA, "dead", time.Minute)
 	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "dead", `{"other":1}`),
 		http.StatusUnprocessableEntity)
 	require.Equal(t, http.StatusCreated, do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "dead", body).status)
@@ -123,7 +123,7 @@ func singleConnStore(t *testing.T, b *bundle) (*idempotency.Store, *pgxpool.Pool
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	store, err := idempotency.NewStore(pool, idempotency.StoreConfig{TTL: time.Hour, Lease: time.Minute, Now: b.clock.Now})
+	store, err := idempotency.NewStore(pool, idempotency.StoreConfig{TTL: time.Hour, Lease: time.Minute})
 	require.NoError(t, err)
 	return store, pool
 }

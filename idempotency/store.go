@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dealix/platform/internal/dbx"
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
 )
@@ -35,68 +37,70 @@ const (
 	StateCompleted State = "completed"
 )
 
-// queueTenant queues, as the first query of b, the set_config that scopes
-// the rest of b's transaction to tenant, a canonical UUID. A batch sent
-// without BEGIN runs as one implicit transaction, so the setting ends with
-// it, as with tenancy.InTx.
-func queueTenant(b *pgx.Batch, tenant string) {
-	b.Queue("SELECT set_config('"+rls.Setting+"', $1, true)", tenant)
+// DB is the database a Store runs on: the library's database interface
+// (Exec, Query, QueryRow, SendBatch and Begin, as on every package's DB)
+// plus Acquire, because the middleware's transactional mode holds one
+// connection for a request so that its stored response travels with the
+// COMMIT in one round trip. *pgxpool.Pool satisfies it, as does a wrapper
+// that forwards these methods.
+type DB interface {
+	dbx.DB
+	Acquire(ctx context.Context) (*pgxpool.Conn, error)
 }
 
 // StoreConfig configures a Store. The zero value is usable: every field
 // documents its default.
+//
+// Leases and expiries are computed by the database (now() in the statement
+// that writes them), never from the process clock, so instances whose
+// clocks differ agree on when a claim or an entry runs out.
 type StoreConfig struct {
 	// TTL is how long an entry is kept after it is claimed; once it has
-	// passed, the key is free again and the sweeper deletes the entry.
-	// Default: DefaultTTL (24 hours). Must not be negative.
+	// passed, the key is free again and the sweeper deletes the entry. A
+	// claim whose lease is renewed past the TTL is kept until its lease
+	// ends: an entry never expires under a live holder. Default: DefaultTTL
+	// (24 hours). Must not be negative.
 	TTL time.Duration
 	// Lease is how long a claim is held. A claim not completed or released
 	// within it (its holder died) can be claimed again by a request with the
-	// same fingerprint. Set it above the slowest operation's duration: a
-	// holder whose lease ran out gets ErrClaimLost from Complete. Default:
-	// DefaultLease (1 minute). Must not be negative nor exceed TTL.
+	// same fingerprint. Set it above the slowest operation's duration, or
+	// renew it (the middleware does): a holder whose lease ran out gets
+	// ErrClaimLost from Complete once another request took the key over.
+	// Default: DefaultLease (1 minute). Must not be negative nor exceed TTL.
 	Lease time.Duration
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
 }
 
 func (c *StoreConfig) setDefaults() error {
 	if c.TTL < 0 || c.Lease < 0 {
-		return invalidConfig("TTL and Lease must not be negative")
+		return errs.Config("idempotency", "TTL and Lease must not be negative")
 	}
-	if c.TTL == 0 {
-		c.TTL = DefaultTTL
-	}
-	if c.Lease == 0 {
-		c.Lease = DefaultLease
-	}
+	c.TTL = cmp.Or(c.TTL, DefaultTTL)
+	c.Lease = cmp.Or(c.Lease, DefaultLease)
 	if c.Lease > c.TTL {
-		return invalidConfig("Lease %s exceeds TTL %s", c.Lease, c.TTL)
-	}
-	if c.Now == nil {
-		c.Now = time.Now
+		return errs.Config("idempotency", "Lease %s exceeds TTL %s", c.Lease, c.TTL)
 	}
 	return nil
 }
 
 // Store keeps idempotency keys in platform.idempotency_keys. It is safe for
-// concurrent use. Every method reads the tenant from the context
-// (tenancy.WithTenant) and returns ErrNoTenant without one. The methods
-// without the Tx suffix run in their own tenant-scoped transaction of the
-// store's pool, sent as one pipelined batch: one round trip each. The …Tx
-// variants run in the caller's transaction, which must already be scoped
-// to the same tenant (tenancy.InTx or tenancy.InTenantTx), so the key commits or
-// rolls back with the caller's writes.
+// concurrent use.
+//
+// The methods without the Tx suffix read the tenant from the context
+// (tenancy.WithTenant) and return ErrNoTenant without one; each runs in a
+// tenant-scoped transaction of its own, sent as one pipelined batch: one
+// round trip. The …Tx variants run in the caller's transaction, so the key
+// commits or rolls back with the caller's writes; they take the tenant the
+// transaction is scoped to.
 type Store struct {
-	db  *pgxpool.Pool
+	db  DB
 	cfg StoreConfig
 }
 
 // NewStore returns a Store on db, normally a pool of the application role
 // (row-level security binds it).
-func NewStore(db *pgxpool.Pool, cfg StoreConfig) (*Store, error) {
+func NewStore(db DB, cfg StoreConfig) (*Store, error) {
 	if db == nil {
-		return nil, invalidConfig("nil database")
+		return nil, errs.Config("idempotency", "nil database")
 	}
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -122,18 +126,18 @@ type Response struct {
 // holds the key (Token is set) or the key was completed before for the same
 // request (Completed is set).
 type Claim struct {
-	// Token identifies the claim; pass it to Complete or Release. Empty when
-	// Completed is set.
+	// Token identifies the claim; pass it to Complete, Renew or Release.
+	// Empty when Completed is set.
 	Token string
-	// LeaseUntil is when the claim expires if neither completed nor
-	// released.
+	// LeaseUntil is when the claim expires if neither completed, renewed
+	// nor released, by the database's clock.
 	LeaseUntil time.Time
 	// Completed is the stored response of an earlier request with this key
 	// and fingerprint: return it and do not run the operation again.
 	Completed *Response
 }
 
-// Entry is a stored key as Lookup returns it.
+// Entry is a stored key as Lookup returns it. Its times are the database's.
 type Entry struct {
 	TenantID    string
 	Key         string
@@ -144,6 +148,8 @@ type Entry struct {
 	// Response is set once the state is StateCompleted.
 	Response  *Response
 	CreatedAt time.Time
+	// ExpiresAt is when the key becomes free again: TTL after CreatedAt,
+	// or later when a renewed lease outlasts that.
 	ExpiresAt time.Time
 }
 
@@ -175,34 +181,32 @@ func (s *Store) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 // entry otherwise. It reports retry when the entry that blocked the claim
 // was gone by the time it was read (released or swept in between).
 func (s *Store) claimOnce(ctx context.Context, tenant, key string, fp Fingerprint) (c Claim, retry bool, err error) {
-	now := s.cfg.Now()
-	token, lease := uuid.NewString(), now.Add(s.cfg.Lease)
+	token := uuid.NewString()
 	var (
-		granted bool
-		row     entryRow
-		found   bool
-		b       pgx.Batch
+		granted    bool
+		leaseUntil time.Time
+		row        scopedRow
 	)
-	queueTenant(&b, tenant)
-	b.Queue(claimIfFreeSQL, tenant, key, fp[:], token, lease, now, now.Add(s.cfg.TTL)).QueryRow(func(r pgx.Row) error {
-		var got string
-		granted, err = scanOptional(r, &got)
-		return err
-	})
-	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-		found, err = scanOptional(r, row.dest()...)
-		return err
-	})
-	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
+	err = rls.Batch(ctx, s.db, tenant, func(b *pgx.Batch) {
+		b.Queue(claimIfFreeSQL, tenant, key, fp[:], token, s.cfg.Lease, s.cfg.TTL).QueryRow(func(r pgx.Row) error {
+			var err error
+			granted, err = scanOptional(r, &leaseUntil)
+			return err
+		})
+		b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+			return r.Scan(row.dest(false)...)
+		})
+	}, nil)
+	if err != nil {
 		return Claim{}, false, fmt.Errorf("idempotency: claim: %w", err)
 	}
 	if granted {
-		return Claim{Token: token, LeaseUntil: lease}, false, nil
-	}
-	if !found {
-		return Claim{}, true, nil
+		return Claim{Token: token, LeaseUntil: leaseUntil}, false, nil
 	}
 	entry, err := s.decode(row, tenant, key, false)
+	if errors.Is(err, ErrNotFound) {
+		return Claim{}, true, nil
+	}
 	if err != nil {
 		return Claim{}, false, err
 	}
@@ -219,29 +223,41 @@ func scanOptional(r pgx.Row, dest ...any) (bool, error) {
 	return err == nil, err
 }
 
-// ClaimTx is Claim in the caller's transaction tx, which must be scoped to
-// the context's tenant. The claim is invisible to other transactions until
-// tx commits; so that a concurrent ClaimTx with the same key gets
-// ErrInProgress at once instead of waiting for tx to finish, ClaimTx first
-// takes a transaction-level advisory lock on (tenant, key); when another
-// transaction holds it, ClaimTx answers from the committed entry (a replay,
-// a mismatch) or with ErrInProgress, without waiting.
+// ClaimTx is Claim in the caller's transaction tx. tx must already be
+// scoped to a tenant; it is never re-scoped, and a context naming another
+// tenant is refused with a *tenancy.TenantMismatchError. A transaction not
+// scoped to a tenant gets ErrNoTenant.
+//
+// The claim is invisible to other transactions until tx commits; so that a
+// concurrent ClaimTx with the same key gets ErrInProgress at once instead
+// of waiting for tx to finish, ClaimTx first takes a transaction-level
+// advisory lock on (tenant, key); when another transaction holds it,
+// ClaimTx answers from the committed entry (a replay, a mismatch) or with
+// ErrInProgress, without waiting.
 func (s *Store) ClaimTx(ctx context.Context, tx pgx.Tx, key string, fp Fingerprint) (Claim, error) {
-	tenant, err := tenantOf(ctx, key)
+	if err := ValidKey(key); err != nil {
+		return Claim{}, err
+	}
+	ctxTenant, _ := tenancy.TenantFrom(ctx)
+	var row scopedRow
+	if err := tx.QueryRow(ctx, lockAndLookupSQL, ctxTenant, key).Scan(row.dest(true)...); err != nil {
+		return Claim{}, fmt.Errorf("idempotency: lock key: %w", err)
+	}
+	tenant, err := checkScope(ctxTenant, row.tenant)
 	if err != nil {
 		return Claim{}, err
 	}
-	locked, entry, err := s.lockAndLookup(ctx, tx, tenant, key)
+	entry, err := s.decode(row, tenant, key, true)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Claim{}, err
 	}
 	found := err == nil
-	if found && !s.takeable(entry, fp) {
+	if found && !takeable(entry, fp, row.now) {
 		return existingClaim(entry, fp) // a replay, a mismatch or a live claim
 	}
-	if !locked {
+	if row.locked == nil || !*row.locked {
 		// Another transaction is claiming the key and has not committed.
-		leaseUntil := s.cfg.Now().Add(s.cfg.Lease)
+		leaseUntil := row.now.Add(s.cfg.Lease)
 		if found {
 			leaseUntil = entry.LeaseUntil
 		}
@@ -252,7 +268,8 @@ func (s *Store) ClaimTx(ctx context.Context, tx pgx.Tx, key string, fp Fingerpri
 
 // takeOverSQL ends the claim statements: an entry that conflicts is taken
 // over only when it expired, or is a dead holder's claim on the same
-// request whose lease ran out.
+// request whose lease ran out. A live claim never has expired: Renew keeps
+// expires_at at or after lease_until (and a CHECK constraint holds it).
 const takeOverSQL = `
 ON CONFLICT (tenant_id, key) DO UPDATE SET
     fingerprint = EXCLUDED.fingerprint, state = 'in_progress',
@@ -260,15 +277,17 @@ ON CONFLICT (tenant_id, key) DO UPDATE SET
     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
     response_status = NULL, response_headers = NULL, response_body = NULL,
     body_omitted = false, completed_at = NULL
-WHERE k.expires_at <= EXCLUDED.created_at
-   OR (k.state = 'in_progress' AND k.lease_until <= EXCLUDED.created_at
+WHERE k.expires_at <= now()
+   OR (k.state = 'in_progress' AND k.lease_until <= now()
        AND k.fingerprint = EXCLUDED.fingerprint)
-RETURNING k.lease_token`
+RETURNING k.lease_until`
 
+// claimSQL claims key $2 of tenant $1 for fingerprint $3 under token $4,
+// with a lease of $5 and an expiry of $6 from the database's now().
 const claimSQL = `
 INSERT INTO platform.idempotency_keys AS k
     (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
-VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)` + takeOverSQL
+VALUES ($1, $2, $3, 'in_progress', $4, now() + $5::interval, now(), now() + $6::interval)` + takeOverSQL
 
 // claimIfFreeSQL is claimSQL guarded so that it writes nothing when an
 // entry decides the claim (a replay, a mismatch, a live claim): retries of
@@ -277,11 +296,12 @@ VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7)` + takeOverSQL
 const claimIfFreeSQL = `
 INSERT INTO platform.idempotency_keys AS k
     (tenant_id, key, fingerprint, state, lease_token, lease_until, created_at, expires_at)
-SELECT $1::uuid, $2::text, $3::bytea, 'in_progress', $4::uuid, $5::timestamptz, $6::timestamptz, $7::timestamptz
+SELECT $1::uuid, $2::text, $3::bytea, 'in_progress', $4::uuid,
+       now() + $5::interval, now(), now() + $6::interval
 WHERE NOT EXISTS (
     SELECT 1 FROM platform.idempotency_keys e
-    WHERE e.tenant_id = $1::uuid AND e.key = $2::text AND e.expires_at > $6::timestamptz
-      AND NOT (e.state = 'in_progress' AND e.lease_until <= $6::timestamptz AND e.fingerprint = $3::bytea))` +
+    WHERE e.tenant_id = $1::uuid AND e.key = $2::text AND e.expires_at > now()
+      AND NOT (e.state = 'in_progress' AND e.lease_until <= now() AND e.fingerprint = $3::bytea))` +
 	takeOverSQL
 
 // claimAttempts bounds the retries when the conflicting entry disappears
@@ -289,26 +309,28 @@ WHERE NOT EXISTS (
 const claimAttempts = 3
 
 // takeable reports whether an unexpired entry may be claimed by the
-// request fp: only a dead holder's claim on the same request, whose lease
-// ran out.
-func (s *Store) takeable(e Entry, fp Fingerprint) bool {
-	return e.State == StateInProgress && e.Fingerprint == fp && !e.LeaseUntil.After(s.cfg.Now())
+// request fp at the database's time now: only a dead holder's claim on the
+// same request, whose lease ran out.
+func takeable(e Entry, fp Fingerprint, now time.Time) bool {
+	return e.State == StateInProgress && e.Fingerprint == fp && !e.LeaseUntil.After(now)
 }
 
 func (s *Store) claim(ctx context.Context, tx pgx.Tx, tenant, key string, fp Fingerprint) (Claim, error) {
 	for range claimAttempts {
-		now := s.cfg.Now()
 		token := uuid.NewString()
-		lease := now.Add(s.cfg.Lease)
-		var got string
-		err := tx.QueryRow(ctx, claimSQL, tenant, key, fp[:], token, lease, now, now.Add(s.cfg.TTL)).Scan(&got)
+		var leaseUntil time.Time
+		err := tx.QueryRow(ctx, claimSQL, tenant, key, fp[:], token, s.cfg.Lease, s.cfg.TTL).Scan(&leaseUntil)
 		if err == nil {
-			return Claim{Token: got, LeaseUntil: lease}, nil
+			return Claim{Token: token, LeaseUntil: leaseUntil}, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 		}
-		entry, err := s.lookup(ctx, tx, tenant, key, false)
+		var row scopedRow
+		if err := tx.QueryRow(ctx, lookupSQL, tenant, key).Scan(row.dest(false)...); err != nil {
+			return Claim{}, fmt.Errorf("idempotency: look up: %w", err)
+		}
+		entry, err := s.decode(row, tenant, key, false)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -338,85 +360,104 @@ func (s *Store) Lookup(ctx context.Context, key string) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	var (
-		row   entryRow
-		found bool
-		b     pgx.Batch
-	)
-	queueTenant(&b, tenant)
-	b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-		found, err = scanOptional(r, row.dest()...)
-		return err
-	})
-	if err := s.db.SendBatch(ctx, &b).Close(); err != nil {
+	var row scopedRow
+	err = rls.Batch(ctx, s.db, tenant, func(b *pgx.Batch) {
+		b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+			return r.Scan(row.dest(false)...)
+		})
+	}, nil)
+	if err != nil {
 		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
-	}
-	if !found {
-		return Entry{}, ErrNotFound
 	}
 	return s.decode(row, tenant, key, true)
 }
 
-// LookupTx is Lookup in the caller's tenant-scoped transaction tx.
+// LookupTx is Lookup in the caller's transaction tx. tx must already be
+// scoped to a tenant; it is never re-scoped, and a context naming another
+// tenant is refused with a *tenancy.TenantMismatchError.
 func (s *Store) LookupTx(ctx context.Context, tx pgx.Tx, key string) (Entry, error) {
-	tenant, err := tenantOf(ctx, key)
+	if err := ValidKey(key); err != nil {
+		return Entry{}, err
+	}
+	ctxTenant, _ := tenancy.TenantFrom(ctx)
+	var row scopedRow
+	if err := tx.QueryRow(ctx, lookupSQL, ctxTenant, key).Scan(row.dest(false)...); err != nil {
+		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
+	}
+	tenant, err := checkScope(ctxTenant, row.tenant)
 	if err != nil {
 		return Entry{}, err
 	}
-	return s.lookup(ctx, tx, tenant, key, true)
+	return s.decode(row, tenant, key, true)
 }
 
+// scopeSQL reads, in the statement that uses it, the tenant the
+// transaction is scoped to (NULL when none) and the database's time. The
+// statements built on it take the context's tenant as $1 ("" when the
+// context names none) and touch no row unless it matches the
+// transaction's: a …Tx call whose context names another tenant writes
+// nothing, and the caller learns of the mismatch from the tenant column
+// without a round trip of its own.
+const scopeSQL = `(SELECT NULLIF(current_setting('` + rls.Setting + `', true), '') AS tenant, now() AS now)`
+
+// scopeMatchSQL is true when the context's tenant ($1) is the
+// transaction's (s.tenant), or the context names none.
+const scopeMatchSQL = `(s.tenant = $1 OR $1 = '')`
+
+// entryColumnsSQL are the columns of an entry that entryRow scans.
+const entryColumnsSQL = `k.fingerprint, k.state, k.lease_until, k.response_status, k.response_headers,
+       k.response_body, k.body_omitted, k.created_at, k.expires_at`
+
+// lookupSQL reads the transaction's tenant, the database's time and the
+// entry of key $2 (NULLs when there is none).
 const lookupSQL = `
-SELECT fingerprint, state, lease_until, response_status, response_headers, response_body,
-       body_omitted, created_at, expires_at
-FROM platform.idempotency_keys WHERE tenant_id = $1 AND key = $2`
+SELECT s.tenant, s.now, ` + entryColumnsSQL + `
+FROM ` + scopeSQL + ` s
+LEFT JOIN platform.idempotency_keys k
+       ON ` + scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid AND k.key = $2`
 
-func (s *Store) lookup(ctx context.Context, tx pgx.Tx, tenant, key string, hideExpired bool) (Entry, error) {
-	var row entryRow
-	err := tx.QueryRow(ctx, lookupSQL, tenant, key).Scan(row.dest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Entry{}, ErrNotFound
+// lockName is the advisory lock's name for a key, computed in SQL from the
+// transaction's tenant (s.tenant) and the key ($2). ClaimTx and
+// transactional mode take the same lock, so they exclude each other.
+const lockName = `hashtextextended(s.tenant || '/' || $2, 0)`
+
+// lockAndLookupSQL is lookupSQL that also tries the transaction-level
+// advisory lock on the key, only when the tenants match, so a refused call
+// leaves no lock behind.
+const lockAndLookupSQL = `
+SELECT s.tenant, s.now, ` + entryColumnsSQL + `,
+       CASE WHEN ` + scopeMatchSQL + ` THEN pg_try_advisory_xact_lock(` + lockName + `) END
+FROM ` + scopeSQL + ` s
+LEFT JOIN platform.idempotency_keys k
+       ON ` + scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid AND k.key = $2`
+
+// checkScope applies the rule of every …Tx method (rls.CheckTx's) to the
+// tenant a statement read from the transaction: it must be scoped, and to
+// the context's tenant when the context names one.
+func checkScope(ctxTenant string, txTenant *string) (string, error) {
+	if txTenant == nil {
+		return "", ErrNoTenant
 	}
-	if err != nil {
-		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
+	if ctxTenant != "" && ctxTenant != *txTenant {
+		return "", &errs.TenantMismatchError{Context: ctxTenant, Transaction: *txTenant}
 	}
-	return s.decode(row, tenant, key, hideExpired)
+	return *txTenant, nil
 }
 
-// tryKeyLockSQL tries the transaction-level advisory lock on a key, named
-// by $1 (lockName). ClaimTx and transactional mode take the same lock, so
-// they exclude each other.
-const tryKeyLockSQL = `pg_try_advisory_xact_lock(hashtextextended($1, 0))`
+// scopedRow holds what lookupSQL and lockAndLookupSQL return.
+type scopedRow struct {
+	tenant *string
+	now    time.Time
+	locked *bool
+	entryRow
+}
 
-// lockName is the advisory lock's name for key in tenant.
-func lockName(tenant, key string) string { return tenant + "/" + key }
-
-// lockAndLookupSQL takes ClaimTx's advisory lock and reads the entry of
-// tenant $2 and key $3 in one round trip; the entry's columns are NULL when
-// there is none.
-const lockAndLookupSQL = `
-SELECT ` + tryKeyLockSQL + `,
-       k.fingerprint, k.state, k.lease_until, k.response_status, k.response_headers, k.response_body,
-       k.body_omitted, k.created_at, k.expires_at
-FROM (SELECT 1) AS one
-LEFT JOIN platform.idempotency_keys k ON k.tenant_id = $2 AND k.key = $3`
-
-// lockAndLookup returns whether the advisory lock on (tenant, key) was
-// taken, and the unexpired entry or ErrNotFound.
-func (s *Store) lockAndLookup(ctx context.Context, tx pgx.Tx, tenant, key string) (bool, Entry, error) {
-	var (
-		locked bool
-		row    entryRow
-	)
-	dest := append([]any{&locked}, row.dest()...)
-	if err := tx.QueryRow(ctx, lockAndLookupSQL, lockName(tenant, key), tenant, key).Scan(dest...); err != nil {
-		return false, Entry{}, fmt.Errorf("idempotency: lock key: %w", err)
+func (r *scopedRow) dest(withLock bool) []any {
+	dest := append([]any{&r.tenant, &r.now}, r.entryRow.dest()...)
+	if withLock {
+		dest = append(dest, &r.locked)
 	}
-	if row.fingerprint == nil {
-		return locked, Entry{}, ErrNotFound
-	}
-	entry, err := s.decode(row, tenant, key, true)
-	return locked, entry, err
+	return dest
 }
 
 // entryRow holds the scanned columns of an entry, all nullable so that an
@@ -438,13 +479,14 @@ func (r *entryRow) dest() []any {
 		&r.omitted, &r.createdAt, &r.expiresAt}
 }
 
-// decode turns a scanned row into an Entry; an expired one is ErrNotFound
-// when hideExpired.
-func (s *Store) decode(r entryRow, tenant, key string, hideExpired bool) (Entry, error) {
+// decode turns a scanned row into an Entry; a missing one is ErrNotFound,
+// and so is an expired one when hideExpired. Expiry is judged by the
+// database's time the row was read at.
+func (s *Store) decode(r scopedRow, tenant, key string, hideExpired bool) (Entry, error) {
 	if r.state == nil || r.createdAt == nil || r.expiresAt == nil || r.omitted == nil {
 		return Entry{}, ErrNotFound
 	}
-	if hideExpired && !r.expiresAt.After(s.cfg.Now()) {
+	if hideExpired && !r.expiresAt.After(r.now) {
 		return Entry{}, ErrNotFound
 	}
 	e := Entry{TenantID: tenant, Key: key, State: *r.state, CreatedAt: *r.createdAt, ExpiresAt: *r.expiresAt}
@@ -464,50 +506,76 @@ func (s *Store) decode(r entryRow, tenant, key string, hideExpired bool) (Entry,
 	return e, nil
 }
 
+// heldSQL wraps a statement on a claim's row (tenant, key $2, token $3) so
+// that it runs only in scope (see scopeSQL) and reports the transaction's
+// tenant with result, an expression over the statement's RETURNING rows
+// ("held").
+func heldSQL(statement, result string) string {
+	return `
+WITH s AS ` + scopeSQL + `,
+held AS (` + statement + `)
+SELECT s.tenant, ` + result + ` FROM s`
+}
+
+// heldWhereSQL selects the claim's row, in scope, for heldSQL.
+const heldWhereSQL = scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid
+      AND k.key = $2 AND k.lease_token = $3 AND k.state = 'in_progress'`
+
+var completeSQL = heldSQL(`
+    UPDATE platform.idempotency_keys k
+    SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status = $4,
+        response_headers = $5, response_body = $6, body_omitted = $7, completed_at = now()
+    FROM s WHERE `+heldWhereSQL+`
+    RETURNING 1`, `(SELECT count(*) FROM held)`)
+
+var releaseSQL = heldSQL(`
+    DELETE FROM platform.idempotency_keys k
+    USING s WHERE `+heldWhereSQL+`
+    RETURNING 1`, `(SELECT count(*) FROM held)`)
+
+// renewSQL extends the lease by $4 from the database's now() and keeps the
+// entry's expiry at or after the lease's end, so a holder that outlives the
+// TTL never sees its key expire, and be claimed or swept, under it.
+var renewSQL = heldSQL(`
+    UPDATE platform.idempotency_keys k
+    SET lease_until = now() + $4::interval,
+        expires_at = greatest(k.expires_at, now() + $4::interval)
+    FROM s WHERE `+heldWhereSQL+`
+    RETURNING k.lease_until`, `(SELECT lease_until FROM held)`)
+
 // Complete stores resp as the result of the claim identified by token and
 // marks the key completed: later claims with the same fingerprint get resp.
 // It returns ErrClaimLost when token no longer holds the claim.
 func (s *Store) Complete(ctx context.Context, key, token string, resp Response) error {
-	return s.complete(ctx, s.inOwnBatch, key, token, resp)
+	return s.complete(ctx, nil, key, token, resp)
 }
 
-// CompleteTx is Complete in the caller's tenant-scoped transaction tx.
+// CompleteTx is Complete in the caller's transaction tx. tx must already be
+// scoped to a tenant; it is never re-scoped, and a context naming another
+// tenant is refused with a *tenancy.TenantMismatchError.
 func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, key, token string, resp Response) error {
-	return s.complete(ctx, inTx(tx), key, token, resp)
+	if tx == nil {
+		return errNilTx
+	}
+	return s.complete(ctx, tx, key, token, resp)
 }
 
-func (s *Store) complete(ctx context.Context, exec heldExec, key, token string, resp Response) error {
-	tenant, err := tenantOf(ctx, key)
-	if err != nil {
+func (s *Store) complete(ctx context.Context, tx pgx.Tx, key, token string, resp Response) error {
+	if err := checkHeld(ctx, tx, key, token); err != nil {
 		return err
 	}
-	args, err := s.completeArgs(tenant, key, token, resp)
-	if err != nil {
-		return err
-	}
-	tag, err := exec(ctx, tenant, completeSQL, args...)
-	return heldResult("complete", tag, err)
-}
-
-const completeSQL = `
-UPDATE platform.idempotency_keys
-SET state = 'completed', lease_token = NULL, lease_until = NULL, response_status = $4,
-    response_headers = $5, response_body = $6, body_omitted = $7, completed_at = $8
-WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
-
-// completeArgs validates a completion and returns completeSQL's arguments.
-func (s *Store) completeArgs(tenant, key, token string, resp Response) ([]any, error) {
 	if resp.Status < 100 || resp.Status > 999 {
-		return nil, fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
-	}
-	if err := checkToken(token); err != nil {
-		return nil, err
+		return fmt.Errorf("idempotency: complete: status %d is not an HTTP status", resp.Status)
 	}
 	headers, body, err := encodeResponse(resp)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return []any{tenant, key, token, resp.Status, headers, body, resp.BodyOmitted, s.cfg.Now()}, nil
+	var n int64
+	if err := s.onHeld(ctx, tx, "complete", completeSQL, []any{key, token, resp.Status, headers, body, resp.BodyOmitted}, &n); err != nil {
+		return err
+	}
+	return heldResult(n > 0)
 }
 
 // encodeResponse returns a response's headers as JSON and the body to
@@ -527,42 +595,39 @@ func encodeResponse(resp Response) (headers, body []byte, err error) {
 	return headers, body, nil
 }
 
-// heldResult turns the outcome of a statement that must touch the claim's
-// row into ErrClaimLost when it touched none.
-func heldResult(op string, tag pgconn.CommandTag, err error) error {
-	if err != nil {
-		return fmt.Errorf("idempotency: %s: %w", op, err)
-	}
-	if tag.RowsAffected() == 0 {
+// heldResult is ErrClaimLost when a statement on a claim's row touched
+// none.
+func heldResult(touched bool) error {
+	if !touched {
 		return ErrClaimLost
 	}
 	return nil
 }
 
-// heldExec runs a statement on a claim's row for tenant: in the caller's
-// transaction for the …Tx methods (inTx), in a batch of its own for the
-// others (Store.inOwnBatch).
-type heldExec func(ctx context.Context, tenant, sql string, args ...any) (pgconn.CommandTag, error)
-
-// inTx runs statements in tx, which the caller has scoped to the tenant.
-func inTx(tx pgx.Tx) heldExec {
-	return func(ctx context.Context, _, sql string, args ...any) (pgconn.CommandTag, error) {
-		return tx.Exec(ctx, sql, args...)
+// onHeld runs a heldSQL statement with args ($2 on) and scans its result
+// into dest: in the caller's transaction tx for the …Tx methods, which
+// must be scoped to the context's tenant (or the context names none), and
+// otherwise in a batch of its own scoped to the context's tenant, one round
+// trip.
+func (s *Store) onHeld(ctx context.Context, tx pgx.Tx, op, sql string, args []any, dest any) error {
+	ctxTenant, _ := tenancy.TenantFrom(ctx)
+	args = append([]any{ctxTenant}, args...)
+	var txTenant *string
+	scan := func(r pgx.Row) error { return r.Scan(&txTenant, dest) }
+	var err error
+	if tx != nil {
+		err = scan(tx.QueryRow(ctx, sql, args...))
+	} else {
+		if ctxTenant == "" {
+			return ErrNoTenant
+		}
+		err = rls.Batch(ctx, s.db, ctxTenant, func(b *pgx.Batch) { b.Queue(sql, args...).QueryRow(scan) }, nil)
 	}
-}
-
-// inOwnBatch runs sql in a tenant-scoped batch of its own: one round trip.
-func (s *Store) inOwnBatch(ctx context.Context, tenant, sql string, args ...any) (pgconn.CommandTag, error) {
-	var (
-		b   pgx.Batch
-		tag pgconn.CommandTag
-	)
-	queueTenant(&b, tenant)
-	b.Queue(sql, args...).Exec(func(t pgconn.CommandTag) error {
-		tag = t
-		return nil
-	})
-	return tag, s.db.SendBatch(ctx, &b).Close()
+	if err != nil {
+		return fmt.Errorf("idempotency: %s: %w", op, err)
+	}
+	_, err = checkScope(ctxTenant, txTenant)
+	return err
 }
 
 // Release gives up the claim identified by token: the entry is deleted, so
@@ -570,63 +635,79 @@ func (s *Store) inOwnBatch(ctx context.Context, tenant, sql string, args ...any)
 // operation failed without effect. It returns ErrClaimLost when token no
 // longer holds the claim.
 func (s *Store) Release(ctx context.Context, key, token string) error {
-	return release(ctx, s.inOwnBatch, key, token)
+	return s.release(ctx, nil, key, token)
 }
 
-// ReleaseTx is Release in the caller's tenant-scoped transaction tx.
+// ReleaseTx is Release in the caller's transaction tx. tx must already be
+// scoped to a tenant; it is never re-scoped, and a context naming another
+// tenant is refused with a *tenancy.TenantMismatchError.
 func (s *Store) ReleaseTx(ctx context.Context, tx pgx.Tx, key, token string) error {
-	return release(ctx, inTx(tx), key, token)
+	if tx == nil {
+		return errNilTx
+	}
+	return s.release(ctx, tx, key, token)
 }
 
-func release(ctx context.Context, exec heldExec, key, token string) error {
-	tenant, err := heldBy(ctx, key, token)
-	if err != nil {
+func (s *Store) release(ctx context.Context, tx pgx.Tx, key, token string) error {
+	if err := checkHeld(ctx, tx, key, token); err != nil {
 		return err
 	}
-	tag, err := exec(ctx, tenant, releaseSQL, tenant, key, token)
-	return heldResult("release", tag, err)
+	var n int64
+	if err := s.onHeld(ctx, tx, "release", releaseSQL, []any{key, token}, &n); err != nil {
+		return err
+	}
+	return heldResult(n > 0)
 }
-
-const releaseSQL = `
-DELETE FROM platform.idempotency_keys
-WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
 
 // Renew extends the lease of the claim identified by token to Lease from
-// now and returns the new end of the lease. The middleware renews its
-// claims while the handler runs, so a slow handler keeps its key and only
-// a dead holder's claim runs out. It returns ErrClaimLost when token no
-// longer holds the claim.
+// the database's now and returns the new end of the lease. When the lease
+// would outlast the entry's TTL, the entry's expiry moves with it, so a
+// holder that runs longer than the TTL keeps its key. The middleware
+// renews its claims while the handler runs, so a slow handler keeps its key
+// and only a dead holder's claim runs out. It returns ErrClaimLost when
+// token no longer holds the claim.
 func (s *Store) Renew(ctx context.Context, key, token string) (time.Time, error) {
-	return s.renew(ctx, s.inOwnBatch, key, token)
+	return s.renew(ctx, nil, key, token)
 }
 
-// RenewTx is Renew in the caller's tenant-scoped transaction tx.
+// RenewTx is Renew in the caller's transaction tx. tx must already be
+// scoped to a tenant; it is never re-scoped, and a context naming another
+// tenant is refused with a *tenancy.TenantMismatchError.
 func (s *Store) RenewTx(ctx context.Context, tx pgx.Tx, key, token string) (time.Time, error) {
-	return s.renew(ctx, inTx(tx), key, token)
+	if tx == nil {
+		return time.Time{}, errNilTx
+	}
+	return s.renew(ctx, tx, key, token)
 }
 
-func (s *Store) renew(ctx context.Context, exec heldExec, key, token string) (time.Time, error) {
-	tenant, err := heldBy(ctx, key, token)
-	if err != nil {
+func (s *Store) renew(ctx context.Context, tx pgx.Tx, key, token string) (time.Time, error) {
+	if err := checkHeld(ctx, tx, key, token); err != nil {
 		return time.Time{}, err
 	}
-	until := s.cfg.Now().Add(s.cfg.Lease)
-	tag, err := exec(ctx, tenant, renewSQL, tenant, key, token, until)
-	return until, heldResult("renew", tag, err)
+	var until *time.Time
+	if err := s.onHeld(ctx, tx, "renew", renewSQL, []any{key, token, s.cfg.Lease}, &until); err != nil {
+		return time.Time{}, err
+	}
+	if until == nil {
+		return time.Time{}, ErrClaimLost
+	}
+	return *until, nil
 }
 
-const renewSQL = `
-UPDATE platform.idempotency_keys SET lease_until = $4
-WHERE tenant_id = $1 AND key = $2 AND lease_token = $3 AND state = 'in_progress'`
+// errNilTx is returned by a …Tx method given no transaction.
+var errNilTx = errors.New("idempotency: nil transaction")
 
-// heldBy returns the context's tenant after validating key and the token
-// of a claim on it.
-func heldBy(ctx context.Context, key, token string) (string, error) {
-	tenant, err := tenantOf(ctx, key)
-	if err != nil {
-		return "", err
+// checkHeld validates a call on a claim: the tenant comes from the context
+// unless a transaction is given (whose scope onHeld checks), then key and
+// the claim's token.
+func checkHeld(ctx context.Context, tx pgx.Tx, key, token string) error {
+	if _, ok := tenancy.TenantFrom(ctx); !ok && tx == nil {
+		return ErrNoTenant
 	}
-	return tenant, checkToken(token)
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	return checkToken(token)
 }
 
 // checkToken refuses a token that is not a UUID: it never held a claim.

@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/sweep"
 )
 
@@ -18,7 +20,8 @@ const (
 	DefaultSweepInterval = time.Minute
 )
 
-// Execer runs a statement: *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
+// Execer runs a statement: all a Sweeper needs. *pgxpool.Pool, *pgx.Conn,
+// pgx.Tx and every package's DB satisfy it.
 type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
@@ -33,8 +36,6 @@ type SweeperConfig struct {
 	// Interval is Run's pause between sweeps. Default: DefaultSweepInterval
 	// (1 minute). Must not be negative.
 	Interval time.Duration
-	// Now is the clock. Default: time.Now.
-	Now func() time.Time
 	// Logger receives sweep failures in Run. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -50,41 +51,37 @@ type Sweeper struct {
 // NewSweeper returns a Sweeper on db.
 func NewSweeper(db Execer, cfg SweeperConfig) (*Sweeper, error) {
 	if db == nil {
-		return nil, invalidConfig("nil database")
+		return nil, errs.Config("idempotency", "nil database")
 	}
 	if cfg.BatchSize < 0 || cfg.Interval < 0 {
-		return nil, invalidConfig("BatchSize and Interval must not be negative")
+		return nil, errs.Config("idempotency", "BatchSize and Interval must not be negative")
 	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultSweepBatchSize
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultSweepInterval
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultSweepBatchSize)
+	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Sweeper{db: db, cfg: cfg}, nil
 }
 
-// SKIP LOCKED: an entry being claimed again right now is left to the next
-// sweep rather than waited for.
+// sweepSQL deletes up to $1 entries whose expiry has passed by the
+// database's clock. SKIP LOCKED: an entry being claimed again right now is
+// left to the next sweep rather than waited for. An in-progress entry whose
+// lease is live is never taken: Renew keeps such an entry's expiry at or
+// after its lease's end, and this guard holds the promise even for a row
+// written otherwise.
 const sweepSQL = `
 DELETE FROM platform.idempotency_keys k
 USING (SELECT tenant_id, key FROM platform.idempotency_keys
-       WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+       WHERE expires_at <= now()
+         AND NOT (state = 'in_progress' AND lease_until > now())
+       ORDER BY expires_at LIMIT $1
        FOR UPDATE SKIP LOCKED) due
 WHERE k.tenant_id = due.tenant_id AND k.key = due.key`
 
-// Sweep deletes every entry whose expiry has passed, in batches of
-// BatchSize, and returns how many it deleted.
-func (s *Sweeper) Sweep(ctx context.Context) (int64, error) {
-	now := s.cfg.Now()
+// SweepOnce deletes every entry whose expiry has passed, in batches of
+// BatchSize (each its own transaction), and returns how many it deleted.
+func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
-		tag, err := s.db.Exec(ctx, sweepSQL, now, s.cfg.BatchSize)
+		tag, err := s.db.Exec(ctx, sweepSQL, s.cfg.BatchSize)
 		return tag.RowsAffected(), err
 	})
 	if err != nil {
@@ -93,11 +90,11 @@ func (s *Sweeper) Sweep(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-// Run sweeps every Interval until ctx is done, logging failures, and
-// returns ctx's error.
+// Run sweeps (SweepOnce) at once and then every Interval until ctx is
+// done, logging failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
 	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
-		if n, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+		if n, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.ErrorContext(ctx, "idempotency: sweep failed", "error", err)
 		} else if n > 0 {
 			s.cfg.Logger.InfoContext(ctx, "idempotency: swept expired keys", "deleted", n)

@@ -17,23 +17,27 @@ func TestSweeperDeletesExpiredEntriesInBatches(t *testing.T) {
 	b := setup(t)
 	for i := range 7 {
 		tenant := []string{tenantA, tenantB}[i%2]
-		_, err := b.store.Claim(tenantCtx(t, tenant), fmt.Sprintf("old-%d", i), fpOf("a"))
+		key := fmt.Sprintf("old-%d", i)
+		claim, err := b.store.Claim(tenantCtx(t, tenant), key, fpOf("a"))
 		require.NoError(t, err)
+		if i%3 == 0 {
+			require.NoError(t, b.store.Complete(tenantCtx(t, tenant), key, claim.Token, idempotency.Response{Status: 200}))
+		}
+		b.age(t, tenant, key, time.Hour) // they reach their TTL (1 hour)
 	}
-	b.clock.Advance(30 * time.Minute)
 	_, err := b.store.Claim(tenantCtx(t, tenantA), "young", fpOf("a"))
 	require.NoError(t, err)
-	b.clock.Advance(30 * time.Minute) // the old ones reach their TTL (1 hour)
+	b.age(t, tenantA, "young", 59*time.Minute)
 
-	appSweeper, err := idempotency.NewSweeper(b.db.App, idempotency.SweeperConfig{Now: b.clock.Now})
+	appSweeper, err := idempotency.NewSweeper(b.db.App, idempotency.SweeperConfig{})
 	require.NoError(t, err)
-	n, err := appSweeper.Sweep(context.Background())
+	n, err := appSweeper.SweepOnce(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, n, "row-level security hides every row from the app role")
 
-	sweeper, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 3, Now: b.clock.Now})
+	sweeper, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 3})
 	require.NoError(t, err)
-	n, err = sweeper.Sweep(context.Background())
+	n, err = sweeper.SweepOnce(context.Background())
 	require.NoError(t, err)
 	require.EqualValues(t, 7, n)
 	require.Equal(t, 1, countKeys(t, b.db))
@@ -46,9 +50,9 @@ func TestSweeperRunStopsWithItsContext(t *testing.T) {
 	b := setup(t)
 	_, err := b.store.Claim(tenantCtx(t, tenantA), "k", fpOf("a"))
 	require.NoError(t, err)
-	b.clock.Advance(time.Hour)
+	b.age(t, tenantA, "k", time.Hour)
 	sweeper, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{
-		Interval: time.Hour, Now: b.clock.Now, Logger: slog.New(slog.DiscardHandler),
+		Interval: time.Hour, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

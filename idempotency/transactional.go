@@ -80,7 +80,7 @@ func (m *Middleware) answerFromEntry(ctx context.Context, w http.ResponseWriter,
 	var claim Claim
 	switch {
 	case errors.Is(err, ErrNotFound):
-		err = &InProgressError{LeaseUntil: m.store.cfg.Now().Add(m.cfg.RetryAfter)}
+		err = &InProgressError{} // the winner's entry is not visible yet
 	case err == nil:
 		claim, err = existingClaim(entry, fp)
 	}
