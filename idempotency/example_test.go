@@ -13,6 +13,7 @@ import (
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
+	"github.com/dealix/platform/tenancy/rlspolicy"
 )
 
 func ExampleParseKey() {
@@ -156,7 +157,7 @@ func ExampleTxFrom() {
 	if _, err := db.Owner.Exec(ctx, `CREATE TABLE platform.example_orders (tenant_id uuid NOT NULL, sku text NOT NULL)`); err != nil {
 		panic(err)
 	}
-	if err := tenancy.ApplyPolicy(ctx, db.Owner, "platform.example_orders"); err != nil {
+	if err := rlspolicy.Apply(ctx, db.Owner, "platform.example_orders"); err != nil {
 		panic(err)
 	}
 	if _, err := db.Owner.Exec(ctx, `GRANT SELECT, INSERT ON platform.example_orders TO `+pgtest.AppRole+", "+pgtest.SystemRole); err != nil {
