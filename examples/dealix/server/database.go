@@ -112,7 +112,7 @@ func openDatabases(ctx context.Context, cfg Config, adminURL string, log *slog.L
 		return nil, err
 	}
 	appCfg.MaxConns = int32(cfg.AppPoolSize)
-	sysCfg.MaxConns = 4
+	sysCfg.MaxConns = 12 // queue fetches and completions, durable claims and leases, sweepers
 	if d.app, err = connect(ctx, appCfg, "APP_DATABASE_URL"); err != nil {
 		return nil, err
 	}

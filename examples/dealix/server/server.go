@@ -45,6 +45,7 @@ type Server struct {
 	httpMu       sync.Mutex
 	http         *http.Server
 	closers      []func() // the services' own resources, released last
+	platform     *Platform
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -98,6 +99,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if srv.platform, err = newPlatform(srv.db.app, srv.db.system, log); err != nil {
+		return nil, err
+	}
 	if !cfg.SkipDemo {
 		if srv.demo, err = seedDemo(ctx, srv.db.app, svc.keys, cfg, hmacKey); err != nil {
 			return nil, err
@@ -105,6 +109,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	srv.handler = srv.routes(svc)
 	srv.closers = svc.closers
+	// The domains registered their handlers and workflows in routes.
+	if err := srv.platform.Start(srv.bgCtx, cfg); err != nil {
+		return nil, err
+	}
 	for _, run := range svc.sweepers {
 		srv.bg.Go(func() {
 			if err := run(srv.bgCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -122,6 +130,10 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 
 // Handler is the server's whole HTTP handler, middleware included.
 func (srv *Server) Handler() http.Handler { return srv.handler }
+
+// Platform is the queues, durable runtime and approvals gate the domains
+// share.
+func (srv *Server) Platform() *Platform { return srv.platform }
 
 // Demo is the demo tenant's credentials (zero when SkipDemo).
 func (srv *Server) Demo() Demo { return srv.demo }
@@ -194,6 +206,11 @@ func (srv *Server) shutdown(ctx context.Context) error {
 		if err := hs.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("drain requests: %w", err))
 			_ = hs.Close()
+		}
+	}
+	if srv.platform != nil {
+		if err := srv.platform.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop background work: %w", err))
 		}
 	}
 	srv.bgCancel()
