@@ -96,14 +96,5 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // Run sweeps at once and then every Interval until ctx is done, logging
 // failures and going on, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
-	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
-		n, err := s.SweepOnce(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.cfg.Logger.ErrorContext(ctx, "approvals: sweep failed", slog.Any("error", err))
-		case n > 0:
-			s.cfg.Logger.InfoContext(ctx, "approvals: expired requests", slog.Int64("count", n))
-		}
-	})
-	return ctx.Err()
+	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "approvals: expired requests", s.SweepOnce)
 }

@@ -137,7 +137,7 @@ func TestSweeperRunSweepsUntilCancelled(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
-	require.Contains(t, logs.String(), "count=1")
+	require.Contains(t, logs.String(), "rows=1")
 
 	_, err = approvals.NewSweeper(b.db.System, approvals.SweeperConfig{BatchSize: -1})
 	require.ErrorIs(t, err, approvals.ErrInvalidConfig)

@@ -81,16 +81,7 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 }
 
 // Run sweeps at once and then every Interval until ctx is done, logging
-// failures and going on, and returns nil then.
+// failures and going on, and returns ctx's error then.
 func (s *Sweeper) Run(ctx context.Context) error {
-	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
-		n, err := s.SweepOnce(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.cfg.Logger.WarnContext(ctx, "dlq: sweep failed", "err", err)
-		case n > 0:
-			s.cfg.Logger.InfoContext(ctx, "dlq: deleted finished jobs", "deleted", n)
-		}
-	})
-	return nil
+	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "dlq: deleted finished jobs", s.SweepOnce)
 }

@@ -93,12 +93,5 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // Run sweeps (SweepOnce) at once and then every Interval until ctx is
 // done, logging failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
-	sweep.Every(ctx, s.cfg.Interval, func(ctx context.Context) {
-		if n, err := s.SweepOnce(ctx); err != nil && ctx.Err() == nil {
-			s.cfg.Logger.ErrorContext(ctx, "idempotency: sweep failed", "error", err)
-		} else if n > 0 {
-			s.cfg.Logger.InfoContext(ctx, "idempotency: swept expired keys", "deleted", n)
-		}
-	})
-	return ctx.Err()
+	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "idempotency: swept expired keys", s.SweepOnce)
 }

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -35,4 +36,21 @@ func Every(ctx context.Context, interval time.Duration, sweep func(context.Conte
 		case <-ticker.C:
 		}
 	}
+}
+
+// Run is every package's Sweeper.Run: it calls once at once and then every
+// interval until ctx is done, logs a failure (unless ctx ended) or, at Info,
+// how many rows a pass removed, and returns ctx's error. what names the
+// rows in the log, as "idempotency: swept expired keys".
+func Run(ctx context.Context, interval time.Duration, log *slog.Logger, what string, once func(context.Context) (int64, error)) error {
+	Every(ctx, interval, func(ctx context.Context) {
+		n, err := once(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.ErrorContext(ctx, what+": sweep failed", "error", err)
+		case err == nil && n > 0:
+			log.InfoContext(ctx, what, "rows", n)
+		}
+	})
+	return ctx.Err()
 }

@@ -1,8 +1,10 @@
 package sweep_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -68,4 +70,31 @@ func TestEveryWithADoneContextSweepsOnce(t *testing.T) {
 	calls := 0
 	sweep.Every(ctx, time.Hour, func(context.Context) { calls++ })
 	require.Equal(t, 1, calls)
+}
+
+func TestRunLogsAndReturnsTheContextsError(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := sweep.Run(ctx, time.Hour, log, "test: swept rows", func(context.Context) (int64, error) {
+		calls++
+		cancel() // one pass, then stop
+		return 3, nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, calls)
+	require.Contains(t, buf.String(), `msg="test: swept rows" rows=3`)
+
+	buf.Reset()
+	ctx, cancel = context.WithCancel(context.Background())
+	failures := 0
+	_ = sweep.Run(ctx, time.Millisecond, log, "test: swept rows", func(context.Context) (int64, error) {
+		if failures++; failures == 2 {
+			cancel() // the second failure ends with the context: not logged
+		}
+		return 0, errors.New("boom")
+	})
+	require.Contains(t, buf.String(), `msg="test: swept rows: sweep failed" error=boom`)
 }
