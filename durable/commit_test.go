@@ -25,12 +25,26 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	rt := newRuntime(t, db, func(c *durable.Config) { c.Concurrency = 16 })
+	// Every value jsonb itself refuses is caught before the batch now
+	// (internal/pgtext), so a trigger stands in for a refusal only the
+	// server can make: a data exception for one particular result.
+	_, err := db.Admin.Exec(ctx, `
+CREATE FUNCTION platform.refuse_marked_output() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.output = '"refused by the server"'::jsonb THEN
+        RAISE EXCEPTION 'value refused by a trigger' USING ERRCODE = '22023';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_marked_output BEFORE INSERT ON platform.durable_steps
+    FOR EACH ROW EXECUTE FUNCTION platform.refuse_marked_output();`)
+	require.NoError(t, err)
 
 	var mu sync.Mutex
 	executions := map[string]int{} // of step "first", by run
 	var inFlight, returned atomic.Int32
 	release, blockerGo := make(chan struct{}), make(chan struct{})
-	_, err := durable.Register(rt, "batch", func(ctx context.Context, kind string) (string, error) {
+	_, err = durable.Register(rt, "batch", func(ctx context.Context, kind string) (string, error) {
 		run, _ := durable.CurrentRun(ctx)
 		out, err := durable.Step(ctx, "first", func(context.Context) (json.RawMessage, error) {
 			mu.Lock()
@@ -48,8 +62,10 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 				return json.Marshal("nul\x00inside")
 			case "surrogate": // a lone surrogate escape, which jsonb refuses
 				return json.RawMessage(`"\ud800"`), nil
-			case "overflow": // valid JSON that jsonb refuses: caught by PostgreSQL in the batch
+			case "overflow": // beyond numeric's range: caught before the batch
 				return json.RawMessage(`1e1000000`), nil
+			case "refused": // refused by the server inside the batch
+				return json.RawMessage(`"refused by the server"`), nil
 			}
 			return json.Marshal("ok " + run.RunID)
 		})
@@ -77,7 +93,9 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	require.NoError(t, err)
 	_, err = rt.Start(ctxA, "batch", "overflow", durable.WithRunID("overflow"))
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return inFlight.Load() == 10 }, 30*time.Second, 5*time.Millisecond)
+	_, err = rt.Start(ctxA, "batch", "refused", durable.WithRunID("refused"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return inFlight.Load() == 11 }, 30*time.Second, 5*time.Millisecond)
 
 	// Hold the blocker's run row, so that its checkpoint leads a batch
 	// that waits on the lock while every other checkpoint queues behind
@@ -95,7 +113,7 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 		return waiting == 1
 	}, 30*time.Second, 5*time.Millisecond, "the blocker's checkpoint waits for the lock")
 	close(release)
-	require.Eventually(t, func() bool { return returned.Load() == 10 }, 30*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return returned.Load() == 11 }, 30*time.Second, 5*time.Millisecond)
 	time.Sleep(50 * time.Millisecond) // for the last checkpoints to queue
 	require.NoError(t, lock.Commit(ctx))
 
@@ -120,8 +138,11 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	require.Contains(t, surrogate.Error, durable.ErrEncode.Error())
 	overflow := waitRun(t, rt, tenantA, "overflow")
 	require.Equal(t, durable.StatusFailed, overflow.Status)
-	require.Contains(t, overflow.Error, "checkpoint refused by PostgreSQL: value overflows numeric format")
-	for _, id := range []string{"nul", "surrogate", "overflow"} {
+	require.Contains(t, overflow.Error, "numeric range")
+	refused := waitRun(t, rt, tenantA, "refused")
+	require.Equal(t, durable.StatusFailed, refused.Status)
+	require.Contains(t, refused.Error, "checkpoint refused by PostgreSQL: value refused by a trigger")
+	for _, id := range []string{"nul", "surrogate", "overflow", "refused"} {
 		require.Zero(t, countRows(t, db, "durable_steps", id), "no checkpoint of %s", id)
 	}
 	mu.Lock()
@@ -129,7 +150,7 @@ func TestARefusedValueFailsOnlyItsOwnRun(t *testing.T) {
 	for id, n := range executions {
 		require.Equal(t, 1, n, "step first of %s executed once", id)
 	}
-	require.Len(t, executions, 10)
+	require.Len(t, executions, 11)
 }
 
 // Error texts holding NUL or invalid UTF-8, which a text column refuses,
