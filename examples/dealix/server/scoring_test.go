@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/examples/dealix/server"
 	"github.com/dealix/platform/internal/pgtest"
@@ -123,6 +124,21 @@ func TestNewLeadIsScoredAndLedgered(t *testing.T) {
 	}
 	// Another tenant sees no score of it.
 	wantProblem(t, e.do("GET", "/api/v1/leads/"+l.ID+"/score", "", bearer(e.token(newTenant()))...), http.StatusNotFound)
+
+	// A worker that dies after its transaction committed but before the job
+	// is recorded done: the job runs again (here, made available again as
+	// the lease rescue would) and records nothing twice.
+	ctx := context.Background()
+	if _, err := e.db.System.Exec(ctx, `UPDATE platform.dlq_jobs SET state = 'available', finalized_at = NULL, run_at = now()
+		WHERE tenant_id = $1 AND queue = 'scoring'`, tenant); err != nil {
+		t.Fatal(err)
+	}
+	scoringEventually(t, "the scoring job's second run", func() bool {
+		return scoringCount(t, e, `SELECT count(*) FROM platform.dlq_jobs WHERE tenant_id = $1 AND state = 'completed' AND attempt = 2`, tenant) == 1
+	})
+	if n := scoringCount(t, e, `SELECT count(*) FROM dealix.model_calls WHERE tenant_id = $1`, tenant); n != 1 {
+		t.Fatalf("%d ledger rows after the job ran again, want 1", n)
+	}
 }
 
 // costReport is the JSON of GET /admin/costs, amounts kept exact.
@@ -341,11 +357,20 @@ func TestCostAlertOncePerTenantPerDay(t *testing.T) {
 	// More calls the same day, and the report shows the sent alert.
 	tok := e.token(tenants[0])
 	scoredLead(t, e, tok, `{"name":"One more","notes":"after the alert"}`)
+	// An alert job run again after its post was accepted posts nothing.
+	var day string
+	if err := e.db.System.QueryRow(context.Background(), `SELECT day::text FROM dealix.cost_alerts WHERE tenant_id = $1`, tenants[0]).Scan(&day); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Platform().Jobs.EnqueueForTenant(context.Background(), tenants[0], dlq.JobParams{
+		Queue: scoring.Queue, Kind: scoring.KindAlert, Payload: scoring.AlertJob{Day: day}}); err != nil {
+		t.Fatal(err)
+	}
 	scoringEventually(t, "the scoring queue drains", func() bool {
 		return scoringCount(t, e, `SELECT count(*) FROM platform.dlq_jobs WHERE state <> 'completed'`) == 0
 	})
 	if posts2, _ := recv.snapshot(); posts2 != posts {
-		t.Fatalf("%d posts after a later call, want %d", posts2, posts)
+		t.Fatalf("%d posts after a later call and a repeated alert job, want %d", posts2, posts)
 	}
 	rep := getCosts(t, e, e.token(tenants[0], "admin"), "")
 	if len(rep.Alerts) != 1 || rep.Alerts[0].SentAt == nil || rep.Total.Calls != 21 {
