@@ -10,7 +10,9 @@
 // 1,000 tokens), cache hit, tenant, the creating request's correlation id,
 // time. A model's answers are cached per tenant by a hash of their input,
 // so a repeated input is answered without a call and costs nothing (the
-// ledger records it as a cache hit).
+// ledger records it as a cache hit, with no tokens billed and a zero
+// cost). Two jobs with the same input running at the same moment may both
+// miss the cache; both calls are then billed and recorded.
 //
 // Every table is under row-level security and every statement runs in a
 // transaction scoped to the job's (or the request's) tenant on the app
