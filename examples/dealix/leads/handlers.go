@@ -33,6 +33,10 @@ type Handlers struct {
 	MaxBodyBytes int64
 	// Log receives server-side failures.
 	Log *slog.Logger
+	// OnCreated, when set, runs inside the transaction that creates a lead,
+	// after the insert: what it writes (an enqueued job, say) commits with
+	// the lead or not at all, and its error fails the request.
+	OnCreated func(ctx context.Context, tx pgx.Tx, lead Lead) error
 }
 
 const columns = `id::text, name, email, company, owner, source, notes, status, version, created_at, updated_at`
@@ -78,7 +82,10 @@ func (h *Handlers) Create(w http.ResponseWriter, r *http.Request) {
 			(tenant_id, name, email, company, owner, source, notes, status)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+columns,
 			tenant, in.Name, in.Email, in.Company, in.Owner, in.Source, in.Notes, *in.Status))
-		return err
+		if err != nil || h.OnCreated == nil {
+			return err
+		}
+		return h.OnCreated(ctx, tx, lead)
 	})
 	if err != nil {
 		httpx.Fail(w, r, h.Log, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/pricing"
+	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/migrate"
 	"github.com/dealix/platform/tenancy"
@@ -50,6 +51,7 @@ func Migrations() []MigrateFunc {
 		pricing.Migrate,
 		Migrate,
 		leads.Migrate,
+		scoring.Migrate,
 	}
 }
 

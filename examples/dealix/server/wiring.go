@@ -95,6 +95,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	admin := func(h http.HandlerFunc) http.Handler { return authed(apikeys.RequireAdmin(log, h)) }
 
 	lh := &leads.Handlers{DB: db.app, MaxBodyBytes: cfg.MaxBodyBytes, Log: log}
+	lh.OnCreated = srv.scoreNewLead
 	kh := &apikeys.Handlers{Keys: svc.keys, MaxBodyBytes: cfg.MaxBodyBytes, Log: log}
 	deep := &health.Deep{Checks: []health.Check{
 		{Name: "postgres", Required: true, Run: health.Postgres(db.app)},
@@ -119,6 +120,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	mux.Handle("POST /api/v1/api-keys", admin(kh.Create))
 	mux.Handle("GET /api/v1/api-keys", admin(kh.List))
 	mux.Handle("DELETE /api/v1/api-keys/{id}", admin(kh.Revoke))
+	srv.mountScoring(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
