@@ -17,6 +17,7 @@ import (
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/leads"
+	"github.com/dealix/platform/examples/dealix/outbound"
 	"github.com/dealix/platform/examples/dealix/pricing"
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/migrate"
@@ -50,6 +51,7 @@ func Migrations() []MigrateFunc {
 		pricing.Migrate,
 		Migrate,
 		leads.Migrate,
+		outbound.Migrate,
 	}
 }
 
