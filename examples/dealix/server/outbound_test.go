@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -452,4 +453,80 @@ func TestAdminApprovalsListPendingFirst(t *testing.T) {
 	}
 	wantProblem(t, e.do("GET", "/admin/approvals/not-a-uuid", "", admin...), http.StatusNotFound)
 	wantProblem(t, e.do("POST", "/admin/approvals/"+ids[2]+"/approve", `{"comment":`, admin...), http.StatusBadRequest)
+}
+
+func TestConcurrentDecisionsOnACampaignOneWins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := newTenant()
+	requester := e.principal(tenant, "sara")
+	for round := range 3 {
+		rcpts := recipients(60, fmt.Sprintf("round%d.example", round))
+		held, _ := e.createCampaign(requester, campaignBody(rcpts, 0, false), http.StatusAccepted)
+
+		// Eight admins decide at once, half approving, half rejecting.
+		type answer struct {
+			approve bool
+			status  int
+			d       approvals.Decision
+		}
+		answers := make(chan answer, 8)
+		start := make(chan struct{})
+		for i := range 8 {
+			who := e.principal(tenant, fmt.Sprintf("admin-%d", i), "admin")
+			verb := "reject"
+			if i%2 == 0 {
+				verb = "approve"
+			}
+			go func() {
+				<-start
+				r := e.do("POST", "/admin/approvals/"+held.ApprovalID+"/"+verb, "", who...)
+				a := answer{approve: verb == "approve", status: r.StatusCode}
+				if r.StatusCode == http.StatusOK {
+					_ = json.Unmarshal(r.body, &a.d)
+				}
+				answers <- a
+			}()
+		}
+		close(start)
+		winners, replays := 0, 0
+		var won *answer
+		var all []answer
+		for range 8 {
+			all = append(all, <-answers)
+		}
+		for i, a := range all {
+			if a.status == http.StatusOK && !a.d.Replayed {
+				winners++
+				won = &all[i]
+			}
+		}
+		if winners != 1 {
+			t.Fatalf("round %d: %d decisions won: %+v", round, winners, all)
+		}
+		for _, a := range all {
+			switch {
+			case a.approve == won.approve && a.status == http.StatusOK:
+				if a.d.Replayed {
+					replays++
+				}
+			case a.approve != won.approve && a.status == http.StatusConflict:
+			default:
+				t.Fatalf("round %d: winner approve=%v, and an answer %+v", round, won.approve, a)
+			}
+		}
+		if replays != 3 {
+			t.Fatalf("round %d: %d replays of the winning decision, want 3", round, replays)
+		}
+		if won.approve {
+			e.waitSent(requester, held.Campaign.ID)
+			messages, calls := e.mailbox(tenant, held.Campaign.ID)
+			wantEachOnce(t, rcpts, messages, calls)
+		} else {
+			messages, _ := e.mailbox(tenant, held.Campaign.ID)
+			if c := e.campaign(requester, held.Campaign.ID); c.Status != "rejected" || len(messages) != 0 {
+				t.Fatalf("round %d: rejected campaign %+v with %d messages", round, c, len(messages))
+			}
+		}
+	}
 }
