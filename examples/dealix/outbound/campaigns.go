@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -41,6 +42,11 @@ type Service struct {
 	Approvals *approvals.Service
 	// Sender delivers the messages.
 	Sender Sender
+	// YieldBefore is how long before a send attempt's deadline the worker
+	// hands a campaign back to the queue (dlq.Snooze, no attempt used)
+	// rather than start another recipient, once it has sent at least one.
+	// Default: DefaultYieldBefore (5s).
+	YieldBefore time.Duration
 	// MaxBodyBytes bounds a request body. Default: httpx.DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// Log receives server-side failures.

@@ -1,9 +1,11 @@
 package outbound
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -45,12 +47,23 @@ func (s *Service) deliver(ctx context.Context, _ *dlq.Job, p sendJob) error {
 		// must not be sent, whatever the job says.
 		return dlq.Discard(fmt.Errorf("outbound: campaign %s is %s, not sending", p.CampaignID, status))
 	}
+	sent := 0
 	for _, rcpt := range recipients {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.deliverOne(ctx, p.CampaignID, rcpt, msg); err != nil {
+		// A large campaign may not fit in one attempt's time: having made
+		// progress, hand the job back before the deadline, without using
+		// an attempt, and go on from the ledger next time.
+		if deadline, ok := ctx.Deadline(); ok && sent > 0 && time.Until(deadline) < cmp.Or(s.YieldBefore, DefaultYieldBefore) {
+			return dlq.Snooze(0)
+		}
+		did, err := s.deliverOne(ctx, p.CampaignID, rcpt, msg)
+		if err != nil {
 			return fmt.Errorf("outbound: campaign %s: %w", p.CampaignID, err)
+		}
+		if did {
+			sent++
 		}
 	}
 	return tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
@@ -60,6 +73,9 @@ func (s *Service) deliver(ctx context.Context, _ *dlq.Job, p sendJob) error {
 	})
 }
 
+// DefaultYieldBefore is Service.YieldBefore's default.
+const DefaultYieldBefore = 5 * time.Second
+
 // MessageKey is the key of a campaign's message to one recipient.
 func MessageKey(campaignID, recipient string) string { return campaignID + "/" + recipient }
 
@@ -67,7 +83,8 @@ func MessageKey(campaignID, recipient string) string { return campaignID + "/" +
 // was sent. The ledger row is claimed (committed) before the send, and
 // marked sent after it; a claim found still "sending" is a send that was
 // cut short, tried again under the same key.
-func (s *Service) deliverOne(ctx context.Context, campaignID, rcpt string, msg MessageContent) error {
+// It reports whether it sent.
+func (s *Service) deliverOne(ctx context.Context, campaignID, rcpt string, msg MessageContent) (bool, error) {
 	key := MessageKey(campaignID, rcpt)
 	tenant, _ := tenancy.TenantFrom(ctx)
 	claimed := false
@@ -83,13 +100,13 @@ func (s *Service) deliverOne(ctx context.Context, campaignID, rcpt string, msg M
 		return err
 	})
 	if err != nil || !claimed {
-		return err
+		return false, err
 	}
 	providerID, err := s.Sender.Send(ctx, Message{Key: key, CampaignID: campaignID, Recipient: rcpt, Subject: msg.Subject, Body: msg.Body})
 	if err != nil {
-		return fmt.Errorf("send to %s: %w", rcpt, err)
+		return false, fmt.Errorf("send to %s: %w", rcpt, err)
 	}
-	return tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
+	return true, tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE dealix.outbound_messages SET status = 'sent', provider_id = $3, sent_at = now()
 			WHERE campaign_id = $1 AND recipient = $2`, campaignID, rcpt, providerID)
 		return err

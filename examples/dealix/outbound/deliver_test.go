@@ -137,31 +137,28 @@ func testDyingWorker(t *testing.T, delivered bool) {
 	loc := rec.Header().Get("Location")
 	campaignID := loc[strings.LastIndex(loc, "/")+1:]
 
-	// Wait for the campaign to be sent; the bound only keeps a broken
-	// build from hanging.
+	// Wait for the campaign to be sent and its job finished (the job's
+	// outcome is recorded after the handler returns); the bound only
+	// keeps a broken build from hanging.
 	deadline := time.Now().Add(time.Minute)
+	var status, state string
+	var attempt int
 	for {
-		var status string
-		if err := db.System.QueryRow(ctx, `SELECT status FROM dealix.outbound_campaigns WHERE id = $1`, campaignID).Scan(&status); err != nil {
+		if err := db.System.QueryRow(ctx, `SELECT c.status, j.state, j.attempt FROM dealix.outbound_campaigns c, platform.dlq_jobs j
+			WHERE c.id = $1 AND j.tenant_id = c.tenant_id AND j.queue = 'outbound'`, campaignID).Scan(&status, &state, &attempt); err != nil {
 			t.Fatal(err)
 		}
-		if status == outbound.StatusSent {
+		if state != string(dlq.StateAvailable) && state != string(dlq.StateRunning) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("campaign still %s after a minute", status)
+			t.Fatalf("campaign %s, job %s after a minute", status, state)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-
 	// The job died once and succeeded on its retry.
-	var attempt int
-	var state string
-	if err := db.System.QueryRow(ctx, `SELECT attempt, state FROM platform.dlq_jobs WHERE tenant_id = $1 AND queue = 'outbound'`, tenant).Scan(&attempt, &state); err != nil {
-		t.Fatal(err)
-	}
-	if attempt != 2 || state != string(dlq.StateCompleted) {
-		t.Fatalf("job at attempt %d, %s; want 2, completed", attempt, state)
+	if status != outbound.StatusSent || attempt != 2 || state != string(dlq.StateCompleted) {
+		t.Fatalf("campaign %s, job at attempt %d, %s; want sent, 2, completed", status, attempt, state)
 	}
 
 	// Each recipient got exactly one message. The retry skipped the
@@ -208,5 +205,78 @@ func testDyingWorker(t *testing.T, delivered bool) {
 	}
 	if sent != total || retried != 1 {
 		t.Fatalf("ledger: %d sent, %d retried; want %d, 1", sent, retried, total)
+	}
+}
+
+// slowSender takes its time over each message, as a remote provider does.
+type slowSender struct {
+	inner outbound.Sender
+	delay time.Duration
+}
+
+func (s slowSender) Send(ctx context.Context, m outbound.Message) (string, error) {
+	time.Sleep(s.delay)
+	return s.inner.Send(ctx, m)
+}
+
+func TestLargeCampaignYieldsBeforeTheAttemptsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs, _ := dlq.NewClient(db.App, dlq.Config{Logger: log})
+	gate, _ := approvals.New(db.App, approvals.Config{Logger: log})
+	// Each attempt has 600ms and yields 400ms before its end: about four
+	// 50ms messages per attempt, so 40 recipients need several claims.
+	svc := &outbound.Service{DB: db.App, Jobs: jobs, Queue: "outbound", Approvals: gate, Log: log,
+		Sender: slowSender{inner: &outbound.FakeSender{DB: db.App}, delay: 50 * time.Millisecond}, YieldBefore: 400 * time.Millisecond}
+	worker, err := dlq.NewClient(db.System, dlq.Config{
+		Queues: map[string]dlq.QueueConfig{"outbound": {Handler: svc.Handler(), Timeout: 600 * time.Millisecond}},
+		// Only a counted failure would make the job dead: one attempt.
+		MaxAttempts: 1, PollInterval: 20 * time.Millisecond, Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = worker.Stop(context.Background()) })
+
+	tenant := uuid.NewString()
+	rcpts := make([]string, 40)
+	for i := range rcpts {
+		rcpts[i] = fmt.Sprintf("r%02d@example.com", i)
+	}
+	body := `{"name":"n","message":{"subject":"s","body":"b"},"recipients":["` + strings.Join(rcpts, `","`) + `"]}`
+	req := httptest.NewRequest("POST", "/api/v1/outbound/campaigns", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	pctx, _ := tenancy.WithPrincipal(req.Context(), tenancy.Principal{Subject: "sara", TenantID: tenant})
+	rec := httptest.NewRecorder()
+	svc.Create(rec, req.WithContext(pctx))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", rec.Code, rec.Body)
+	}
+
+	deadline := time.Now().Add(time.Minute)
+	var state string
+	var attempt, claims, mailbox int
+	for {
+		if err := db.System.QueryRow(ctx, `SELECT state, attempt, claims,
+			(SELECT count(*) FROM dealix.outbound_fake_mailbox WHERE tenant_id = $1)
+			FROM platform.dlq_jobs WHERE tenant_id = $1`, tenant).Scan(&state, &attempt, &claims, &mailbox); err != nil {
+			t.Fatal(err)
+		}
+		if state != string(dlq.StateAvailable) && state != string(dlq.StateRunning) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s after a minute", state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if state != string(dlq.StateCompleted) || mailbox != len(rcpts) || claims < 3 {
+		t.Fatalf("job %s after %d claims (attempt %d), %d messages; want completed, several claims, %d messages",
+			state, claims, attempt, mailbox, len(rcpts))
 	}
 }
