@@ -143,7 +143,8 @@ func (s *Service) enqueue(ctx context.Context, tx pgx.Tx, campaignID string) err
 }
 
 // Get handles GET /api/v1/outbound/campaigns/{id}: the campaign's status
-// and its delivery counts. Another tenant's campaign is 404, as a missing
+// and its delivery counts. A held campaign whose approval request expired
+// undecided shows StatusExpired. Another tenant's campaign is 404, as a missing
 // one.
 func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(r.PathValue("id"))
@@ -152,10 +153,22 @@ func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var c Campaign
+	var now time.Time
 	err = httpx.InTx(r, s.DB, func(ctx context.Context, tx pgx.Tx) error {
-		c, err = getCampaign(ctx, tx, id.String())
-		return err
+		if c, err = getCampaign(ctx, tx, id.String()); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT now()`).Scan(&now)
 	})
+	if err == nil && c.Status == StatusPendingApproval && c.ApprovalID != nil {
+		// Nothing tells the campaign that its request ran out of time
+		// undecided: ask the gate, on the database's clock.
+		var req approvals.Request
+		if req, err = s.Approvals.Get(r.Context(), *c.ApprovalID); err == nil &&
+			(req.Status == approvals.StatusExpired || (req.Status == approvals.StatusPending && !req.ExpiresAt.After(now))) {
+			c.Status = StatusExpired
+		}
+	}
 	if err != nil {
 		httpx.Fail(w, r, s.Log, err)
 		return

@@ -18,6 +18,10 @@ const (
 	StatusSending         = "sending"          // the send job is queued or running
 	StatusSent            = "sent"             // every recipient has its message
 	StatusRejected        = "rejected"         // an admin rejected it: nothing is sent
+	// StatusExpired is shown, never stored: the approval request ran out
+	// of time undecided (approvals.Config.TTL), so nothing is sent and
+	// the request can no longer be decided.
+	StatusExpired = "expired"
 )
 
 // Limits of a campaign; the table's CHECK constraints say the same.

@@ -530,3 +530,27 @@ func TestConcurrentDecisionsOnACampaignOneWins(t *testing.T) {
 		}
 	}
 }
+
+func TestOutboundCampaignWhoseApprovalExpiredIsNeverSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := newTenant()
+	requester := e.principal(tenant, "sara")
+	admin := e.principal(tenant, "omar", "admin")
+	held, _ := e.createCampaign(requester, campaignBody(recipients(5, "late.example"), 0.95, false), http.StatusAccepted)
+	// Three days pass: the request's time runs out undecided.
+	if _, err := e.db.Admin.Exec(context.Background(), `UPDATE platform.approvals_requests
+		SET created_at = now() - interval '73 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, held.ApprovalID); err != nil {
+		t.Fatal(err)
+	}
+	if c := e.campaign(requester, held.Campaign.ID); c.Status != "expired" {
+		t.Fatalf("campaign of an expired request: %+v", c)
+	}
+	p := wantProblem(t, e.do("POST", "/admin/approvals/"+held.ApprovalID+"/approve", "", admin...), http.StatusConflict)
+	if p["type"] != approvals.ProblemExpired {
+		t.Fatalf("late approval: %v", p)
+	}
+	if n := e.outboundJobs(tenant); n != 0 {
+		t.Fatalf("%d send jobs for an expired campaign", n)
+	}
+}
