@@ -114,7 +114,7 @@ func (in *createInput) validate() error {
 		}
 		seen[folded] = true
 	}
-	if in.Risk < 0 || in.Risk > 1 {
+	if !(in.Risk >= 0 && in.Risk <= 1) { // NaN too
 		return invalid("risk", "must be from 0 to 1")
 	}
 	return nil

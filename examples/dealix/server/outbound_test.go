@@ -480,10 +480,17 @@ func TestConcurrentDecisionsOnACampaignOneWins(t *testing.T) {
 			}
 			go func() {
 				<-start
-				r := e.do("POST", "/admin/approvals/"+held.ApprovalID+"/"+verb, "", who...)
-				a := answer{approve: verb == "approve", status: r.StatusCode}
-				if r.StatusCode == http.StatusOK {
-					_ = json.Unmarshal(r.body, &a.d)
+				// Not e.do: it may fail the test, which only the test's
+				// goroutine may do.
+				a := answer{approve: verb == "approve"}
+				req, _ := http.NewRequest("POST", e.url+"/admin/approvals/"+held.ApprovalID+"/"+verb, nil)
+				req.Header.Set(who[0], who[1])
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					a.status = resp.StatusCode
+					if resp.StatusCode == http.StatusOK {
+						_ = json.NewDecoder(resp.Body).Decode(&a.d)
+					}
+					resp.Body.Close()
 				}
 				answers <- a
 			}()
