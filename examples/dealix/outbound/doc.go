@@ -19,7 +19,12 @@
 // a worker died is sent again with the same Message.Key, which the Sender
 // treats as the same message (a provider's idempotency key). Each
 // recipient therefore gets exactly one message. FakeSender is the local
-// fake: it records each message in dealix.outbound_fake_mailbox.
+// fake: it records each message in dealix.outbound_fake_mailbox. A
+// campaign too large for one attempt's time hands itself back to the queue
+// (dlq.Snooze) before the deadline and goes on from the ledger.
+//
+// A held campaign whose approval request expires undecided is shown as
+// expired and is never sent: the gate refuses to decide it.
 //
 // ApprovalsAdmin serves the tenant admin's side of the approvals gate:
 // list (pending first), get, approve, reject and the audit trail.
