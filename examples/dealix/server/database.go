@@ -17,6 +17,7 @@ import (
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/leads"
+	"github.com/dealix/platform/examples/dealix/outbound"
 	"github.com/dealix/platform/examples/dealix/pricing"
 	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/idempotency"
@@ -52,6 +53,7 @@ func Migrations() []MigrateFunc {
 		Migrate,
 		leads.Migrate,
 		scoring.Migrate,
+		outbound.Migrate,
 	}
 }
 
