@@ -28,8 +28,17 @@ const (
 )
 
 // WebhookRoutes are the inbound webhook routes that must refuse unsigned
-// deliveries.
-var WebhookRoutes = []string{"/webhooks/moyasar", "/webhooks/hubspot", "/webhooks/calendly"}
+// deliveries; {tenant} is filled with a well-formed tenant id, since the
+// intake routes are per tenant.
+var WebhookRoutes = []string{"/webhooks/moyasar", "/webhooks/hubspot/{tenant}", "/webhooks/calendly/{tenant}"}
+
+// webhookPath fills route's {tenant} with a random, well-formed id: the
+// signature is checked before any tenant is looked up.
+func webhookPath(route string) string {
+	b := []byte(randomHex(16))
+	id := string(b[0:8]) + "-" + string(b[8:12]) + "-4" + string(b[13:16]) + "-a" + string(b[17:20]) + "-" + string(b[20:32])
+	return strings.Replace(route, "{tenant}", id, 1)
+}
 
 // Queues are the reference server's four queues, all of which must show
 // in /admin/dlq/stats.
@@ -77,9 +86,10 @@ type Config struct {
 	// CostAlert proves the daily cost alert fires (O4). Unset: O4 is
 	// open with the reason.
 	CostAlert gates.Check
-	// DealBody is the JSON body that creates the probe deal. Default:
-	// DefaultDealBody.
-	DealBody string
+	// DealBody is the JSON body that creates the probe deal, and
+	// CloseBody the one that closes it. Defaults: DefaultDealBody,
+	// DefaultCloseBody.
+	DealBody, CloseBody string
 	// CampaignBody builds the JSON body of a campaign the approvals policy
 	// holds. Default: DefaultCampaignBody.
 	CampaignBody func() string
@@ -98,6 +108,9 @@ type Config struct {
 // DefaultDealBody creates the probe deal.
 const DefaultDealBody = `{"title":"launch gate probe","amount":100000,"currency":"SAR"}`
 
+// DefaultCloseBody closes the probe deal as won.
+const DefaultCloseBody = `{"outcome":"won"}`
+
 // DefaultCampaignBody is a campaign of 51 recipients, one more than the
 // approvals policy lets through unheld.
 func DefaultCampaignBody() string {
@@ -106,7 +119,10 @@ func DefaultCampaignBody() string {
 		recipients[i] = fmt.Sprintf("gate-probe-%02d@example.invalid", i)
 	}
 	body, _ := json.Marshal(map[string]any{
-		"name": ProbeName, "message": "launch gate probe: never sent", "recipients": recipients, "risk_score": 0.1,
+		"name":       ProbeName,
+		"message":    map[string]string{"subject": ProbeName, "body": "A launch gate probe: rejected, never sent."},
+		"recipients": recipients,
+		"risk":       0.1,
 	})
 	return string(body)
 }
@@ -120,6 +136,7 @@ func (c Config) withDefaults() Config {
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	c.CITimeout = cmp.Or(c.CITimeout, 90*time.Minute)
 	c.DealBody = cmp.Or(c.DealBody, DefaultDealBody)
+	c.CloseBody = cmp.Or(c.CloseBody, DefaultCloseBody)
 	if c.CampaignBody == nil {
 		c.CampaignBody = DefaultCampaignBody
 	}

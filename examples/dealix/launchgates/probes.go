@@ -160,14 +160,14 @@ func (p probe) webhooksRefuseUnsigned(ctx context.Context) (string, error) {
 	var parts []string
 	for _, route := range WebhookRoutes {
 		body := `{"id":"gate-probe-` + randomHex(4) + `","type":"probe"}`
-		a, err := p.do(ctx, http.MethodPost, route, "", body)
+		a, err := p.do(ctx, http.MethodPost, webhookPath(route), "", body)
 		if err != nil {
 			return "", err
 		}
 		if a.status != http.StatusUnauthorized {
 			return "", fmt.Errorf("POST %s unsigned: %s, want 401", route, a)
 		}
-		forged, err := p.do(ctx, http.MethodPost, route, "", body,
+		forged, err := p.do(ctx, http.MethodPost, webhookPath(route), "", body,
 			"X-Signature", "sha256="+randomHex(32), "X-HubSpot-Signature-v3", randomHex(32),
 			"Calendly-Webhook-Signature", "t=1,v1="+randomHex(32), "X-Moyasar-Signature", randomHex(32))
 		if err != nil {

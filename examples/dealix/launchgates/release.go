@@ -68,7 +68,7 @@ func ReleaseSet(cfg Config) *gates.Set {
 
 // webhookRefuses: one route answers an unsigned delivery 401.
 func (p probe) webhookRefuses(ctx context.Context, route string) (string, error) {
-	a, err := p.do(ctx, http.MethodPost, route, "", `{"id":"gate-probe-`+randomHex(4)+`","type":"probe"}`)
+	a, err := p.do(ctx, http.MethodPost, webhookPath(route), "", `{"id":"gate-probe-`+randomHex(4)+`","type":"probe"}`)
 	if err != nil {
 		return "", err
 	}

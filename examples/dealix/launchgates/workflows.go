@@ -167,7 +167,7 @@ func (p probe) dealEvidence(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("the created deal has no id: %s", created)
 	}
 	correlation := "gate-close-" + randomHex(6)
-	closeAnswer, err := p.do(ctx, http.MethodPost, "/api/v1/deals/"+id+"/close", p.cfg.AdminToken, "",
+	closeAnswer, err := p.do(ctx, http.MethodPost, "/api/v1/deals/"+id+"/close", p.cfg.AdminToken, p.cfg.CloseBody,
 		"Idempotency-Key", "gate-"+randomHex(8), "X-Correlation-ID", correlation)
 	if err != nil {
 		return "", err
