@@ -34,7 +34,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("launchgates", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	which := fs.String("set", "launch", "launch or release")
-	format := fs.String("format", "text", "text, markdown or json")
+	format := fs.String("format", "text", "text, brief (gate lines and the score line), markdown or json")
 	only := fs.String("only", "", "comma-separated gate ids to run (the rule then asks for all of them)")
 	var cfg launchgates.Config
 	fs.StringVar(&cfg.BaseURL, "base-url", getenv("BASE_URL"), "the running server (BASE_URL)")
@@ -54,7 +54,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	write, ok := writers[*format]
 	if cfg.BaseURL == "" || !ok || (*which != "launch" && *which != "release") {
-		fmt.Fprintln(stderr, "launchgates: -base-url (or BASE_URL) is required, -set is launch or release, -format text, markdown or json")
+		fmt.Fprintln(stderr, "launchgates: -base-url (or BASE_URL) is required, -set is launch or release, -format text, brief, markdown or json")
 		return 2
 	}
 	set := launchgates.LaunchSet(cfg)
@@ -88,4 +88,19 @@ var writers = map[string]func(*gates.Report, io.Writer) error{
 	"text":     (*gates.Report).WriteText,
 	"markdown": (*gates.Report).WriteMarkdown,
 	"json":     (*gates.Report).WriteJSON,
+	"brief":    writeBrief,
+}
+
+// writeBrief is the text report without its title and rule lines, so the
+// last lines of a one-gate run (what a gate file's command check shows)
+// hold the gate's evidence or reason.
+func writeBrief(r *gates.Report, w io.Writer) error {
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	lines = slices.DeleteFunc(lines[1:], func(l string) bool { return strings.HasPrefix(l, "Rule: ") })
+	_, err := io.WriteString(w, strings.Join(lines, "\n")+"\n")
+	return err
 }
