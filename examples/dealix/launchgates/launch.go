@@ -22,8 +22,8 @@ const (
 	AreaRollback      = "Rollback / Recovery"
 )
 
-// LaunchRule is the launch claim's rule: at least 24 of the 30 gates
-// closed, every P0 among them.
+// LaunchRule is the launch claim's rule: at least 24 gates closed, every
+// P0 among them.
 var LaunchRule = gates.Rule{MinClosed: 24, AllP0: true}
 
 // RunbookScenarios are the headings docs/RUNBOOK.md must have, one per
@@ -37,7 +37,8 @@ var RunbookScenarios = []string{
 var SLOHeadings = []string{"Tier 1", "Tier 2", "Tier 3", "Alert policy"}
 
 // LaunchSet is the launch-gates document as a set, checked against cfg's
-// server, database and repository.
+// server, database and repository. Build a new set for each run: T8 and
+// R2 share one restore drill per set.
 func LaunchSet(cfg Config) *gates.Set {
 	cfg = cfg.withDefaults()
 	p := probe{cfg}

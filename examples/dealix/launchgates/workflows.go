@@ -85,7 +85,7 @@ func (p probe) approvals(ctx context.Context) (string, error) {
 			listed, err = base+": "+strings.Join(evidence, ", "), nil
 			break
 		}
-		err = e
+		err = cmpErr(err, e) // the first layout's refusal says the most
 	}
 	if err != nil {
 		return "", err
