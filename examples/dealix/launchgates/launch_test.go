@@ -57,15 +57,15 @@ func TestLaunchSetIsTheDocument(t *testing.T) {
 // mustClose are the gates this repository and the part-1 server prove on
 // their own: their checks must close, with evidence.
 var mustClose = map[string]string{
-	"T1":  "postgres=ok",
-	"T8":  "every row count equal",
-	"R2":  "every row count equal",
-	"S2":  "RateLimit-Policy",
-	"S6":  "without CORS headers",
-	"O1":  "became the X-Correlation-ID",
-	"O5":  "required headings",
-	"G1":  "starter",
-	"I1":  "required headings",
+	"T1": "postgres=ok",
+	"T8": "every row count equal",
+	"R2": "every row count equal",
+	"S2": "RateLimit-Policy",
+	"S6": "without CORS headers",
+	"O1": "became the X-Correlation-ID",
+	"O5": "required headings",
+	"G1": "starter",
+	"I1": "required headings",
 }
 
 // mustBeBlocked need credentials or people this environment cannot give.
