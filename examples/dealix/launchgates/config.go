@@ -81,7 +81,8 @@ type Config struct {
 	// CITimeout bounds CICommand. Default: 90 minutes.
 	CITimeout time.Duration
 	// FaultInjection proves a failing webhook lands dead and is re-driven
-	// (part of T5). Unset: T5 is partial at best, with the reason.
+	// (part of T5), such as a WebhookFault connected to the server's
+	// switches. Unset: T5 is partial at best, with the reason.
 	FaultInjection gates.Check
 	// CostAlert proves the daily cost alert fires (O4). Unset: O4 is
 	// open with the reason.
