@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +29,9 @@ type RestoreDrill struct {
 	// that reads every row (a superuser or a BYPASSRLS role) and may
 	// create databases.
 	SourceURL string
-	// PGBin is the directory of pg_dump and pg_restore. Default: PATH.
+	// PGBin is the directory of pg_dump and pg_restore. Default: PATH,
+	// then /usr/lib/postgresql/<newest>/bin. They must be at least the
+	// server's major version.
 	PGBin string
 	// AfterRestore, when set, runs between the restore and the comparison
 	// with the fresh database's URL: a drill of the drill (drop a table and
@@ -129,11 +133,30 @@ func (d RestoreDrill) run(ctx context.Context) (string, error) {
 		(info.Size()+1023)/1024, dumped.Round(time.Millisecond), restored.Round(time.Millisecond), len(before), rows), nil
 }
 
+// bin finds a PostgreSQL client program: in PGBin when set, else on PATH,
+// else in Debian's versioned directories (newest first), where a server
+// installation puts it without a link on PATH.
 func (d RestoreDrill) bin(name string) string {
 	if d.PGBin != "" {
 		return filepath.Join(d.PGBin, name)
 	}
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return filepath.Join(dir, name)
+		}
+	}
 	return name
+}
+
+// versionOf reads the major version of /usr/lib/postgresql/<v>/bin.
+func versionOf(dir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return v
 }
 
 // rowCounts counts the rows of every ordinary and partitioned table
