@@ -33,6 +33,11 @@
 //
 // and the reference server serves the launch report at GET /admin/gates.
 //
+// T5's fault injection needs switches only the server's process holds:
+// WebhookFault connects to them (fail the webhook handler, deliver, count
+// dead letters, re-drive, look for the effect) and is handed to LaunchSet
+// as Config.FaultInjection; without it T5 is partial, with the reason.
+//
 // Checks that write (an idempotent lead, a deal, a held campaign) do so in
 // the tenant of the credentials they are given and name their rows
 // "launch gate probe", so a run against production leaves recognisable

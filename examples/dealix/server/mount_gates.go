@@ -37,9 +37,11 @@ const (
 // The run probes the server with the caller's own credential and, for the
 // checks that need a non-admin caller, a key of the caller's tenant issued
 // for the run and revoked after it; each tenant's report is cached a
-// minute, so a reload does not re-run the drill. DEALIX_GATES_ROOT names
-// the repository root for the document checks (default: the working
-// directory).
+// minute, so a reload does not re-run the drill. The restore drill (T8,
+// R2) dumps DATABASE_URL's database: it closes when that role reads every
+// row (a superuser), and reports pg_dump's refusal otherwise.
+// DEALIX_GATES_ROOT names the repository root for the document checks
+// (default: the working directory).
 func (srv *Server) mountGates(mux *http.ServeMux, svc *services) {
 	h := &gatesHandler{srv: srv, svc: svc, root: cmp.Or(os.Getenv("DEALIX_GATES_ROOT"), "."), cache: map[string]cachedReport{}}
 	log := srv.cfg.Logger
@@ -108,7 +110,6 @@ func (h *gatesHandler) run(r *http.Request, tenant string) (*gates.Report, error
 		BaseURL:        base,
 		AdminToken:     credential(r),
 		DatabaseURL:    cfg.DatabaseURL,
-		AppDatabaseURL: cmp.Or(cfg.AppDatabaseURL, h.srv.db.app.Config().ConnString()),
 		Root:           h.root,
 		Timeout:        gatesCheckTimeout,
 	}
