@@ -107,11 +107,11 @@ func (h *gatesHandler) run(r *http.Request, tenant string) (*gates.Report, error
 		base = "http://" + addr.String()
 	}
 	lc := launchgates.Config{
-		BaseURL:        base,
-		AdminToken:     credential(r),
-		DatabaseURL:    cfg.DatabaseURL,
-		Root:           h.root,
-		Timeout:        gatesCheckTimeout,
+		BaseURL:     base,
+		AdminToken:  credential(r),
+		DatabaseURL: cfg.DatabaseURL,
+		Root:        h.root,
+		Timeout:     gatesCheckTimeout,
 	}
 	if i := slices.IndexFunc(cfg.CORSOrigins, func(o string) bool { return o != "none" }); i >= 0 {
 		lc.AllowedOrigin = cfg.CORSOrigins[i]
