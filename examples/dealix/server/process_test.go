@@ -11,12 +11,32 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dealix/platform/internal/pgtest"
 )
+
+// syncBuffer is a bytes.Buffer a child process writes while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // buildBinary builds the server's command into a directory of t.
 func buildBinary(t *testing.T) string {
@@ -62,8 +82,8 @@ func TestProcess(t *testing.T) {
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin)
 		cmd.Env = childEnv(append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true")...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -203,11 +223,11 @@ func TestProcess(t *testing.T) {
 
 // startBinary runs the server's binary with env until its banner names
 // the URL and the demo API key; the process is killed when t ends.
-func startBinary(t *testing.T, bin string, env []string) (cmd *exec.Cmd, base, apiKey string, stderr *bytes.Buffer) {
+func startBinary(t *testing.T, bin string, env []string) (cmd *exec.Cmd, base, apiKey string, stderr *syncBuffer) {
 	t.Helper()
 	cmd = exec.Command(bin)
 	cmd.Env = childEnv(env...)
-	stderr = &bytes.Buffer{}
+	stderr = &syncBuffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -243,7 +263,7 @@ func startBinary(t *testing.T, bin string, env []string) (cmd *exec.Cmd, base, a
 	return cmd, base, apiKey, stderr
 }
 
-func stopBinary(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+func stopBinary(t *testing.T, cmd *exec.Cmd, stderr *syncBuffer) {
 	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

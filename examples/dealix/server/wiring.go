@@ -122,6 +122,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	mux.Handle("DELETE /api/v1/api-keys/{id}", admin(kh.Revoke))
 	srv.mountScoring(mux, svc)
 	srv.mountOutbound(mux, svc)
+	srv.mountGates(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
