@@ -357,11 +357,15 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 	r.persist(write)
 }
 
-// persist retries a write of a job's outcome through database outages. It
-// gives up after the lease grace: by then the lease has expired and the
-// rescuer owns the job.
+// persist retries a write of a job's outcome through database outages
+// and busy moments. It keeps trying for minOutcomeBudget or the lease
+// grace, whichever is longer: a job that ended early still holds most of
+// its lease, so giving up after the grace alone would lose an outcome the
+// lease could still carry (a single-attempt job would then go dead at the
+// rescue without a failure), while a write that comes after the rescue is
+// refused by the claim fence and does no harm.
 func (r *runner) persist(write func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.jobsCtx), r.c.cfg.LeaseGrace)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.jobsCtx), max(r.c.cfg.LeaseGrace, minOutcomeBudget))
 	defer cancel()
 	delay := 50 * time.Millisecond
 	for {
@@ -379,6 +383,10 @@ func (r *runner) persist(write func(context.Context) error) {
 		delay = min(2*delay, 2*time.Second)
 	}
 }
+
+// minOutcomeBudget is the least time persist keeps trying to record an
+// outcome.
+const minOutcomeBudget = 30 * time.Second
 
 // micros is a duration as the bigint the statements turn into an
 // interval ($n::bigint * interval '1 microsecond').
