@@ -13,7 +13,7 @@ import (
 const (
 	chartW, chartH = 960, 540
 	padL, padR     = 70, 200
-	padT, padB     = 50, 60
+	padT, padB     = 64, 60
 )
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"}
@@ -67,11 +67,14 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	title := fmt.Sprintf("Latency by percentile: %d requests in %.1f s (%.0f req/s), %d errors, %s", r.Requests, r.Seconds, r.RPS, r.Errors, r.Mode)
+	title := "Latency by percentile"
 	if r.Label != "" {
-		title = r.Label + " — " + title
+		title = r.Label + ": latency by percentile"
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="14" font-weight="bold">%s</text>`+"\n", padL, html.EscapeString(title))
+	sub := fmt.Sprintf("%d requests in %.1f s (%.0f req/s), %d errors; %s, concurrency %d; %d CPUs",
+		r.Requests, r.Seconds, r.RPS, r.Errors, r.Mode, r.Concurrency, r.Machine.CPUs)
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="14" font-weight="bold">%s</text>`+"\n", padL, html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#444">%s</text>`+"\n", padL, html.EscapeString(sub))
 	// Grid and axes.
 	for d := yLo; d <= yHi; d++ {
 		y := yAt(math.Pow(10, d))

@@ -136,6 +136,10 @@ type Options struct {
 	// Bare sends X-Tenant-ID instead of credentials and only creates: the
 	// target is the bare handler (see bare.go).
 	Bare bool
+	// Prefill creates this many leads per tenant before the run, not
+	// measured: lists then return full pages and retries have keys to
+	// replay from the first request.
+	Prefill int
 	// Label names the run in the report.
 	Label string
 }
@@ -281,6 +285,9 @@ type runner struct {
 	noDeal atomic.Bool  // the server has no deals routes
 	seq    atomic.Int64
 	notes  sync.Map
+	// setup is true while prefilling: requests are neither counted against
+	// the budget nor recorded.
+	setup bool
 }
 
 var errBudget = errors.New("load: request budget spent")
@@ -303,6 +310,11 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	if opt.Mix.Close > 0 {
 		r.probeDeals(ctx)
+	}
+	if opt.Prefill > 0 && !opt.Bare {
+		if err := r.prefill(ctx); err != nil {
+			return nil, err
+		}
 	}
 	runCtx, cancel := context.WithTimeout(ctx, opt.Duration)
 	defer cancel()
@@ -327,6 +339,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	rep.Tenants = len(tenants)
 	rep.Budget = opt.MaxRequests
+	rep.Prefill = opt.Prefill
 	rep.Machine = machine()
 	r.notes.Range(func(k, _ any) bool { rep.Notes = append(rep.Notes, k.(string)); return true })
 	return rep, nil
@@ -525,7 +538,7 @@ type result struct {
 // send performs one request of op and records it. A transport error is
 // recorded as status 0.
 func (r *runner) send(ctx context.Context, op string, req *http.Request, due time.Time) (result, error) {
-	if r.issued.Add(1) > int64(r.opt.MaxRequests) {
+	if !r.setup && r.issued.Add(1) > int64(r.opt.MaxRequests) {
 		return result{}, errBudget
 	}
 	start := time.Now()
@@ -540,6 +553,9 @@ func (r *runner) send(ctx context.Context, op string, req *http.Request, due tim
 		res.status, res.header = resp.StatusCode, resp.Header
 	}
 	end := time.Now()
+	if r.setup {
+		return res, err
+	}
 	if err != nil && ctx.Err() != nil {
 		// Cut by the end of the run, not answered by the server: not a
 		// sample of the server's behaviour.
@@ -628,6 +644,41 @@ func (r *runner) patch(ctx context.Context, c *credential, l leadRef, due time.T
 		if json.Unmarshal(res.body, &p) == nil && p.Current != "" {
 			c.tenant.setETag(l.id, p.Current)
 		}
+	}
+	return nil
+}
+
+// prefill creates Prefill leads for each tenant, Concurrency at a time,
+// through the tenant's first credential.
+func (r *runner) prefill(ctx context.Context) error {
+	r.setup = true
+	defer func() { r.setup = false }()
+	seen := map[*tenantState]bool{}
+	jobs := make(chan *credential)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range r.opt.Concurrency {
+		wg.Go(func() {
+			for c := range jobs {
+				if err := r.create(ctx, c, time.Time{}); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	for _, c := range r.creds {
+		if seen[c.tenant] {
+			continue
+		}
+		seen[c.tenant] = true
+		for range r.opt.Prefill {
+			jobs <- c
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("load: prefill: %d creates failed", n)
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.Timeout, "timeout", 10*time.Second, "bound of each request")
 	fs.StringVar(&opt.DealCreateBody, "deal-body", DefaultDealCreateBody, "JSON body of POST /api/v1/deals ({{lead_id}} is replaced)")
 	fs.StringVar(&opt.DealCloseBody, "deal-close-body", DefaultDealCloseBody, "JSON body of POST /api/v1/deals/{id}/close")
+	fs.IntVar(&opt.Prefill, "prefill", 0, "leads to create per tenant before the run, not measured")
 	fs.StringVar(&opt.Label, "label", "", "the run's name in the report")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -280,7 +280,7 @@ func TestProgramWritesReports(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{
 		"-target", tg.url, "-hmac-key", base64.StdEncoding.EncodeToString(tg.key),
-		"-rate", "100", "-duration", "5m", "-requests", "50", "-tenants", "2",
+		"-rate", "100", "-duration", "5m", "-requests", "50", "-tenants", "2", "-prefill", "5",
 		"-json", filepath.Join(dir, "r.json"), "-svg", filepath.Join(dir, "r.svg"),
 		"-max-p95", "1h", "-max-errors", "0",
 	}, &out, &errOut)
@@ -301,6 +301,15 @@ func TestProgramWritesReports(t *testing.T) {
 	}
 	if len(svgPaths(t, svg)) != len(rep.Ops) {
 		t.Fatalf("chart paths do not match the %d operations", len(rep.Ops))
+	}
+	// Prefilled leads (2 tenants × 5) are in the database but not in the
+	// report.
+	created := 0
+	if o := rep.Op(OpCreate); o != nil {
+		created = o.Statuses["201"]
+	}
+	if n := loadLeads(t, tg.db); n != 10+created {
+		t.Fatalf("%d leads, want 10 prefilled + %d created", n, created)
 	}
 	if !strings.Contains(out.String(), "p95 ms") {
 		t.Fatalf("no table on stdout:\n%s", out.String())

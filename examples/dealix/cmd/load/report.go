@@ -77,6 +77,7 @@ type Report struct {
 	Tenants     int       `json:"tenants"`
 	Credentials int       `json:"credentials"`
 	Budget      int       `json:"max_requests"`
+	Prefill     int       `json:"prefill_per_tenant,omitempty"`
 	Seconds     float64   `json:"seconds"`
 	Requests    int       `json:"requests"`
 	RPS         float64   `json:"requests_per_second"`
