@@ -142,6 +142,25 @@ type Options struct {
 	Prefill int
 	// Label names the run in the report.
 	Label string
+	// OnAnswer, when set, is called after every measured request, from
+	// the worker that sent it (so it must be safe for concurrent use):
+	// a caller can keep the acknowledged writes and check them later.
+	OnAnswer func(Answer)
+}
+
+// Answer is one measured request and what came back. Status is 0 and Err
+// set when no answer came (the connection failed or timed out): the
+// request may or may not have taken effect.
+type Answer struct {
+	Op        string
+	Method    string
+	Path      string
+	ReqHeader http.Header
+	ReqBody   []byte
+	Status    int
+	Header    http.Header
+	Body      []byte
+	Err       error
 }
 
 // MaxDuration is the longest run the tool accepts.
@@ -283,6 +302,7 @@ type runner struct {
 	rec    *recorder
 	issued atomic.Int64 // requests begun, against MaxRequests
 	noDeal atomic.Bool  // the server has no deals routes
+	id     string // names this run's leads
 	seq    atomic.Int64
 	notes  sync.Map
 	// setup is true while prefilling: requests are neither counted against
@@ -303,7 +323,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{opt: opt, base: base, client: newClient(opt.Concurrency, opt.Timeout), rec: newRecorder()}
+	r := &runner{opt: opt, base: base, client: newClient(opt.Concurrency, opt.Timeout), rec: newRecorder(),
+		id: uuid.NewString()[:8]}
 	defer r.client.CloseIdleConnections()
 	if err := r.setupCredentials(ctx); err != nil {
 		return nil, err
@@ -564,12 +585,24 @@ func (r *runner) send(ctx context.Context, op string, req *http.Request, due tim
 	}
 	replayed := res.header.Get("Idempotent-Replayed") == "true"
 	r.rec.add(op, res.status, end.Sub(due), end, replayed, err)
+	if r.opt.OnAnswer != nil {
+		a := Answer{Op: op, Method: req.Method, Path: req.URL.Path, ReqHeader: req.Header,
+			Status: res.status, Header: res.header, Body: res.body, Err: err}
+		if req.GetBody != nil {
+			if rc, gerr := req.GetBody(); gerr == nil {
+				a.ReqBody, _ = io.ReadAll(rc)
+			}
+		}
+		r.opt.OnAnswer(a)
+	}
 	return res, err
 }
 
 func (r *runner) create(ctx context.Context, c *credential, due time.Time) error {
 	n := r.seq.Add(1)
-	body := fmt.Appendf(nil, `{"name":"Load lead %d","company":"Load Co %d","email":"lead%d@load.example","source":"load"}`, n, n%97, n)
+	// The name is unique across runs, so a lead can be traced to its
+	// request.
+	body := fmt.Appendf(nil, `{"name":"Load lead %s-%d","company":"Load Co %d","email":"lead%d@load.example","source":"load"}`, r.id, n, n%97, n)
 	key := uuid.NewString()
 	req, err := r.newRequest(ctx, c, http.MethodPost, "/api/v1/leads", body)
 	if err != nil {
