@@ -302,7 +302,7 @@ type runner struct {
 	rec    *recorder
 	issued atomic.Int64 // requests begun, against MaxRequests
 	noDeal atomic.Bool  // the server has no deals routes
-	id     string // names this run's leads
+	id     string       // names this run's leads
 	seq    atomic.Int64
 	notes  sync.Map
 	// setup is true while prefilling: requests are neither counted against
