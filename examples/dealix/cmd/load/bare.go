@@ -78,27 +78,45 @@ func (b *bareServer) close() {
 	b.pool.Close()
 }
 
-// Compare runs opt against the full server, then the same run (creates
+// Compare runs opt against the full server and the same run (creates
 // only) against the bare handler over bareDatabaseURL, and reports both
-// with the ratio of their create rates. opt.Mix should be creates only
-// for a like-for-like ratio.
-func Compare(ctx context.Context, opt Options, bareDatabaseURL string, barePool int) (*Report, error) {
-	full, err := Run(ctx, opt)
-	if err != nil {
-		return nil, err
-	}
+// with the ratio of their create rates. With rounds > 1 the time and the
+// request budget are split into rounds that alternate the two (full then
+// bare, bare then full, ...), so a drift of the machine or the table's
+// growth weighs on both alike; each side's rounds are merged. opt.Mix
+// should be creates only for a like-for-like ratio.
+func Compare(ctx context.Context, opt Options, bareDatabaseURL string, barePool, rounds int) (*Report, error) {
+	rounds = max(rounds, 1)
 	b, err := startBare(ctx, bareDatabaseURL, barePool)
 	if err != nil {
 		return nil, err
 	}
 	defer b.close()
-	bareOpt := opt
+	fullOpt := opt
+	fullOpt.Duration = opt.Duration / time.Duration(rounds)
+	fullOpt.MaxRequests = max(opt.MaxRequests/rounds, 1)
+	bareOpt := fullOpt
 	bareOpt.Target, bareOpt.Bare, bareOpt.Label = b.URL, true, "bare handler"
-	bare, err := Run(ctx, bareOpt)
-	if err != nil {
-		return nil, err
+	var full, bare *Report
+	for i := range rounds {
+		order := []*Options{&fullOpt, &bareOpt}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, o := range order {
+			rep, err := Run(ctx, *o)
+			if err != nil {
+				return nil, err
+			}
+			if o.Bare {
+				bare = merge(bare, rep)
+			} else {
+				full = merge(full, rep)
+			}
+		}
 	}
 	full.Bare = bare
+	full.Rounds = rounds
 	if fc, bc := full.Op(OpCreate), bare.Op(OpCreate); fc != nil && bc != nil && bc.RPS > 0 {
 		full.Ratio = fc.RPS / bc.RPS
 	}

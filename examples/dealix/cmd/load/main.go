@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		svgOut    = fs.String("svg", "", "write the latency chart (SVG) to this file")
 		bareURL   = fs.String("bare-database-url", "", "also run the creates against the bare handler over this database (the app role's URL) and print the ratio")
 		barePool  = fs.Int("bare-pool-size", 20, "the bare handler's pool size (the server's DEALIX_APP_POOL_SIZE)")
+		rounds    = fs.Int("rounds", 1, "with -bare-database-url: alternate full stack and bare handler this many times, splitting -duration and -requests")
 		maxP95    = fs.Duration("max-p95", 0, "exit 1 when an operation's p95 exceeds this (0: no check)")
 		maxErrors = fs.Int("max-errors", -1, "exit 1 when more requests than this fail (-1: no check)")
 	)
@@ -99,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var rep *Report
 	if *bareURL != "" {
-		rep, err = Compare(ctx, opt, *bareURL, *barePool)
+		rep, err = Compare(ctx, opt, *bareURL, *barePool, *rounds)
 	} else {
 		rep, err = Run(ctx, opt)
 	}

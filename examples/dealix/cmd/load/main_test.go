@@ -245,7 +245,7 @@ func TestOpenLoopAndBareComparison(t *testing.T) {
 	rep, err := Compare(context.Background(), Options{
 		Target: tg.url, Duration: 5 * time.Minute, MaxRequests: 60, Rate: 200,
 		Concurrency: 8, Tenants: 2, HMACKey: tg.key, Mix: Mix{Create: 1},
-	}, tg.db.URL(pgtest.RoleApp), 4)
+	}, tg.db.URL(pgtest.RoleApp), 4, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestOpenLoopAndBareComparison(t *testing.T) {
 	if bare == nil || bare.Count != 60 || bare.Statuses["201"] != 60 {
 		t.Fatalf("bare creates: %+v", bare)
 	}
-	if rep.Ratio <= 0 {
+	if rep.Rounds != 3 || rep.Ratio <= 0 {
 		t.Fatalf("ratio %v", rep.Ratio)
 	}
 	// Both stacks wrote through the same table, under row-level security.

@@ -88,8 +88,9 @@ type Report struct {
 	Machine     Machine   `json:"machine"`
 	// Bare and Ratio are set by a comparison run: the same creates
 	// through the bare handler, and full-stack creates/s over bare ones.
-	Bare  *Report `json:"bare,omitempty"`
-	Ratio float64 `json:"create_rps_ratio_full_over_bare,omitempty"`
+	Bare   *Report `json:"bare,omitempty"`
+	Rounds int     `json:"rounds,omitempty"`
+	Ratio  float64 `json:"create_rps_ratio_full_over_bare,omitempty"`
 }
 
 // OpStats is one operation's row. Latencies are in milliseconds. Errors
@@ -170,6 +171,59 @@ func (rc *recorder) report(elapsed time.Duration) *Report {
 	return rep
 }
 
+// merge adds b's figures to a (nil: b itself): seconds and counts add,
+// percentiles are computed again over both runs' samples.
+func merge(a, b *Report) *Report {
+	if a == nil {
+		return b
+	}
+	out := *a
+	out.Seconds += b.Seconds
+	out.Cut += b.Cut
+	out.Notes = append(slices.Clone(a.Notes), b.Notes...)
+	slices.Sort(out.Notes)
+	out.Notes = slices.Compact(out.Notes)
+	rows := map[string]*OpStats{}
+	for _, r := range []*Report{a, b} {
+		for _, o := range r.Ops {
+			m := rows[o.Op]
+			if m == nil {
+				m = &OpStats{Op: o.Op, Statuses: map[string]int{}}
+				rows[o.Op] = m
+			}
+			m.sorted = append(m.sorted, o.sorted...)
+			m.Replayed += o.Replayed
+			m.Errors += o.Errors
+			for k, n := range o.Statuses {
+				m.Statuses[k] += n
+			}
+			for k, n := range o.Transport {
+				if m.Transport == nil {
+					m.Transport = map[string]int{}
+				}
+				m.Transport[k] += n
+			}
+		}
+	}
+	out.Ops, out.Requests, out.Errors = nil, 0, 0
+	for _, op := range opOrder {
+		m := rows[op]
+		if m == nil {
+			continue
+		}
+		slices.Sort(m.sorted)
+		m.Count = len(m.sorted)
+		m.RPS = float64(m.Count) / out.Seconds
+		m.P50, m.P95, m.P99 = ms(quantile(m.sorted, 0.50)), ms(quantile(m.sorted, 0.95)), ms(quantile(m.sorted, 0.99))
+		m.Max = ms(m.sorted[len(m.sorted)-1])
+		out.Ops = append(out.Ops, *m)
+		out.Requests += m.Count
+		out.Errors += m.Errors
+	}
+	out.RPS = float64(out.Requests) / out.Seconds
+	return &out
+}
+
 // Op returns the row of op, or nil.
 func (r *Report) Op(op string) *OpStats {
 	for i := range r.Ops {
@@ -197,8 +251,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if err := r.Bare.writeTable(w); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\ncreate: full stack %.0f req/s, bare handler %.0f req/s, ratio %.2f\n",
-			r.Op(OpCreate).rps(), r.Bare.Op(OpCreate).rps(), r.Ratio)
+		fmt.Fprintf(w, "\ncreate: full stack %.0f req/s, bare handler %.0f req/s, ratio %.2f (%d alternating rounds)\n",
+			r.Op(OpCreate).rps(), r.Bare.Op(OpCreate).rps(), r.Ratio, max(r.Rounds, 1))
 	}
 	return nil
 }
