@@ -35,8 +35,15 @@ func startBare(ctx context.Context, databaseURL string, poolSize int) (*bareServ
 	if err != nil {
 		return nil, err
 	}
-	if h := cfg.ConnConfig.Host; h != "" && h[0] != '/' {
-		if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	hosts := []string{cfg.ConnConfig.Host}
+	for _, fb := range cfg.ConnConfig.Fallbacks {
+		hosts = append(hosts, fb.Host)
+	}
+	for _, h := range hosts {
+		if h == "" || h[0] == '/' || h == "localhost" {
+			continue // a Unix socket, or this machine
+		}
+		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
 			return nil, errors.New("load: the bare handler's database must be on loopback too")
 		}
 	}
