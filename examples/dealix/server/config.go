@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/internal/pgboot"
 	"github.com/dealix/platform/tenancy"
 	"github.com/dealix/platform/tenancy/ratelimit"
@@ -194,6 +195,11 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	cfg.ResetData = boolean("DEALIX_RESET_DATA", false)
 	cfg.PostgresImage = str("DEALIX_POSTGRES_IMAGE", DefaultPostgresImage)
 	cfg.PullImage = boolean("DEALIX_PULL_IMAGE", false)
+	// The scoring domain reads its own variables when it is mounted;
+	// checking them here makes a bad one stop the start with status 2.
+	if _, err := scoring.ConfigFromEnv(getenv); err != nil {
+		problems = append(problems, err.Error())
+	}
 	cfg.JWTIssuer = str("DEALIX_JWT_ISSUER", DefaultJWTIssuer)
 	cfg.JWTAudience = str("DEALIX_JWT_AUDIENCE", DefaultJWTAudience)
 	if v := str("DEALIX_JWT_HMAC_KEY", ""); v != "" {

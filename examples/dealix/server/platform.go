@@ -51,6 +51,7 @@ type Platform struct {
 	started  bool
 	runDone  chan error
 	stopRun  context.CancelFunc
+	sweepers sync.WaitGroup
 }
 
 // newPlatform builds the shared services on the app and system pools.
@@ -153,6 +154,25 @@ func (p *Platform) Start(ctx context.Context, cfg Config) error {
 	p.stopRun = cancel
 	p.runDone = make(chan error, 1)
 	go func() { p.runDone <- p.Runtime.Run(runCtx) }()
+	return p.startSweepers(runCtx)
+}
+
+// startSweepers expires approval requests past their time to live and
+// deletes finished durable runs past their retention, across tenants on
+// the system role, until the platform stops. (The queue worker sweeps its
+// own finished jobs.)
+func (p *Platform) startSweepers(ctx context.Context) error {
+	expiry, err := approvals.NewSweeper(p.system, approvals.SweeperConfig{Logger: p.log})
+	if err != nil {
+		return err
+	}
+	retention, err := durable.NewSweeper(p.system, durable.SweeperConfig{Logger: p.log})
+	if err != nil {
+		return err
+	}
+	for _, run := range []func(context.Context) error{expiry.Run, retention.Run} {
+		p.sweepers.Go(func() { _ = run(ctx) })
+	}
 	return nil
 }
 
@@ -176,6 +196,7 @@ func (p *Platform) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("durable runs: %w", err))
 		}
 		p.stopRun()
+		p.sweepers.Wait()
 		if err := <-p.runDone; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, durable.ErrStopped) {
 			errs = append(errs, fmt.Errorf("durable runs: %w", err))
 		}

@@ -185,6 +185,7 @@ func TestProcess(t *testing.T) {
 			{"address", nil, append(dbEnv(db), "DEALIX_ADDR=nowhere"), "DEALIX_ADDR"},
 			{"origin", nil, append(dbEnv(db), "DEALIX_CORS_ORIGINS=https://app.example.com/path"), "DEALIX_CORS_ORIGINS"},
 			{"short key", nil, append(dbEnv(db), "DEALIX_JWT_HMAC_KEY=c2hvcnQ="), "DEALIX_JWT_HMAC_KEY"},
+			{"cost alert threshold", nil, append(dbEnv(db), "DEALIX_COST_ALERT_USD=lots"), "DEALIX_COST_ALERT_USD"},
 			{"flag", []string{"-bogus"}, dbEnv(db), "bogus"},
 			{"database URL", nil, []string{"DATABASE_URL=postgres://[::1"}, "DATABASE_URL"},
 			{"app role bypasses RLS", nil, []string{
