@@ -16,6 +16,8 @@ import (
 	"github.com/dealix/platform/approvals"
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/examples/dealix/billing"
+	"github.com/dealix/platform/examples/dealix/intake"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/pricing"
 	"github.com/dealix/platform/idempotency"
@@ -50,6 +52,8 @@ func Migrations() []MigrateFunc {
 		pricing.Migrate,
 		Migrate,
 		leads.Migrate,
+		billing.Migrate,
+		intake.Migrate,
 	}
 }
 
