@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ type Fake struct {
 	mu       sync.Mutex
 	invoices map[string]*moyasarInvoice
 	targets  map[string]string // invoice id → webhook URL
+	accepted [][]byte          // event bodies the webhook accepted
 }
 
 // StartFake starts a Fake on its own 127.0.0.1 listener. Close stops it.
@@ -98,6 +100,14 @@ func (f *Fake) Close() error {
 	err := f.srv.Shutdown(ctx)
 	f.wg.Wait()
 	return err
+}
+
+// Delivered returns the signed event bodies the webhook accepted, oldest
+// first: what a provider would send again on a redelivery.
+func (f *Fake) Delivered() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.accepted)
 }
 
 func (f *Fake) authorized(r *http.Request) bool {
@@ -207,6 +217,9 @@ func (f *Fake) deliver(target string, body []byte) {
 	for attempt := 1; attempt <= 20; attempt++ {
 		status, err := f.post(target, body)
 		if err == nil && (status/100 == 2 || status == http.StatusConflict) {
+			f.mu.Lock()
+			f.accepted = append(f.accepted, body)
+			f.mu.Unlock()
 			return
 		}
 		f.cfg.Logger.Warn("billing: fake provider: webhook not accepted; retrying", "attempt", attempt, "status", status, "error", err)

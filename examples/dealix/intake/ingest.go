@@ -26,14 +26,17 @@ type Accepted struct {
 	// "duplicate" (the delivery was received before; nothing enqueued) or
 	// "ignored" (nothing in it concerns the server).
 	Status string `json:"status"`
-	// Jobs are the ids of the jobs enqueued.
+	// Jobs are the ids of the jobs enqueued (not those whose dedup key
+	// an earlier job holds).
 	Jobs []int64 `json:"jobs,omitempty"`
 }
 
 // Ingest claims the verified delivery d and enqueues params in one
 // transaction scoped to ctx's tenant, on the app role: the claim and the
 // jobs commit together or not at all, so a delivery is enqueued exactly
-// once however often the provider sends it, and a failed enqueue leaves
+// once however often the provider sends it (a re-signed copy, with a new
+// delivery id, is caught by the jobs' dedup keys while the first jobs are
+// kept), and a failed enqueue leaves
 // the delivery free for the provider's retry. A delivery claimed before
 // enqueues nothing and answers "duplicate"; one that another request holds
 // under a live lease returns how long to wait (answer 409 with
@@ -72,7 +75,14 @@ func Ingest(ctx context.Context, db tenancy.Beginner, jobs *dlq.Client, replay *
 			return err
 		}
 		for _, r := range res {
-			out.Jobs = append(out.Jobs, r.ID)
+			if !r.Duplicate {
+				out.Jobs = append(out.Jobs, r.ID)
+			}
+		}
+		if len(out.Jobs) == 0 {
+			// Every job's dedup key was taken: the sender re-signed a
+			// delivery it had made before (HubSpot signs each retry anew).
+			out.Status = "duplicate"
 		}
 		return nil
 	})
