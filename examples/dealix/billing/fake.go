@@ -147,8 +147,9 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request) {
 	in.ID = uuid.NewString()
 	in.Status = "initiated"
 	in.URL = f.URL() + "/invoices/" + in.ID
+	stored := in // payLater changes the stored copy; in is answered
 	f.mu.Lock()
-	f.invoices[in.ID] = &in
+	f.invoices[in.ID] = &stored
 	f.targets[in.ID] = target
 	f.mu.Unlock()
 	f.wg.Go(func() { f.payLater(in.ID) })
