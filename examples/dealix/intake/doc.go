@@ -14,9 +14,12 @@
 // jobs on the system role and do their effects in a transaction scoped to
 // the job's tenant on the app role:
 //
-//   - hubspot.contact: the contact's lead is upserted by email into
-//     dealix.leads (source "hubspot"), on the partial unique index of
-//     intake leads, so a contact created and then updated is one lead.
+//   - hubspot.contact: the contact's lead is upserted by email in
+//     dealix.leads: the tenant's lead with that address (an intake lead
+//     first) gets the contact's name and company, or a lead of source
+//     "hubspot" is inserted, on the partial unique index of intake leads,
+//     so a contact created and then updated is one lead even when two
+//     workers race.
 //   - calendly.invitee: the invitee's lead is found by email (or created,
 //     source "calendly") and the meeting, keyed by the invitee's URI, is
 //     booked (invitee.created) or canceled (invitee.canceled) in

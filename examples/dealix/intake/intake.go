@@ -161,7 +161,8 @@ func (s *Service) HubSpotWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // HubSpotWorker returns the handler of hubspot.contact jobs: the contact's
-// lead is upserted by email (one intake lead per tenant and address).
+// lead is upserted by email — the tenant's lead with the address is
+// updated, or a lead of source "hubspot" is created.
 func (s *Service) HubSpotWorker() dlq.Handler {
 	return dlq.HandlerFunc(func(ctx context.Context, job *dlq.Job) error {
 		if s.failHubSpot.Load() {
@@ -214,19 +215,44 @@ func optional(v string, limit int) *string {
 	return &v
 }
 
-// upsertLead inserts the intake lead of email, or updates the name and
-// company it already has (a value not given keeps the stored one), and
-// returns its id. The conflict target is the partial unique index of
-// intake leads (migration 001 of this package).
-func upsertLead(ctx context.Context, tx pgx.Tx, tenant, source, email, name, company string) (string, error) {
+// findLead returns the tenant's lead with email, locked for update: an
+// intake lead first, else the oldest lead with the address; "" when none.
+func findLead(ctx context.Context, tx pgx.Tx, email string) (string, error) {
 	var id string
-	err := tx.QueryRow(ctx, `INSERT INTO dealix.leads (tenant_id, name, email, company, source)
-		VALUES ($5, coalesce($1, $2), $2, $3, $4)
+	err := tx.QueryRow(ctx, `SELECT id::text FROM dealix.leads WHERE email = $1
+		ORDER BY (source IN ('hubspot', 'calendly')) DESC NULLS LAST, created_at LIMIT 1 FOR UPDATE`, email).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
+}
+
+// changedSQL is true when an update of name ($2) and company ($3), where a
+// NULL keeps the stored value, changes the row: only then are its version
+// and updated_at bumped, so a repeated event leaves the lead as it was.
+const changedSQL = `(name, company) IS DISTINCT FROM (coalesce($2, name), coalesce($3, company))`
+
+// upsertLead updates the lead the tenant already has for email (findLead),
+// or inserts an intake lead for it, and returns its id. Name and company
+// not given keep the stored values. Two jobs inserting the same new
+// address meet on the partial unique index of intake leads (migration 001
+// of this package): one inserts, the other updates.
+func upsertLead(ctx context.Context, tx pgx.Tx, tenant, source, email, name, company string) (string, error) {
+	n, c := optional(name, 200), optional(company, 200)
+	id, err := findLead(ctx, tx, email)
+	if err != nil {
+		return "", err
+	}
+	if id != "" {
+		_, err := tx.Exec(ctx, `UPDATE dealix.leads SET name = coalesce($2, name), company = coalesce($3, company),
+			version = version + 1, updated_at = now() WHERE id = $1 AND `+changedSQL, id, n, c)
+		return id, err
+	}
+	err = tx.QueryRow(ctx, `INSERT INTO dealix.leads AS l (tenant_id, name, email, company, source)
+		VALUES ($5, coalesce($2, $1), $1, $3, $4)
 		ON CONFLICT (tenant_id, email) WHERE source IN ('hubspot', 'calendly')
-		DO UPDATE SET name = coalesce($1, leads.name), company = coalesce($3, leads.company),
-		              version = leads.version + (CASE WHEN (leads.name, leads.company) IS DISTINCT FROM (coalesce($1, leads.name), coalesce($3, leads.company)) THEN 1 ELSE 0 END),
-		              updated_at = CASE WHEN (leads.name, leads.company) IS DISTINCT FROM (coalesce($1, leads.name), coalesce($3, leads.company)) THEN now() ELSE leads.updated_at END
-		RETURNING id::text`, optional(name, 200), email, optional(company, 200), source, tenant).Scan(&id)
+		DO UPDATE SET name = coalesce($2, l.name), company = coalesce($3, l.company), version = l.version + 1, updated_at = now()
+		RETURNING id::text`, email, n, c, source, tenant).Scan(&id)
 	return id, err
 }
 
@@ -307,10 +333,8 @@ func (s *Service) CalendlyWorker() dlq.Handler {
 			eventURI = p.Event
 		}
 		return tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
-			var leadID string
-			err := tx.QueryRow(ctx, `SELECT id::text FROM dealix.leads WHERE email = $1
-				ORDER BY (source IN ('hubspot', 'calendly')) DESC NULLS LAST, created_at LIMIT 1`, email).Scan(&leadID)
-			if errors.Is(err, pgx.ErrNoRows) {
+			leadID, err := findLead(ctx, tx, email)
+			if err == nil && leadID == "" {
 				leadID, err = upsertLead(ctx, tx, job.Tenant, "calendly", email, p.Name, "")
 			}
 			if err != nil {

@@ -325,6 +325,9 @@ func TestFailingHubSpotHandlerIsDeadLetteredThenRedriven(t *testing.T) {
 	if ans.Status != "accepted" || len(ans.Jobs) != 1 {
 		t.Fatalf("first delivery answered %s", r.body)
 	}
+	// Omar was typed in through the API before HubSpot knew him: his
+	// contact updates that lead rather than adding one.
+	e.createLead(e.token(tenant), `{"name":"Omar typed","email":"omar@example.com"}`)
 	second := hubspotBody(2, intake.HubSpotContactCreation, "omar@example.com", "Omar", "Jeddah Clinics")
 	wantStatus(t, e.sendHubSpot(tenant, second, intake.DevHubSpotSecret), http.StatusOK)
 
@@ -398,6 +401,9 @@ func TestFailingHubSpotHandlerIsDeadLetteredThenRedriven(t *testing.T) {
 		t.Fatalf("hubspot jobs by state %v", st)
 	}
 	wantProblem(t, e.do("POST", "/admin/dlq/jobs/"+jobID+"/redrive", "", bearer(admin)...), http.StatusConflict)
+	if n, name, company := leadsByEmail(t, e, tenant, "omar@example.com"); n != 1 || name != "Omar Test" || company != "Jeddah Clinics" {
+		t.Fatalf("Omar's lead: %d, %q, %q", n, name, company)
+	}
 	if n, name, company := leadsByEmail(t, e, tenant, "sara@example.com"); n != 1 || name != "Sara Test" || company != "Riyadh Foods" {
 		t.Fatalf("lead: %d, %q, %q", n, name, company)
 	}
