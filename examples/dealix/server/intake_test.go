@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -512,5 +513,76 @@ func TestCalendlyMeetingBookedThenCanceled(t *testing.T) {
 	var source string
 	if err := e.db.System.QueryRow(context.Background(), `SELECT source FROM dealix.leads WHERE tenant_id = $1 AND email = 'new@example.com'`, tenant).Scan(&source); err != nil || source != "calendly" {
 		t.Fatalf("new invitee's lead: %q, %v", source, err)
+	}
+}
+
+// TestConcurrentDeliveriesEnqueueOnce sends one signed event from many
+// connections at once: the claim and the enqueue share a transaction, so
+// exactly one request enqueues and the others are told it is a duplicate
+// (or, while the first holds it, to retry).
+func TestConcurrentDeliveriesEnqueueOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := newTenant()
+	ev := billing.Event{ID: uuid.NewString(), Type: billing.EventPaymentFailed, CreatedAt: time.Now().UTC(),
+		Data: billing.Payment{ID: uuid.NewString(), Status: "failed", Amount: 100, Currency: "SAR", InvoiceID: "unknown",
+			Metadata: map[string]string{billing.MetaTenant: tenant}}}
+	body, err := webhooksig.SignMoyasar(billing.DevWebhookToken, billing.EventBody(ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders = 8
+	answers := make(chan response, senders)
+	start := make(chan struct{})
+	for range senders {
+		go func() {
+			<-start
+			req, _ := http.NewRequest("POST", e.url+"/webhooks/moyasar", strings.NewReader(string(body)))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- response{}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- response{resp, b}
+		}()
+	}
+	close(start)
+	accepted := 0
+	for range senders {
+		r := <-answers
+		if r.Response == nil {
+			t.Fatal("a delivery failed to send")
+		}
+		if r.StatusCode == http.StatusConflict {
+			continue
+		}
+		wantStatus(t, r, http.StatusOK)
+		var ans ingestAnswer
+		r.json(t, &ans)
+		if ans.Status == "accepted" {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d deliveries accepted, want 1", accepted)
+	}
+	var jobs int
+	if err := e.db.System.QueryRow(context.Background(), `SELECT count(*) FROM platform.dlq_jobs WHERE tenant_id = $1`, tenant).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 1 {
+		t.Fatalf("%d jobs, want 1", jobs)
+	}
+	// The event names no invoice of the tenant: dead at once, with why.
+	eventually(t, "the job to be dead", func() bool { return jobStates(t, e, tenant, billing.KindMoyasarEvent)["dead"] == 1 })
+	dead := e.deadJobs(e.token(tenant, "admin"), "")
+	if len(dead) != 1 || dead[0].Attempts != 1 || !strings.Contains(dead[0].Errors[0].Error, "no invoice") {
+		t.Fatalf("dead jobs %+v", dead)
+	}
+	if strings.Contains(string(dead[0].Payload), billing.DevWebhookToken) {
+		t.Fatal("the stored payload keeps the secret token")
 	}
 }
