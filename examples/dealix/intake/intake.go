@@ -2,6 +2,8 @@ package intake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -306,7 +308,10 @@ func (s *Service) CalendlyWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	var params []dlq.JobParams
 	if ev.Event == CalendlyInviteeCreated || ev.Event == CalendlyInviteeCanceled {
-		params = append(params, s.params(KindCalendlyInvitee, "calendly:"+d.ID, ev))
+		// Calendly signs each retry anew (a new delivery id), so the job's
+		// dedup key is the event itself: its type and the invitee.
+		sum := sha256.Sum256([]byte(ev.Event + "\n" + ev.Payload.URI))
+		params = append(params, s.params(KindCalendlyInvitee, "calendly:"+hex.EncodeToString(sum[:]), ev))
 	}
 	out, retryAfter, err := Ingest(r.Context(), s.DB, s.Jobs, s.Replay, d, params...)
 	respond(w, r, s.Log, out, retryAfter, err)

@@ -479,18 +479,28 @@ func TestCalendlyMeetingBookedThenCanceled(t *testing.T) {
 	wantStatus(t, e.sendCalendly(tenant, canceled, intake.DevCalendlySecret), http.StatusOK)
 	eventually(t, "the meeting to be canceled", func() bool { s, _ := meetingStatus(t, e, tenant, invitee); return s == "canceled" })
 
-	// A late copy of the booking (signed at another second, so a new
-	// delivery) does not revive it.
+	// A late copy of the booking, signed anew as Calendly does on a retry
+	// (another second, so another delivery id): the same event, not
+	// enqueued again.
 	var ans ingestAnswer
 	r := e.sendCalendlyAt(tenant, created, intake.DevCalendlySecret, time.Now().Add(-10*time.Second))
 	wantStatus(t, r, http.StatusOK)
 	r.json(t, &ans)
-	if ans.Status != "accepted" {
+	if ans.Status != "duplicate" {
 		t.Fatalf("late booking answered %s", r.body)
 	}
+	// Out of order: another invitee's cancellation arrives before the
+	// booking. The cancellation is final.
+	third := "https://api.calendly.com/scheduled_events/EV3/invitees/INV3"
+	wantStatus(t, e.sendCalendly(tenant, calendlyBody(intake.CalendlyInviteeCanceled, third, "layla@example.com", start), intake.DevCalendlySecret), http.StatusOK)
+	eventually(t, "the early cancellation", func() bool { s, _ := meetingStatus(t, e, tenant, third); return s == "canceled" })
+	wantStatus(t, e.sendCalendly(tenant, calendlyBody(intake.CalendlyInviteeCreated, third, "layla@example.com", start), intake.DevCalendlySecret), http.StatusOK)
 	eventually(t, "every calendly job to complete", func() bool {
-		return jobStates(t, e, tenant, intake.KindCalendlyInvitee)["completed"] == 3
+		return jobStates(t, e, tenant, intake.KindCalendlyInvitee)["completed"] == 4
 	})
+	if s, _ := meetingStatus(t, e, tenant, third); s != "canceled" {
+		t.Fatalf("a booking arriving after its cancellation left the meeting %q", s)
+	}
 	status, email := meetingStatus(t, e, tenant, invitee)
 	if status != "canceled" || email != "layla@example.com" {
 		t.Fatalf("meeting %q on lead %q", status, email)
@@ -502,8 +512,8 @@ func TestCalendlyMeetingBookedThenCanceled(t *testing.T) {
 	if err := e.db.System.QueryRow(context.Background(), `SELECT count(*) FROM dealix.meetings WHERE tenant_id = $1`, tenant).Scan(&meetings); err != nil {
 		t.Fatal(err)
 	}
-	if meetings != 1 {
-		t.Fatalf("%d meetings, want 1", meetings)
+	if meetings != 2 {
+		t.Fatalf("%d meetings, want 2", meetings)
 	}
 
 	// An invitee nobody knew becomes a lead of source calendly.
