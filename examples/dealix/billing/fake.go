@@ -52,6 +52,8 @@ type Fake struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	closed sync.Once
+	err    error
 
 	mu       sync.Mutex
 	invoices map[string]*moyasarInvoice
@@ -92,14 +94,17 @@ func StartFake(cfg FakeConfig) (*Fake, error) {
 // URL is the Fake's base URL, for Moyasar.BaseURL.
 func (f *Fake) URL() string { return "http://" + f.ln.Addr().String() }
 
-// Close stops the listener and abandons deliveries not yet made.
+// Close stops the listener and abandons deliveries not yet made. It is
+// safe to call more than once.
 func (f *Fake) Close() error {
-	f.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := f.srv.Shutdown(ctx)
-	f.wg.Wait()
-	return err
+	f.closed.Do(func() {
+		f.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.err = f.srv.Shutdown(ctx)
+		f.wg.Wait()
+	})
+	return f.err
 }
 
 // Delivered returns the signed event bodies the webhook accepted, oldest

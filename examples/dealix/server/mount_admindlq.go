@@ -32,7 +32,7 @@ import (
 func (srv *Server) mountAdminDLQ(mux *http.ServeMux, svc *services) {
 	log := srv.cfg.Logger
 	admin := func(h http.HandlerFunc) http.Handler {
-		return svc.auth.Handler(svc.limiter.Handler(apikeys.RequireAdmin(log, h)))
+		return svc.auth.Handler(svc.limiter.Handler(requireAdminScope(log, "the dead-letter queues", h)))
 	}
 	jobs, err := dlq.NewClient(srv.db.app, dlq.Config{KnownQueues: Queues, Logger: log})
 	must(err)
@@ -201,4 +201,16 @@ func (a *dlqAdmin) redriveQueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, map[string]any{"redriven": n})
+}
+
+// requireAdminScope admits only principals with the admin scope, as
+// apikeys.RequireAdmin does, naming what is guarded in its 403.
+func requireAdminScope(log *slog.Logger, what string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := tenancy.PrincipalFrom(r.Context()); !ok || !p.HasScope(apikeys.AdminScope) {
+			httpx.Fail(w, r, log, httpx.Errorf(http.StatusForbidden, "%s need the %q scope", what, apikeys.AdminScope))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -76,6 +76,9 @@ func (srv *Server) mountBilling(mux *http.ServeMux, svc *services) {
 			log.Info("billing: local fake Moyasar provider", "url", fake.URL())
 			provider = &billing.Moyasar{BaseURL: fake.URL(), SecretKey: bc.secretKey}
 			srv.extras().fake = fake
+			// Closed with the services at Shutdown; and when New fails
+			// after this point, with the background context it cancels.
+			svc.closers = append(svc.closers, func() { _ = fake.Close() })
 			stop := srv.bgCtx
 			go func() {
 				<-stop.Done()
