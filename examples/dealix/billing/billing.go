@@ -176,6 +176,7 @@ type Webhook struct {
 	Log   *slog.Logger
 }
 
+// ServeHTTP handles POST /webhooks/moyasar behind the verifier.
 func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d, ok := webhooksig.DeliveryFromContext(r.Context())
 	if !ok {
