@@ -99,7 +99,9 @@ func SignedURL(publicURL string) func(*http.Request) string {
 	publicURL = strings.TrimRight(publicURL, "/")
 	return func(r *http.Request) string {
 		uri := r.RequestURI
-		if uri == "" {
+		if !strings.HasPrefix(uri, "/") {
+			// Empty (a request built in-process) or in absolute form
+			// (RFC 9112 section 3.2.2): the path and query as sent.
 			uri = r.URL.RequestURI()
 		}
 		if publicURL != "" {
