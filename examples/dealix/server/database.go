@@ -16,6 +16,8 @@ import (
 	"github.com/dealix/platform/approvals"
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/examples/dealix/billing"
+	"github.com/dealix/platform/examples/dealix/intake"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/outbound"
 	"github.com/dealix/platform/examples/dealix/pricing"
@@ -54,6 +56,8 @@ func Migrations() []MigrateFunc {
 		leads.Migrate,
 		scoring.Migrate,
 		outbound.Migrate,
+		billing.Migrate,
+		intake.Migrate,
 	}
 }
 
