@@ -75,7 +75,7 @@ func (srv *Server) mountBilling(mux *http.ServeMux, svc *services) {
 		} else {
 			log.Info("billing: local fake Moyasar provider", "url", fake.URL())
 			provider = &billing.Moyasar{BaseURL: fake.URL(), SecretKey: bc.secretKey}
-			srv.extras().fake = fake
+			srv.paymentFake = fake
 			// Closed with the services at Shutdown; and when New fails
 			// after this point, with the background context it cancels.
 			svc.closers = append(svc.closers, func() { _ = fake.Close() })

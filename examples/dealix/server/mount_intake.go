@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/dealix/platform/examples/dealix/billing"
 	"github.com/dealix/platform/examples/dealix/intake"
@@ -88,7 +87,7 @@ func (srv *Server) mountIntake(mux *http.ServeMux, svc *services) {
 	sweeper, err := webhooksig.NewSweeper(srv.db.system, webhooksig.SweeperConfig{Logger: log})
 	must(err)
 	svc.sweepers = append(svc.sweepers, sweeper.Run)
-	srv.extras().intake = s
+	srv.intake = s
 }
 
 // must panics on a configuration error of a mount function: the values
@@ -102,33 +101,8 @@ func must(err error) {
 
 // Intake is the intake webhooks' service (nil before New returns): tests
 // and operators switch its HubSpot handler's fault and its jobs' attempts.
-func (srv *Server) Intake() *intake.Service { return srv.extras().intake }
+func (srv *Server) Intake() *intake.Service { return srv.intake }
 
 // PaymentFake is the local payment provider the server runs when no
 // DEALIX_MOYASAR_API_URL is set; nil otherwise.
-func (srv *Server) PaymentFake() *billing.Fake { return srv.extras().fake }
-
-// serverExtras holds what the sales domains' mount functions keep per
-// server beside the Server's own fields.
-type serverExtras struct {
-	intake *intake.Service
-	fake   *billing.Fake
-}
-
-var extrasByServer sync.Map // *Server → *serverExtras
-
-// extras returns srv's extras, made on first use and dropped when the
-// server's background context ends.
-func (srv *Server) extras() *serverExtras {
-	if e, ok := extrasByServer.Load(srv); ok {
-		return e.(*serverExtras)
-	}
-	e, loaded := extrasByServer.LoadOrStore(srv, &serverExtras{})
-	if !loaded && srv.bgCtx != nil {
-		go func() {
-			<-srv.bgCtx.Done()
-			extrasByServer.Delete(srv)
-		}()
-	}
-	return e.(*serverExtras)
-}
+func (srv *Server) PaymentFake() *billing.Fake { return srv.paymentFake }

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dealix/platform/examples/dealix/billing"
+	"github.com/dealix/platform/examples/dealix/intake"
 	"github.com/dealix/platform/telemetry"
 	"github.com/dealix/platform/tenancy"
 )
@@ -46,6 +48,8 @@ type Server struct {
 	http         *http.Server
 	closers      []func() // the services' own resources, released last
 	platform     *Platform
+	intake       *intake.Service // the intake webhooks' service, for operators and tests
+	paymentFake  *billing.Fake   // the local payment provider, when no real one is set
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
