@@ -16,6 +16,7 @@ import (
 	"github.com/dealix/platform/approvals"
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/examples/dealix/deals"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/pricing"
 	"github.com/dealix/platform/idempotency"
@@ -50,6 +51,7 @@ func Migrations() []MigrateFunc {
 		pricing.Migrate,
 		Migrate,
 		leads.Migrate,
+		deals.Migrate,
 	}
 }
 

@@ -119,6 +119,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	mux.Handle("POST /api/v1/api-keys", admin(kh.Create))
 	mux.Handle("GET /api/v1/api-keys", admin(kh.List))
 	mux.Handle("DELETE /api/v1/api-keys/{id}", admin(kh.Revoke))
+	srv.mountDeals(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
