@@ -183,7 +183,7 @@ func (s *Service) Close(w http.ResponseWriter, r *http.Request) {
 		}
 		if status != "open" {
 			return &httpx.Error{Status: http.StatusConflict, Detail: "the deal is already closed as " + status,
-				Extensions: map[string]any{"status": status}}
+				Extensions: map[string]any{"deal_status": status}}
 		}
 		runID := RunID(id.String())
 		deal, err = scanDeal(tx.QueryRow(ctx, `UPDATE dealix.deals AS d
