@@ -92,12 +92,12 @@ func TestDealCloseCommitsOnceAndItsRunLeavesEvidence(t *testing.T) {
 
 	// Creation checks its input.
 	for body, status := range map[string]int{
-		`{"title":"x","currency":"SAR"}`:                         http.StatusBadRequest, // no amount
-		`{"title":"x","amount":-1,"currency":"SAR"}`:             http.StatusBadRequest,
-		`{"title":"x","amount":1.5,"currency":"SAR"}`:            http.StatusBadRequest,
-		`{"title":"x","amount":100,"currency":"sar"}`:            http.StatusBadRequest,
-		`{"title":"","amount":100,"currency":"SAR"}`:             http.StatusBadRequest,
-		`{"title":"x","amount":100,"currency":"SAR","lead_id":1}`: http.StatusBadRequest,
+		`{"title":"x","currency":"SAR"}`:                                                   http.StatusBadRequest, // no amount
+		`{"title":"x","amount":-1,"currency":"SAR"}`:                                       http.StatusBadRequest,
+		`{"title":"x","amount":1.5,"currency":"SAR"}`:                                      http.StatusBadRequest,
+		`{"title":"x","amount":100,"currency":"sar"}`:                                      http.StatusBadRequest,
+		`{"title":"","amount":100,"currency":"SAR"}`:                                       http.StatusBadRequest,
+		`{"title":"x","amount":100,"currency":"SAR","lead_id":1}`:                          http.StatusBadRequest,
 		`{"title":"x","amount":100,"currency":"SAR","lead_id":"` + uuid.NewString() + `"}`: http.StatusUnprocessableEntity,
 	} {
 		wantProblem(t, e.do("POST", "/api/v1/deals", body, with(bearer(token), "Idempotency-Key", uuid.NewString())...), status)
