@@ -252,9 +252,11 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 
-	// The deals, created up front on a server without knobs.
+	// The deals, created up front on a server whose knobs are ignored:
+	// without debug routes, fault injection is off.
 	all := make([]*crashDeal, rounds)
-	p := startDealsProc(t, bin, base)
+	p := startDealsProc(t, bin, append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_LOG_LEVEL=warn",
+		server.EnvDealsCrashAt+"="+deals.CrashCloseStart+","+deals.StepCrashPoint(deals.StepEvidence)))
 	for i := range all {
 		d := &crashDeal{key: fmt.Sprintf("close-%03d", i), outcome: "won", body: `{"outcome":"won"}`,
 			traceID: fmt.Sprintf("%032x", 0xdea1000+i), correlation: fmt.Sprintf("crash-close-%03d", i)}
@@ -272,6 +274,38 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 		}
 		d.id = created.ID
 		all[i] = d
+	}
+	if !strings.Contains(p.stderr.String(), "debug knobs ignored") {
+		t.Errorf("the ignored knobs were not reported; stderr:\n%s", p.stderr.String())
+	}
+	// A close on it neither dies at close:start nor in its run's step.
+	spare := &crashDeal{key: "close-spare", body: `{"outcome":"won"}`, traceID: fmt.Sprintf("%032x", 0xdea0fff), correlation: "crash-close-spare"}
+	a, err := p.send("POST", "/api/v1/deals", `{"title":"Spare","amount":1,"currency":"SAR"}`, "Idempotency-Key", "create-spare")
+	if err != nil || a.status != http.StatusCreated {
+		t.Fatalf("create the spare deal: %v %d %s", err, a.status, a.body)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(a.body, &created); err != nil {
+		t.Fatal(err)
+	}
+	spare.id = created.ID
+	spare.tryClose(t, p)
+	if spare.answer == nil {
+		t.Fatalf("the close died with the knobs off; stderr:\n%s", p.stderr.String())
+	}
+	for {
+		var status string
+		if err := db.System.QueryRow(context.Background(), `SELECT status FROM platform.durable_runs WHERE id = $1`,
+			deals.RunID(spare.id)).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status == "completed" {
+			break
+		}
+		if p.dead() {
+			t.Fatalf("the server died with the knobs off; stderr:\n%s", p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	p.kill()
 
@@ -432,8 +466,8 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 	if err := db.System.QueryRow(ctx, `SELECT count(*) FROM platform.durable_runs`).Scan(&runsTotal); err != nil {
 		t.Fatal(err)
 	}
-	if runsTotal != closed {
-		t.Errorf("%d runs for %d closed deals", runsTotal, closed)
+	if runsTotal != closed+1 { // the spare deal's run too
+		t.Errorf("%d runs for %d closed deals", runsTotal, closed+1)
 	}
 	// resent counts messages whose job ran again after a crash and found
 	// the message already sent.

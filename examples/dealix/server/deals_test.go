@@ -347,3 +347,59 @@ func TestAdminRunsAreTheTenantsOwnAndAdminOnly(t *testing.T) {
 		t.Fatalf("incomplete after the cancel: %+v", page)
 	}
 }
+
+func TestConcurrentClosesOfOneDealCloseItOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := newTenant()
+	token := e.token(tenant)
+	d := e.createDeal(token, `{"title":"Contested","amount":900,"currency":"SAR"}`)
+
+	const n = 8
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			body := `{"outcome":"won"}`
+			if i%2 == 1 {
+				body = `{"outcome":"lost","reason":"raced"}`
+			}
+			// e.do may call t.Fatal, which must not run off the test's
+			// goroutine: send by hand.
+			req, _ := http.NewRequest("POST", e.url+"/api/v1/deals/"+d.ID+"/close", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Idempotency-Key", "racer-"+string(rune('a'+i)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for i, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			won++
+		case http.StatusConflict:
+		default:
+			t.Fatalf("racer %d: status %d", i, s)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d closes succeeded, want 1: %v", won, statuses)
+	}
+	e.waitRun(token, d.ID)
+	if n := e.count(t, `SELECT count(*) FROM platform.durable_runs WHERE tenant_id = $1`, tenant); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM dealix.deal_evidence WHERE tenant_id = $1`, tenant); n != 1 {
+		t.Fatalf("%d evidence records, want 1", n)
+	}
+}
