@@ -321,8 +321,9 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 		if mode == random {
 			// Killed from outside at a random moment: before, during or
 			// after the close, or inside a step of a run.
+			after := time.Duration(rng.IntN(1500)) * time.Millisecond
 			go func() {
-				time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+				time.Sleep(after)
 				p.kill()
 			}()
 		}
