@@ -220,10 +220,11 @@ func expireDeadLeases(t *testing.T, db *pgtest.DB) {
 // once; every retry got the stored answer; no deal is closed without its
 // run and no run exists for an open deal.
 //
-// DEALIX_CRASH_ROUNDS sets the number of rounds (default 24).
+// DEALIX_CRASH_ROUNDS sets the number of rounds (default 36: each point
+// three times).
 func TestDealCloseSurvivesKills(t *testing.T) {
 	t.Parallel()
-	rounds := 24
+	rounds := 36
 	if v := os.Getenv("DEALIX_CRASH_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
