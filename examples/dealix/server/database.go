@@ -18,6 +18,7 @@ import (
 	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/billing"
 	"github.com/dealix/platform/examples/dealix/intake"
+	"github.com/dealix/platform/examples/dealix/deals"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/outbound"
 	"github.com/dealix/platform/examples/dealix/pricing"
@@ -58,6 +59,7 @@ func Migrations() []MigrateFunc {
 		outbound.Migrate,
 		billing.Migrate,
 		intake.Migrate,
+		deals.Migrate,
 	}
 }
 

@@ -126,6 +126,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	srv.mountBilling(mux, svc)
 	srv.mountIntake(mux, svc)
 	srv.mountAdminDLQ(mux, svc)
+	srv.mountDeals(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
