@@ -62,10 +62,6 @@ func (d RestoreDrill) run(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("connect to the source: %w", err)
 	}
 	defer source.Close(context.WithoutCancel(ctx))
-	before, err := rowCounts(ctx, source)
-	if err != nil {
-		return "", fmt.Errorf("count the source's rows: %w", err)
-	}
 
 	dir, err := os.MkdirTemp("", "dealix-restore-drill-")
 	if err != nil {
@@ -74,8 +70,9 @@ func (d RestoreDrill) run(ctx context.Context) (string, error) {
 	defer os.RemoveAll(dir)
 	dump := filepath.Join(dir, "dealix.dump")
 	start := time.Now()
-	if out, err := exec.CommandContext(ctx, dumpBin, "--format=custom", "--file="+dump, "--dbname="+d.SourceURL).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("pg_dump: %v: %s", err, tail(out))
+	before, err := dumpSnapshot(ctx, source, dumpBin, d.SourceURL, dump)
+	if err != nil {
+		return "", err
 	}
 	info, err := os.Stat(dump)
 	if err != nil {
@@ -133,6 +130,30 @@ func (d RestoreDrill) run(ctx context.Context) (string, error) {
 		(info.Size()+1023)/1024, dumped.Round(time.Millisecond), restored.Round(time.Millisecond), len(before), rows), nil
 }
 
+// dumpSnapshot counts the source's rows and dumps it from one snapshot:
+// a live server keeps writing while the drill runs, so the counts and the
+// dump must see the same moment. The snapshot is exported by a read-only
+// repeatable-read transaction held open until pg_dump (--snapshot) ends.
+func dumpSnapshot(ctx context.Context, source *pgx.Conn, dumpBin, sourceURL, file string) (map[string]int64, error) {
+	tx, err := source.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("open the snapshot: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+		return nil, fmt.Errorf("export the snapshot: %w", err)
+	}
+	before, err := rowCounts(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("count the source's rows: %w", err)
+	}
+	if out, err := exec.CommandContext(ctx, dumpBin, "--format=custom", "--snapshot="+snapshot, "--file="+file, "--dbname="+sourceURL).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pg_dump: %v: %s", err, tail(out))
+	}
+	return before, nil
+}
+
 // bin finds a PostgreSQL client program: in PGBin when set, else on PATH,
 // else in Debian's versioned directories (newest first), where a server
 // installation puts it without a link on PATH.
@@ -161,7 +182,10 @@ func versionOf(dir string) int {
 
 // rowCounts counts the rows of every ordinary and partitioned table
 // outside the system schemas, by schema-qualified name.
-func rowCounts(ctx context.Context, conn *pgx.Conn) (map[string]int64, error) {
+func rowCounts(ctx context.Context, conn interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (map[string]int64, error) {
 	rows, err := conn.Query(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition

@@ -51,6 +51,7 @@ var sequenceColumns = map[string]string{
 	"platform.durable_signals.id":     "delivery order of a run's signals; the key is (tenant_id, id), so only its order is global; Citus: ordered per node, enough for one run, whose rows share a shard",
 	"platform.approvals_requests.seq": "a monotonic position for paging; Citus: increasing per node, so a page cursor stays correct within one tenant's shard",
 	"platform.approvals_audit.id":     "the audit trail's order; key (tenant_id, id); Citus: ordered per node, enough within a tenant",
+	"dealix.model_calls.id":           "the cost ledger's order of entry; key (tenant_id, id), and a call is found by (tenant_id, call_key); Citus: ordered per node, enough within a tenant",
 }
 
 type table struct {
