@@ -49,8 +49,14 @@ func Errorf(status int, format string, args ...any) *Error {
 func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
-		_ = problem.Write(w, problem.Details{Status: e.Status, Detail: e.Detail, Extensions: e.Extensions})
-		return
+		werr := problem.Write(w, problem.Details{Status: e.Status, Detail: e.Detail, Extensions: e.Extensions})
+		if werr == nil {
+			return
+		}
+		// The handler built a problem Write refuses (a reserved member or
+		// a status outside 4xx–5xx): answer it as the server's bug it is,
+		// never with an empty 200.
+		err = fmt.Errorf("unwritable problem for %w: %v", err, werr)
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		log.DebugContext(r.Context(), "request abandoned by the client", "error", err)
