@@ -8,6 +8,7 @@ import (
 	"github.com/dealix/platform/examples/dealix/health"
 	"github.com/dealix/platform/examples/dealix/leads"
 	"github.com/dealix/platform/examples/dealix/pricing"
+	"github.com/dealix/platform/examples/dealix/reports"
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/problem"
 	"github.com/dealix/platform/telemetry"
@@ -120,6 +121,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	mux.Handle("POST /api/v1/api-keys", admin(kh.Create))
 	mux.Handle("GET /api/v1/api-keys", admin(kh.List))
 	mux.Handle("DELETE /api/v1/api-keys/{id}", admin(kh.Revoke))
+	mux.Handle("GET /api/v1/reports/weekly", authed(&reports.Handler{DB: db.app, Log: log}))
 	srv.mountScoring(mux, svc)
 	srv.mountOutbound(mux, svc)
 	srv.mountGates(mux, svc)
