@@ -168,8 +168,8 @@ const MaxDuration = time.Hour
 
 // Default bodies of the close action.
 const (
-	DefaultDealCreateBody = `{"lead_id":"{{lead_id}}","title":"Load test deal","amount_halalas":150000,"currency":"SAR"}`
-	DefaultDealCloseBody  = `{}`
+	DefaultDealCreateBody = `{"lead_id":"{{lead_id}}","title":"Load test deal","amount":150000,"currency":"SAR"}`
+	DefaultDealCloseBody  = `{"outcome":"won"}`
 )
 
 func (o Options) withDefaults() (Options, error) {
