@@ -65,3 +65,25 @@ func TestReleaseMatrixParses(t *testing.T) {
 		t.Fatalf("release.json without USER_TOKEN: %v", err)
 	}
 }
+
+// TestTestsSetRunsTheREADMECommand checks that Gate 3 runs exactly the
+// test command the README gives (running it here would run these tests
+// again, so its outcome is left to `go run ./gates/cmd/gates -file
+// gates/sets/tests.json -var ROOT=.`).
+func TestTestsSetRunsTheREADMECommand(t *testing.T) {
+	set, err := gates.Load("tests.json", map[string]string{"ROOT": "../.."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## Run the tests")
+	_, block, _ := strings.Cut(section, "```\n")
+	command, _, _ := strings.Cut(block, "\n")
+	check, ok := set.Gates[0].Check.(gates.CommandCheck)
+	if !ok || len(check.Args) != 3 || check.Args[2] != command || check.Dir != "../.." {
+		t.Fatalf("Gate 3 runs %+v, the README's command is %q", set.Gates[0].Check, command)
+	}
+}
