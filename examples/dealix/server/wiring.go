@@ -123,6 +123,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	srv.mountScoring(mux, svc)
 	srv.mountOutbound(mux, svc)
 	srv.mountGates(mux, svc)
+	srv.mountConsole(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
