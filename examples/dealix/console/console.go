@@ -121,7 +121,9 @@ var funcs = template.FuncMap{
 	"secs": func(f float64) string {
 		return (time.Duration(f * float64(time.Second))).Round(time.Second).String()
 	},
-	"pct": func(f float64) string { return strings.TrimSuffix(strings.TrimRight(formatFloat(f*100), "0"), ".") + "%" },
+	"pct": func(f float64) string {
+		return strings.TrimSuffix(strings.TrimRight(formatFloat(f*100), "0"), ".") + "%"
+	},
 }
 
 func (c *Console) parseTemplates() error {
