@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/console"
 	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/examples/dealix/server"
@@ -560,8 +561,64 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the costs chart has %d drawn pixels", inked)
 	}
 	shot(t, omarS, dir, "09-costs")
-	run(t, omarS, "runs", chromedp.Navigate(e.url+console.Prefix+"runs"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	// A durable run in flight: two steps done, waiting for a signal.
+	rt := e.srv.Platform().Runtime
+	wf, err := durable.Register(rt, "console.onboarding", func(ctx context.Context, in string) (string, error) {
+		for _, name := range []string{"create-workspace", "send-welcome"} {
+			if _, err := durable.Step(ctx, name, func(context.Context) (string, error) { return name + " " + in, nil }); err != nil {
+				return "", err
+			}
+		}
+		return durable.WaitSignal[string](ctx, "go-live", 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tctx, err := tenancy.WithTenant(context.Background(), tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := wf.Start(tctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, err := rt.Get(tctx, started.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == durable.StatusWaiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s is %s, want waiting", started.ID, r.Status)
+		}
+	}
+	run(t, omarS, "runs", chromedp.Navigate(e.url+console.Prefix+"runs"), chromedp.WaitVisible(chromedp.CSS("#runs")))
+	if got := text(t, omarS, "#runs"); !strings.Contains(got, started.ID) || !strings.Contains(got, "waiting") || !strings.Contains(got, "go-live") {
+		t.Fatalf("runs in flight: %q", got)
+	}
 	shot(t, omarS, dir, "10-runs")
+	run(t, omarS, "the run", chromedp.Navigate(e.url+console.Prefix+"runs/"+started.ID), chromedp.WaitVisible(chromedp.CSS("#steps")))
+	steps, err := chromedp.Run(omarS, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("tr.step")).map(r => [1, 2, 3].map(i => r.cells[i].textContent.trim()).join("|"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(steps, " ") != "step|create-workspace|completed step|send-welcome|completed" {
+		t.Fatalf("steps %q", steps)
+	}
+	run(t, omarS, "cancel the run",
+		chromedp.SetValue(chromedp.CSS("#reason"), "customer left"),
+		chromedp.Click(chromedp.CSS("#cancel")),
+		chromedp.WaitVisible(chromedp.CSS("#notice")))
+	if got := text(t, omarS, "#run-status"); got != "cancelled" {
+		t.Fatalf("run after cancel: %q", got)
+	}
+	shot(t, omarS, dir, "11-run-cancelled")
+	if r, err := rt.Get(tctx, started.ID); err != nil || r.Status != durable.StatusCancelled || r.Error != "customer left" {
+		t.Fatalf("run after cancel: %+v, %v", r, err)
+	}
 	run(t, omarS, "gates", chromedp.Navigate(e.url+console.Prefix+"gates"), chromedp.WaitVisible(chromedp.CSS("h1")))
 
 	// Another tenant's admin sees none of it.
@@ -581,7 +638,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("another tenant's admin opens %s: %d", p, resp.Status)
 		}
 	}
-	shot(t, otherS, dir, "11-other-tenant")
+	shot(t, otherS, dir, "12-other-tenant")
 
 	// The console's own answers carry the policy, as the browser saw them.
 	resp, err := chromedp.Run(omarS, chromedp.NavigateResponse(e.url+console.Prefix))
