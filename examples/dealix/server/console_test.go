@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -178,6 +179,20 @@ func TestConsoleRefusesNonAdminsCrossOriginAndSetsCSP(t *testing.T) {
 		t.Fatalf("same-origin decision: %d %s", r.StatusCode, r.body)
 	}
 
+	// On TLS the session cookie is Secure.
+	tls := httptest.NewTLSServer(e.srv.Handler())
+	defer tls.Close()
+	client := tls.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.PostForm(tls.URL+console.Prefix+"login", url.Values{"credential": {admin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("sign in on TLS: %d %+v", resp.StatusCode, cs)
+	}
+
 	// Signing out ends the session.
 	if r := e.consoleDo("POST", console.Prefix+"logout", url.Values{}, "Cookie", cookie); r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign out: %d", r.StatusCode)
@@ -279,6 +294,11 @@ func screenshotDir(t *testing.T) string {
 
 func shot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
+	// The page ran under the policy without a refusal (console.js counts them).
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.getAttribute("data-csp-violations") || "0"`))
+	if err != nil || v != "0" {
+		t.Fatalf("%s: %s Content-Security-Policy violations (%v)", name, v, err)
+	}
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)

@@ -32,6 +32,14 @@
     window.addEventListener("resize", function () { plot.setSize({ width: Math.max(320, el.clientWidth - 24), height: 280 }); });
   }
 
+  // A refused resource or inline code is counted on the root element (and
+  // logged), so a page that breaks under the policy is visible in tests.
+  document.addEventListener("securitypolicyviolation", function (e) {
+    var root = document.documentElement;
+    root.setAttribute("data-csp-violations", String(Number(root.getAttribute("data-csp-violations") || 0) + 1));
+    console.warn("Content-Security-Policy refused", e.violatedDirective, e.blockedURI);
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var el = document.getElementById("chart");
     if (el && window.uPlot) { draw(el); }
