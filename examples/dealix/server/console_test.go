@@ -241,6 +241,9 @@ func newBrowser(t *testing.T, ctx context.Context) context.Context {
 		chromedp.Flag("disable-breakpad", true),
 		chromedp.Flag("metrics-recording-only", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
+		// Loopback only: every host name fails to resolve; the server is
+		// reached by its IP literal.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	}
