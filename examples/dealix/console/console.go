@@ -269,6 +269,9 @@ func (c *Console) requireSession(next http.Handler) http.Handler {
 					http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 					return
 				}
+				// A poll after the session ended takes the page to the
+				// sign-in form rather than leaving stale counts.
+				w.Header().Set("HX-Redirect", Prefix+"login")
 				c.fail(w, r, http.StatusUnauthorized, "Your session ended. Sign in again.")
 				return
 			}

@@ -107,8 +107,8 @@ func TestConsoleRefusesNonAdminsCrossOriginAndSetsCSP(t *testing.T) {
 		r := e.consoleDo("GET", console.Prefix+p, nil)
 		if p == "partials/overview" {
 			r = e.consoleDo("GET", console.Prefix+p, nil, "HX-Request", "true")
-			if r.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("htmx poll without a session: %d", r.StatusCode)
+			if r.StatusCode != http.StatusUnauthorized || r.Header.Get("HX-Redirect") != console.Prefix+"login" {
+				t.Fatalf("htmx poll without a session: %d %v", r.StatusCode, r.Header)
 			}
 			continue
 		}
