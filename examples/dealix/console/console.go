@@ -17,6 +17,7 @@ import (
 	"github.com/dealix/platform/approvals"
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/gates"
 	"github.com/dealix/platform/tenancy"
 )
 
@@ -63,6 +64,10 @@ type Config struct {
 	// GatesURL is where the launch-gates report is served. Default
 	// "/admin/gates".
 	GatesURL string
+	// Gates, when set, runs the launch-gates report for the tenant of the
+	// request's context (or returns a recent one) for the gates page; run
+	// is false to only return a report still cached (nil when none is).
+	Gates func(r *http.Request, run bool) (*gates.Report, error)
 	// SessionTTL is how long a session lasts. Default DefaultSessionTTL.
 	SessionTTL time.Duration
 	// Log receives server-side failures. Default slog.Default().
@@ -222,6 +227,7 @@ func (c *Console) routes() http.Handler {
 	page("POST "+Prefix+"runs/{id}/cancel", c.runCancel)
 	page("GET "+Prefix+"costs", c.costs)
 	page("GET "+Prefix+"gates", c.gates)
+	page("POST "+Prefix+"gates", c.gates)
 	page(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusNotFound, "No such page.")
 	})

@@ -4,8 +4,9 @@
 // approvals inbox (decide with a reason, see a request's audit trail, search
 // decided requests by status), the dead-letter queues (a dead job's payload,
 // attempts and errors; re-drive one or all), the durable runs in flight
-// (steps with outcomes and timings; cancel) and the model costs (spend per
-// model and per day as a chart, cache hit ratio).
+// (steps with outcomes and timings; cancel), the model costs (spend per
+// model and per day as a chart, cache hit ratio) and the launch-gates report
+// (Config.Gates runs it).
 //
 // Every action calls the same library services as the admin API —
 // approvals.Service.Decide, dlq.Client.Redrive/RedriveWhere,

@@ -561,8 +561,21 @@ func cmpOrZero(n json.Number) json.Number {
 	return n
 }
 
+// gates shows the tenant's last launch-gates report; a POST runs the set
+// (bounded by the runner's own timeout).
 func (c *Console) gates(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, http.StatusOK, "gates", map[string]any{"GatesURL": c.cfg.GatesURL})
+	d := map[string]any{"GatesURL": c.cfg.GatesURL, "CanRun": c.cfg.Gates != nil}
+	if c.cfg.Gates != nil {
+		rep, err := c.cfg.Gates(r, r.Method == http.MethodPost)
+		if err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		if rep != nil {
+			d["Report"], d["Score"] = rep, rep.ScoreLine()
+		}
+	}
+	c.render(w, r, http.StatusOK, "gates", d)
 }
 
 func indentJSON(raw []byte) (string, error) {

@@ -642,7 +642,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	if r, err := rt.Get(tctx, started.ID); err != nil || r.Status != durable.StatusCancelled || r.Error != "customer left" {
 		t.Fatalf("run after cancel: %+v, %v", r, err)
 	}
-	run(t, omarS, "gates", chromedp.Navigate(e.url+console.Prefix+"gates"), chromedp.WaitVisible(chromedp.CSS("h1")))
+	// The launch gates: run from the page, the report table rendered.
+	run(t, omarS, "gates", chromedp.Navigate(e.url+console.Prefix+"gates"), chromedp.Click(chromedp.CSS("#run-gates")),
+		chromedp.WaitVisible(chromedp.CSS("#gates")))
+	if got := text(t, omarS, "#gates-score"); !strings.HasPrefix(got, "OVERALL SCORE:") {
+		t.Fatalf("gates score %q", got)
+	}
+	gateRows, err := chromedp.Run(omarS, chromedp.Evaluate[int](`document.querySelectorAll("tr.gate").length`))
+	if err != nil || gateRows < 30 {
+		t.Fatalf("%d gates shown (%v)", gateRows, err)
+	}
+	if got := text(t, omarS, `tr.gate[data-id="G1"]`); !strings.Contains(got, "closed") || !strings.Contains(got, "/api/v1/pricing/plans") {
+		t.Fatalf("gate G1 row %q", got)
+	}
+	shot(t, omarS, dir, "12-gates")
+	var unrevoked int
+	if err := e.db.System.QueryRow(context.Background(), `SELECT count(*) FROM platform.tenancy_api_keys
+		WHERE tenant_id = $1 AND revoked_at IS NULL AND 'admin' = ANY(scopes)`, tenant).Scan(&unrevoked); err != nil {
+		t.Fatal(err)
+	}
+	if unrevoked != 0 {
+		t.Fatalf("the gates run left %d admin keys", unrevoked)
+	}
 
 	// Another tenant's admin sees none of it.
 	otherS := session(t, browser)
@@ -661,7 +682,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("another tenant's admin opens %s: %d", p, resp.Status)
 		}
 	}
-	shot(t, otherS, dir, "12-other-tenant")
+	shot(t, otherS, dir, "13-other-tenant")
 
 	// The console's own answers carry the policy, as the browser saw them.
 	resp, err := chromedp.Run(omarS, chromedp.NavigateResponse(e.url+console.Prefix))
