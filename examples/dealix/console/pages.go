@@ -80,6 +80,10 @@ type overviewData struct {
 	TodayOK          bool
 }
 
+// overviewCountLimit bounds what the overview counts on each poll; beyond
+// it the count shows as "100+".
+const overviewCountLimit = 100
+
 func (c *Console) overviewData(r *http.Request) (overviewData, error) {
 	var d overviewData
 	var err error
@@ -90,12 +94,12 @@ func (c *Console) overviewData(r *http.Request) (overviewData, error) {
 		d.Depth += q.Available + q.Running + q.Scheduled + q.Retrying
 		d.Dead += q.Dead
 	}
-	runs, err := c.cfg.Runtime.List(r.Context(), durable.ListOptions{Limit: 1000})
+	runs, err := c.cfg.Runtime.List(r.Context(), durable.ListOptions{Limit: overviewCountLimit})
 	if err != nil {
 		return d, err
 	}
 	d.RunsInFlight, d.RunsMore = len(runs.Runs), runs.Next != ""
-	pending, err := c.cfg.Approvals.List(r.Context(), approvals.ListOptions{Status: approvals.StatusPending, Limit: approvals.MaxPageSize})
+	pending, err := c.cfg.Approvals.List(r.Context(), approvals.ListOptions{Status: approvals.StatusPending, Limit: overviewCountLimit})
 	if err != nil {
 		return d, err
 	}
@@ -143,7 +147,13 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		c.failErr(w, r, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "overview", map[string]any{"O": d, "GatesURL": c.cfg.GatesURL})
+	data := map[string]any{"O": d}
+	if c.cfg.Gates != nil {
+		if rep, err := c.cfg.Gates(r, false); err == nil && rep != nil {
+			data["Score"] = rep.ScoreLine()
+		}
+	}
+	c.render(w, r, http.StatusOK, "overview", data)
 }
 
 func (c *Console) overviewPartial(w http.ResponseWriter, r *http.Request) {

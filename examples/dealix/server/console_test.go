@@ -656,6 +656,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("gate G1 row %q", got)
 	}
 	shot(t, omarS, dir, "12-gates")
+	// The overview shows the last report's score.
+	run(t, omarS, "overview", chromedp.Navigate(e.url+console.Prefix), chromedp.WaitVisible(chromedp.CSS("#gates-score")))
+	if got := text(t, omarS, "#gates-score"); !strings.HasPrefix(got, "OVERALL SCORE:") {
+		t.Fatalf("overview gates score %q", got)
+	}
 	var unrevoked int
 	if err := e.db.System.QueryRow(context.Background(), `SELECT count(*) FROM platform.tenancy_api_keys
 		WHERE tenant_id = $1 AND revoked_at IS NULL AND 'admin' = ANY(scopes)`, tenant).Scan(&unrevoked); err != nil {

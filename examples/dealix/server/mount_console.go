@@ -69,7 +69,12 @@ func (srv *Server) consoleGates(svc *services) func(*http.Request, bool) (*gates
 		if !ok {
 			return nil, tenancy.ErrNoTenant
 		}
-		h.mu.Lock()
+		// Showing the last report never waits for a run in progress.
+		if run {
+			h.mu.Lock()
+		} else if !h.mu.TryLock() {
+			return nil, nil
+		}
 		defer h.mu.Unlock()
 		if c, ok := h.cache[tenant]; ok && (!run || time.Since(c.at) <= gatesCacheTTL) {
 			return c.report, nil
