@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -105,9 +106,16 @@ func (c *Console) overviewData(r *http.Request) (overviewData, error) {
 	}
 	d.ApprovalsWaiting, d.ApprovalsMore = len(pending.Requests), pending.Next != ""
 	if c.cfg.Costs != nil {
-		today := time.Now().UTC().Format(time.DateOnly)
-		if rep, err := c.costReport(r, "from="+today+"&to="+today); err == nil {
-			d.Today, d.TodayOK = rep.Total, true
+		// The report's default window ends with today (UTC) on the
+		// database's clock.
+		if rep, err := c.costReport(r, ""); err == nil {
+			today := rep.To.UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+			d.Today, d.TodayOK = scoring.Usage{CostUSD: "0"}, true
+			for _, day := range rep.ByDay {
+				if day.Day == today {
+					d.Today = day.Usage
+				}
+			}
 		} else {
 			c.cfg.Log.WarnContext(r.Context(), "console: today's spend", "error", err)
 		}
@@ -204,6 +212,10 @@ func (c *Console) approvalsList(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) approvalsPartial(w http.ResponseWriter, r *http.Request) {
 	d, err := c.approvalsData(r)
+	if errors.Is(err, errBadRequest) {
+		c.fail(w, r, http.StatusBadRequest, "Unknown status or cursor.")
+		return
+	}
 	if err != nil {
 		c.failErr(w, r, err)
 		return
@@ -521,15 +533,13 @@ func (c *Console) costs(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusNotFound, "The cost report is not available on this server.")
 		return
 	}
-	q := r.URL.Query()
-	query := ""
-	if v := q.Get("from"); v != "" {
-		query += "from=" + v
+	q, window := r.URL.Query(), url.Values{}
+	for _, name := range []string{"from", "to"} {
+		if v := q.Get(name); v != "" {
+			window.Set(name, v)
+		}
 	}
-	if v := q.Get("to"); v != "" {
-		query += "&to=" + v
-	}
-	rep, err := c.costReport(r, strings.TrimPrefix(query, "&"))
+	rep, err := c.costReport(r, window.Encode())
 	if err != nil {
 		c.fail(w, r, http.StatusBadRequest, "The cost report was refused: "+err.Error())
 		return

@@ -584,6 +584,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the costs chart has %d drawn pixels", inked)
 	}
 	shot(t, omarS, dir, "09-costs")
+	// The overview's spend today is the API's figure for today (UTC, the
+	// database's day); nothing else spends before the gates run below.
+	run(t, omarS, "overview", chromedp.Navigate(e.url+console.Prefix), chromedp.WaitVisible(chromedp.CSS("#spend-today")))
+	today, wantToday := api.To.UTC().AddDate(0, 0, -1).Format(time.DateOnly), "0"
+	for _, d := range api.ByDay {
+		if d.Day == today {
+			wantToday = string(d.CostUSD)
+		}
+	}
+	if got := text(t, omarS, "#spend-today"); got != "$"+wantToday {
+		t.Fatalf("overview spend today %q, /admin/costs %s", got, wantToday)
+	}
 	// A durable run in flight: two steps done, waiting for a signal.
 	rt := e.srv.Platform().Runtime
 	wf, err := durable.Register(rt, "console.onboarding", func(ctx context.Context, in string) (string, error) {
