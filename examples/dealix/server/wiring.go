@@ -129,6 +129,7 @@ func (srv *Server) routes(svc *services) http.Handler {
 	srv.mountIntake(mux, svc)
 	srv.mountAdminDLQ(mux, svc)
 	srv.mountDeals(mux, svc)
+	srv.mountConsole(mux, svc)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.Status(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
