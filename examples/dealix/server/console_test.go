@@ -20,6 +20,7 @@ import (
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/durable"
 	"github.com/dealix/platform/examples/dealix/console"
+	"github.com/dealix/platform/examples/dealix/intake"
 	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/examples/dealix/server"
 	"github.com/dealix/platform/tenancy"
@@ -503,9 +504,20 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Decided requests are searchable by status.
 	run(t, omarS, "approved requests", chromedp.Navigate(e.url+console.Prefix+"approvals?status=approved"), chromedp.WaitVisible(chromedp.CSS(row)))
 
-	// A dead webhook: no handler on this server takes its kind, so the
-	// dispatcher dead-letters it with the reason.
-	hook := e.deadJob(tenant, dlq.JobParams{Queue: server.QueueWebhooks, Kind: "checkout.completed", Payload: map[string]string{"event": "evt_1"}})
+	// A dead webhook: a verified HubSpot delivery whose handler is switched
+	// to fail, on its only attempt.
+	intakeSvc := e.srv.Intake()
+	intakeSvc.SetMaxAttempts(1)
+	intakeSvc.FailHubSpot(true)
+	var delivered ingestAnswer
+	r0 := e.sendHubSpot(tenant, hubspotBody(7, intake.HubSpotContactCreation, "dead.letter@example.com", "Dana", "Dammam Labs"), intake.DevHubSpotSecret)
+	wantStatus(t, r0, http.StatusOK)
+	r0.json(t, &delivered)
+	if len(delivered.Jobs) != 1 {
+		t.Fatalf("delivery answered %s", r0.body)
+	}
+	hook := delivered.Jobs[0]
+	e.waitJob(tenant, hook, dlq.StateDead, 1)
 	// A dead scoring job: its lead did not exist yet.
 	leadID := uuid.NewString()
 	score := e.deadJob(tenant, dlq.JobParams{Queue: server.QueueScoring, Kind: scoring.KindScore, Payload: scoring.ScoreJob{LeadID: leadID}})
@@ -519,27 +531,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot(t, omarS, dir, "05-queues")
 	run(t, omarS, "webhooks dead letters", chromedp.Navigate(e.url+console.Prefix+"queues/webhooks"),
 		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr.dead-job[data-id="%d"]`, hook))))
-	if got := text(t, omarS, fmt.Sprintf(`tr.dead-job[data-id="%d"] td.error`, hook)); !strings.Contains(got, `no handler for kind "checkout.completed"`) {
+	if got := text(t, omarS, fmt.Sprintf(`tr.dead-job[data-id="%d"] td.error`, hook)); !strings.Contains(got, "switched to fail") {
 		t.Fatalf("dead webhook's error %q", got)
 	}
 	shot(t, omarS, dir, "06-dead-webhooks")
 	run(t, omarS, "dead webhook", chromedp.Navigate(fmt.Sprintf("%s%sjobs/%d", e.url, console.Prefix, hook)), chromedp.WaitVisible(chromedp.CSS("#errors")))
-	if got := text(t, omarS, "#errors"); !strings.Contains(got, "no handler for kind") {
+	if got := text(t, omarS, "#errors"); !strings.Contains(got, "switched to fail") {
 		t.Fatalf("job page errors %q", got)
 	}
-	if got := text(t, omarS, "#payload"); !strings.Contains(got, "evt_1") {
+	if got := text(t, omarS, "#payload"); !strings.Contains(got, "dead.letter@example.com") {
 		t.Fatalf("job page payload %q", got)
 	}
 	shot(t, omarS, dir, "07-dead-job")
-	// Re-driving all of the webhooks queue runs it again (and, with no
-	// handler for its kind, it is dead again with a second error).
+	// The handler is fixed: re-driving all of the webhooks queue runs the
+	// job again, it completes, the dead count drops, and the lead exists
+	// once.
+	intakeSvc.FailHubSpot(false)
 	run(t, omarS, "re-drive webhooks", chromedp.Navigate(e.url+console.Prefix+"queues/webhooks"),
 		chromedp.Click(chromedp.CSS("#redrive-all")), chromedp.WaitVisible(chromedp.CSS("#notice")))
 	if got := text(t, omarS, "#notice"); got != "1 dead jobs re-driven" {
 		t.Fatalf("re-drive all: %q", got)
 	}
-	if info := e.waitJob(tenant, hook, dlq.StateDead, 2); info.Attempt != 1 {
-		t.Fatalf("re-driven webhook: attempt %d", info.Attempt)
+	e.waitJob(tenant, hook, dlq.StateCompleted, 1)
+	if got := waitText(t, omarS, e.url+console.Prefix+"queues/webhooks", "#dead-count", "0"); got != "0" {
+		t.Fatalf("webhooks dead count %q", got)
+	}
+	if n := e.count(t, "SELECT count(*) FROM dealix.leads WHERE tenant_id = $1 AND email = 'dead.letter@example.com'", tenant); n != 1 {
+		t.Fatalf("%d leads for the re-driven contact", n)
 	}
 	// The scoring job's cause is fixed (its lead now exists): re-driven,
 	// it completes, and the queue's dead count drops.
