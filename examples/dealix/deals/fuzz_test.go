@@ -20,11 +20,11 @@ func clientError(err error) bool {
 }
 
 func FuzzDecodeCursor(f *testing.F) {
-	f.Add(cursor{CreatedAt: time.Unix(1_800_000_000, 123000).UTC(), ID: "0d3a1c5e-5a1e-4d0c-9e11-000000000001"}.encode())
+	f.Add(httpx.Cursor{CreatedAt: time.Unix(1_800_000_000, 123000).UTC(), ID: "0d3a1c5e-5a1e-4d0c-9e11-000000000001"}.Encode())
 	f.Add("!!!")
 	f.Add("e30")
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := decodeCursor(s)
+		c, err := httpx.DecodeCursor(s)
 		if err != nil {
 			if !clientError(err) {
 				t.Fatalf("%q: %v", s, err)
@@ -36,7 +36,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		if _, err := uuid.Parse(c.ID); err != nil || len(c.ID) != 36 {
 			t.Fatalf("%q: id %q", s, c.ID)
 		}
-		again, err := decodeCursor(c.encode())
+		again, err := httpx.DecodeCursor(c.Encode())
 		if err != nil || !again.CreatedAt.Equal(c.CreatedAt) || again.ID != c.ID {
 			t.Fatalf("%q: round trip %+v -> %+v, %v", s, c, again, err)
 		}

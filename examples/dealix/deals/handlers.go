@@ -248,7 +248,7 @@ func parseList(r *http.Request) (listQuery, error) {
 		lq.status = &v
 	}
 	if v := q.Get("owner"); v != "" {
-		if err := checkText("owner", v); err != nil {
+		if err := httpx.CheckText("owner", v, limits["owner"]); err != nil {
 			return lq, err
 		}
 		lq.owner = &v
@@ -261,7 +261,7 @@ func parseList(r *http.Request) (listQuery, error) {
 		lq.limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
-		c, err := decodeCursor(v)
+		c, err := httpx.DecodeCursor(v)
 		if err != nil {
 			return lq, err
 		}
@@ -306,7 +306,7 @@ func (s *Service) List(w http.ResponseWriter, r *http.Request) {
 	if len(page.Items) > lq.limit {
 		page.Items = page.Items[:lq.limit]
 		last := page.Items[len(page.Items)-1]
-		page.NextCursor = cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+		page.NextCursor = httpx.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
 	}
 	httpx.JSON(w, http.StatusOK, page)
 }

@@ -1,20 +1,15 @@
 package deals
 
 import (
-	"encoding/base64"
-	"encoding/json"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/dealix/platform/examples/dealix/internal/httpx"
-	"github.com/dealix/platform/internal/pgtext"
 )
 
 // Statuses a deal can be in: open until closed, then won or lost for good.
@@ -87,29 +82,29 @@ type createInput struct {
 func (in *createInput) validate() error {
 	in.Title = strings.TrimSpace(in.Title)
 	if in.Title == "" {
-		return invalid("title", "is required")
+		return httpx.Invalid("title", "is required")
 	}
-	if err := checkText("title", in.Title); err != nil {
+	if err := httpx.CheckText("title", in.Title, limits["title"]); err != nil {
 		return err
 	}
 	if in.Owner != nil {
-		if err := checkText("owner", *in.Owner); err != nil {
+		if err := httpx.CheckText("owner", *in.Owner, limits["owner"]); err != nil {
 			return err
 		}
 	}
 	if in.Amount == nil {
-		return invalid("amount", "is required (a whole number of the currency's minor units)")
+		return httpx.Invalid("amount", "is required (a whole number of the currency's minor units)")
 	}
 	if *in.Amount < 0 || *in.Amount > MaxAmount {
-		return invalid("amount", "must be a whole number of minor units from 0 to "+strconv.FormatInt(MaxAmount, 10))
+		return httpx.Invalid("amount", "must be a whole number of minor units from 0 to "+strconv.FormatInt(MaxAmount, 10))
 	}
 	if !currencyCode.MatchString(in.Currency) {
-		return invalid("currency", "must be an ISO 4217 code of three capital letters, such as SAR")
+		return httpx.Invalid("currency", "must be an ISO 4217 code of three capital letters, such as SAR")
 	}
 	if in.LeadID != nil {
 		id, err := uuid.Parse(*in.LeadID)
 		if err != nil {
-			return invalid("lead_id", "is not a UUID")
+			return httpx.Invalid("lead_id", "is not a UUID")
 		}
 		in.leadID = &id
 	}
@@ -126,42 +121,24 @@ func (in *closeInput) validate() error {
 	switch in.Outcome {
 	case "won":
 		if in.Reason != nil {
-			return invalid("reason", "is only for a lost deal")
+			return httpx.Invalid("reason", "is only for a lost deal")
 		}
 	case "lost":
 		if in.Reason == nil || strings.TrimSpace(*in.Reason) == "" {
-			return invalid("reason", "is required when the deal is lost")
+			return httpx.Invalid("reason", "is required when the deal is lost")
 		}
 		r := strings.TrimSpace(*in.Reason)
 		in.Reason = &r
-		return checkText("reason", r)
+		return httpx.CheckText("reason", r, limits["reason"])
 	default:
-		return invalid("outcome", "must be won or lost")
-	}
-	return nil
-}
-
-func invalid(field, why string) error {
-	return &httpx.Error{
-		Status:     http.StatusBadRequest,
-		Detail:     field + " " + why,
-		Extensions: map[string]any{"errors": []map[string]string{{"field": field, "detail": why}}},
-	}
-}
-
-func checkText(field, v string) error {
-	if pgtext.CheckText(v) != nil {
-		return invalid(field, "contains a character that cannot be stored (NUL)")
-	}
-	if max := limits[field]; max > 0 && utf8.RuneCountInString(v) > max {
-		return invalid(field, "is longer than "+strconv.Itoa(max)+" characters")
+		return httpx.Invalid("outcome", "must be won or lost")
 	}
 	return nil
 }
 
 func checkStatus(v string) error {
 	if !slices.Contains(Statuses, v) {
-		return invalid("status", "must be one of "+strings.Join(Statuses, ", "))
+		return httpx.Invalid("status", "must be one of "+strings.Join(Statuses, ", "))
 	}
 	return nil
 }
@@ -170,32 +147,4 @@ func checkStatus(v string) error {
 type Page struct {
 	Items      []Deal `json:"items"`
 	NextCursor string `json:"next_cursor,omitempty"`
-}
-
-type cursor struct {
-	CreatedAt time.Time `json:"t"`
-	ID        string    `json:"id"`
-}
-
-func (c cursor) encode() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (cursor, error) {
-	var c cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		err = json.Unmarshal(b, &c)
-	}
-	if err == nil {
-		var id uuid.UUID
-		if id, err = uuid.Parse(c.ID); err == nil {
-			c.ID = id.String()
-		}
-	}
-	if err != nil || c.CreatedAt.IsZero() {
-		return cursor{}, httpx.Errorf(http.StatusBadRequest, "malformed cursor")
-	}
-	return c, nil
 }

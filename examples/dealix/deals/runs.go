@@ -205,7 +205,7 @@ func (h *Runs) Cancel(w http.ResponseWriter, r *http.Request) {
 			httpx.Fail(w, r, h.Log, err)
 			return
 		}
-		if err := checkText("reason", in.Reason); err != nil {
+		if err := httpx.CheckText("reason", in.Reason, limits["reason"]); err != nil {
 			httpx.Fail(w, r, h.Log, err)
 			return
 		}

@@ -33,11 +33,11 @@ func FuzzParseIfMatch(f *testing.F) {
 }
 
 func FuzzDecodeCursor(f *testing.F) {
-	f.Add(cursor{ID: "0d3a1c5e-5a1e-4d0c-9e11-000000000001"}.encode())
+	f.Add(httpx.Cursor{ID: "0d3a1c5e-5a1e-4d0c-9e11-000000000001"}.Encode())
 	f.Add("eyJ0IjoiMjAyNi0wMS0wMVQwMDowMDowMFoiLCJpZCI6InVybjp1dWlkOjBkM2ExYzVlLTVhMWUtNGQwYy05ZTExLTAwMDAwMDAwMDAwMSJ9")
 	f.Add("!!!")
 	f.Fuzz(func(t *testing.T, s string) {
-		c, err := decodeCursor(s)
+		c, err := httpx.DecodeCursor(s)
 		if err != nil {
 			if !clientError(err) {
 				t.Fatalf("%q: %v", s, err)

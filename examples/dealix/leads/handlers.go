@@ -2,8 +2,6 @@ package leads
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -224,34 +222,6 @@ type Page struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-type cursor struct {
-	CreatedAt time.Time `json:"t"`
-	ID        string    `json:"id"`
-}
-
-func (c cursor) encode() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (cursor, error) {
-	var c cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		err = json.Unmarshal(b, &c)
-	}
-	if err == nil {
-		var id uuid.UUID
-		if id, err = uuid.Parse(c.ID); err == nil {
-			c.ID = id.String() // PostgreSQL does not read every form uuid.Parse does
-		}
-	}
-	if err != nil || c.CreatedAt.IsZero() {
-		return cursor{}, httpx.Errorf(http.StatusBadRequest, "malformed cursor")
-	}
-	return c, nil
-}
-
 type listQuery struct {
 	status, owner *string
 	after, before *time.Time
@@ -283,7 +253,7 @@ func parseList(r *http.Request) (listQuery, error) {
 		lq.status = &v
 	}
 	if v := q.Get("owner"); v != "" {
-		if err := checkText("owner", v); err != nil {
+		if err := httpx.CheckText("owner", v, limits["owner"]); err != nil {
 			return lq, err
 		}
 		lq.owner = &v
@@ -305,7 +275,7 @@ func parseList(r *http.Request) (listQuery, error) {
 		lq.limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
-		c, err := decodeCursor(v)
+		c, err := httpx.DecodeCursor(v)
 		if err != nil {
 			return lq, err
 		}
@@ -353,7 +323,7 @@ func (h *Handlers) List(w http.ResponseWriter, r *http.Request) {
 	if len(page.Items) > lq.limit {
 		page.Items = page.Items[:lq.limit]
 		last := page.Items[len(page.Items)-1]
-		page.NextCursor = cursor{CreatedAt: last.CreatedAt, ID: last.ID}.encode()
+		page.NextCursor = httpx.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
 	}
 	httpx.JSON(w, http.StatusOK, page)
 }

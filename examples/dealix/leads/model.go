@@ -9,10 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/dealix/platform/examples/dealix/internal/httpx"
-	"github.com/dealix/platform/internal/pgtext"
 )
 
 // Statuses a lead moves through.
@@ -55,9 +53,9 @@ type createInput struct {
 func (in *createInput) validate() error {
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" {
-		return invalid("name", "is required")
+		return httpx.Invalid("name", "is required")
 	}
-	if err := checkText("name", in.Name); err != nil {
+	if err := httpx.CheckText("name", in.Name, limits["name"]); err != nil {
 		return err
 	}
 	for _, f := range []struct {
@@ -65,7 +63,7 @@ func (in *createInput) validate() error {
 		value *string
 	}{{"email", in.Email}, {"company", in.Company}, {"owner", in.Owner}, {"source", in.Source}, {"notes", in.Notes}} {
 		if f.value != nil {
-			if err := checkText(f.name, *f.value); err != nil {
+			if err := httpx.CheckText(f.name, *f.value, limits[f.name]); err != nil {
 				return err
 			}
 		}
@@ -122,7 +120,7 @@ func (p *patchInput) changes() ([]string, []any, error) {
 		}
 		if o.Null {
 			if !nullable {
-				return invalid(col, "cannot be null")
+				return httpx.Invalid(col, "cannot be null")
 			}
 			cols, vals = append(cols, col), append(vals, nil)
 			return nil
@@ -131,10 +129,10 @@ func (p *patchInput) changes() ([]string, []any, error) {
 		if col == "name" {
 			v = strings.TrimSpace(v)
 			if v == "" {
-				return invalid("name", "must not be empty")
+				return httpx.Invalid("name", "must not be empty")
 			}
 		}
-		if err := checkText(col, v); err != nil {
+		if err := httpx.CheckText(col, v, limits[col]); err != nil {
 			return err
 		}
 		switch col {
@@ -168,35 +166,17 @@ func (p *patchInput) changes() ([]string, []any, error) {
 	return cols, vals, nil
 }
 
-func invalid(field, why string) error {
-	return &httpx.Error{
-		Status:     http.StatusBadRequest,
-		Detail:     field + " " + why,
-		Extensions: map[string]any{"errors": []map[string]string{{"field": field, "detail": why}}},
-	}
-}
-
-func checkText(field, v string) error {
-	if pgtext.CheckText(v) != nil {
-		return invalid(field, "contains a character that cannot be stored (NUL)")
-	}
-	if max := limits[field]; max > 0 && utf8.RuneCountInString(v) > max {
-		return invalid(field, "is longer than "+strconv.Itoa(max)+" characters")
-	}
-	return nil
-}
-
 func checkEmail(v string) error {
 	addr, err := mail.ParseAddress(v)
 	if err != nil || addr.Address != v {
-		return invalid("email", "is not an email address")
+		return httpx.Invalid("email", "is not an email address")
 	}
 	return nil
 }
 
 func checkStatus(v string) error {
 	if !slices.Contains(Statuses, v) {
-		return invalid("status", "must be one of "+strings.Join(Statuses, ", "))
+		return httpx.Invalid("status", "must be one of "+strings.Join(Statuses, ", "))
 	}
 	return nil
 }
