@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -30,6 +31,11 @@ func (o *Options) image() string {
 	return DefaultImage
 }
 
+// quietTestcontainers silences testcontainers' global logger once: it is
+// a package variable, and servers started side by side (a test binary's
+// shared server and a restartable one) must not both write it.
+var quietTestcontainers sync.Once
+
 // dockerReachable says whether a Docker engine answers, without starting
 // anything: an explicit DOCKER_HOST must answer itself, otherwise
 // testcontainers' own discovery must find an engine that answers.
@@ -41,7 +47,7 @@ func dockerReachable(ctx context.Context) (err error) {
 			err = fmt.Errorf("looking for a Docker engine panicked: %v", r)
 		}
 	}()
-	tclog.SetDefault(tclog.NewNoopLogger())
+	quietTestcontainers.Do(func() { tclog.SetDefault(tclog.NewNoopLogger()) })
 	if err := checkDockerHost(ctx); err != nil {
 		return err
 	}
