@@ -195,11 +195,12 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	cfg.ResetData = boolean("DEALIX_RESET_DATA", false)
 	cfg.PostgresImage = str("DEALIX_POSTGRES_IMAGE", DefaultPostgresImage)
 	cfg.PullImage = boolean("DEALIX_PULL_IMAGE", false)
-	// The scoring domain reads its own variables when it is mounted;
+	// The domains read their own variables when they are mounted;
 	// checking them here makes a bad one stop the start with status 2.
 	if _, err := scoring.ConfigFromEnv(getenv); err != nil {
 		problems = append(problems, err.Error())
 	}
+	problems = append(problems, checkDomainSettings(str)...)
 	cfg.JWTIssuer = str("DEALIX_JWT_ISSUER", DefaultJWTIssuer)
 	cfg.JWTAudience = str("DEALIX_JWT_AUDIENCE", DefaultJWTAudience)
 	if v := str("DEALIX_JWT_HMAC_KEY", ""); v != "" {
@@ -430,4 +431,34 @@ func ExitCode(err error) int {
 	default:
 		return 1
 	}
+}
+
+// checkDomainSettings checks the variables the domains' mount functions
+// read (billing, intake, deals' debug knobs, the console), which would
+// otherwise be ignored or fail late when bad.
+func checkDomainSettings(str func(name, def string) string) []string {
+	var problems []string
+	duration := func(name string, min time.Duration) {
+		if v := str(name, ""); v != "" {
+			if d, err := time.ParseDuration(v); err != nil || d < min {
+				problems = append(problems, fmt.Sprintf("%s: want a duration of at least %s such as 500ms, got %q", name, min, v))
+			}
+		}
+	}
+	duration("DEALIX_MOYASAR_PAY_AFTER", time.Millisecond)
+	duration("DEALIX_CONSOLE_SESSION_TTL", time.Minute)
+	duration(EnvDealsStepDelay, 0)
+	if v := str("DEALIX_WEBHOOK_MAX_ATTEMPTS", ""); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
+			problems = append(problems, fmt.Sprintf("DEALIX_WEBHOOK_MAX_ATTEMPTS: want a whole number from 1 to 1000, got %q", v))
+		}
+	}
+	for _, name := range []string{"DEALIX_PUBLIC_URL", "DEALIX_MOYASAR_API_URL"} {
+		if v := str(name, ""); v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				problems = append(problems, fmt.Sprintf("%s: want an http(s) URL such as https://dealix.example.com, got %q", name, v))
+			}
+		}
+	}
+	return problems
 }

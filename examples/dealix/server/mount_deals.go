@@ -86,6 +86,8 @@ func dealsDebug(cfg Config, getenv func(string) string) deals.Debug {
 	if delay != "" {
 		var err error
 		if d.StepDelay, err = time.ParseDuration(delay); err != nil || d.StepDelay < 0 {
+			// LoadConfig refuses such a value with status 2; only a caller of
+			// New that skipped it gets here.
 			panic("server: " + EnvDealsStepDelay + ": want a duration such as 50ms, got " + delay)
 		}
 	}

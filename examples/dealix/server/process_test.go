@@ -186,6 +186,10 @@ func TestProcess(t *testing.T) {
 			{"origin", nil, append(dbEnv(db), "DEALIX_CORS_ORIGINS=https://app.example.com/path"), "DEALIX_CORS_ORIGINS"},
 			{"short key", nil, append(dbEnv(db), "DEALIX_JWT_HMAC_KEY=c2hvcnQ="), "DEALIX_JWT_HMAC_KEY"},
 			{"cost alert threshold", nil, append(dbEnv(db), "DEALIX_COST_ALERT_USD=lots"), "DEALIX_COST_ALERT_USD"},
+			{"webhook attempts", nil, append(dbEnv(db), "DEALIX_WEBHOOK_MAX_ATTEMPTS=0"), "DEALIX_WEBHOOK_MAX_ATTEMPTS"},
+			{"payment delay", nil, append(dbEnv(db), "DEALIX_MOYASAR_PAY_AFTER=soon"), "DEALIX_MOYASAR_PAY_AFTER"},
+			{"public URL", nil, append(dbEnv(db), "DEALIX_PUBLIC_URL=dealix.example.com"), "DEALIX_PUBLIC_URL"},
+			{"deals step delay", nil, append(dbEnv(db), "DEALIX_DEBUG_ROUTES=true", "DEALIX_DEALS_STEP_DELAY=-1s"), "DEALIX_DEALS_STEP_DELAY"},
 			{"flag", []string{"-bogus"}, dbEnv(db), "bogus"},
 			{"database URL", nil, []string{"DATABASE_URL=postgres://[::1"}, "DATABASE_URL"},
 			{"app role bypasses RLS", nil, []string{
