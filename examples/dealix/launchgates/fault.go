@@ -14,10 +14,12 @@ import (
 // the webhook handler switched to fail, one delivery's job is retried and
 // lands dead; once the handler is fixed, a re-drive runs it and its effect
 // happens. The functions connect it to a server: for the reference
-// server, Fail is the intake domain's switch (Service.FailHubSpot),
-// Deliver posts a correctly signed HubSpot delivery, Dead and Redrive read
-// and re-drive the webhooks queue's dead letters, and Done looks for the
-// delivery's lead.
+// server, Fail marks one probe contact in the intake domain
+// (Service.FailHubSpotFor, with Service.HubSpotAttemptsFor 1 so its job is
+// dead at its first attempt) and leaves every other delivery alone,
+// Deliver posts a correctly signed HubSpot delivery of that contact, Dead
+// and Redrive read and re-drive that delivery's job, and Done looks for
+// the contact's lead.
 type WebhookFault struct {
 	// Fail switches the handler's failure on (true) or off.
 	Fail func(on bool)

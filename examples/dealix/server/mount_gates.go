@@ -52,7 +52,9 @@ const (
 // R2) dumps DATABASE_URL's database: it closes when that role reads every
 // row (a superuser), and reports pg_dump's refusal otherwise.
 // DEALIX_GATES_ROOT names the repository root for the document checks
-// (default: the working directory).
+// (default: the working directory). T5's fault injection fails one HubSpot
+// delivery of a probe contact of the caller's tenant (see webhookFault):
+// it lands dead, is re-driven, and its lead is deleted after the run.
 func (srv *Server) mountGates(mux *http.ServeMux, svc *services) {
 	h := &gatesHandler{srv: srv, svc: svc, root: cmp.Or(os.Getenv("DEALIX_GATES_ROOT"), "."), cache: map[string]cachedReport{}}
 	log := srv.cfg.Logger
