@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dealix/platform/examples/dealix/console"
 	"github.com/dealix/platform/examples/dealix/intake"
 )
 
@@ -201,5 +203,41 @@ func TestAdminGatesInjectsTheWebhookFault(t *testing.T) {
 	}
 	if n, name, company := leadsByEmail(t, e, tenant, real); n != 1 || name != "Khalid Test" || company != "Tabuk Trading" {
 		t.Fatalf("real lead: %d %q %q", n, name, company)
+	}
+}
+
+// TestConsoleGatesRunInjectsTheWebhookFault runs the launch set from the
+// console's gates page: T5 closes there too, on the same fault injection,
+// and the probe leaves no lead behind.
+func TestConsoleGatesRunInjectsTheWebhookFault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tenant := newTenant()
+	login := e.consoleDo("POST", console.Prefix+"login", url.Values{"credential": {e.token(tenant, "admin")}})
+	if login.StatusCode != http.StatusSeeOther || len(login.Cookies()) != 1 {
+		t.Fatalf("sign in: %d %v", login.StatusCode, login.Cookies())
+	}
+	cookie := login.Cookies()[0]
+	r := e.consoleDo("POST", console.Prefix+"gates", url.Values{}, "Cookie", cookie.Name+"="+cookie.Value)
+	wantStatus(t, r, http.StatusOK)
+	page := string(r.body)
+	i := strings.Index(page, `<tr class="gate" data-id="T5">`)
+	if i < 0 {
+		t.Fatalf("no T5 row:\n%s", page)
+	}
+	row, _, _ := strings.Cut(page[i:], "</tr>")
+	if !strings.Contains(row, `<span class="tag closed">closed</span>`) || !strings.Contains(row, "re-drove 1") {
+		t.Fatalf("T5 row: %s", row)
+	}
+	var probeLeads int
+	if err := e.db.System.QueryRow(context.Background(), `SELECT count(*) FROM dealix.leads
+		WHERE tenant_id = $1 AND email LIKE 'gate-probe-%@example.invalid'`, tenant).Scan(&probeLeads); err != nil {
+		t.Fatal(err)
+	}
+	if probeLeads != 0 {
+		t.Fatalf("the console's run left %d probe leads", probeLeads)
+	}
+	if n := e.srv.Intake().HubSpotFaults(); n != 0 {
+		t.Fatalf("%d contacts still carry a fault", n)
 	}
 }
