@@ -31,6 +31,9 @@ type WebhookFault struct {
 	Redrive func(ctx context.Context) (int64, error)
 	// Done reports whether the delivery's effect happened.
 	Done func(ctx context.Context) (bool, error)
+	// Describe, when set, names the delivery in the evidence (such as
+	// its job and address); it is called once the check has run.
+	Describe func() string
 	// Poll is how often Dead and Done are read while waiting. Default
 	// 100ms.
 	Poll time.Duration
@@ -90,8 +93,12 @@ func (f WebhookFault) run(ctx context.Context) (string, error) {
 	if after > before {
 		return "", fmt.Errorf("%d dead after the re-drive, %d before the fault", after, before)
 	}
-	return fmt.Sprintf("failing delivery dead after %s; re-drove %d; effect done %s later; dead letters back to %d",
-		(dead - start).Round(time.Millisecond), n, (done - dead).Round(time.Millisecond), after), nil
+	what := "failing delivery"
+	if f.Describe != nil {
+		what += " (" + f.Describe() + ")"
+	}
+	return fmt.Sprintf("%s dead after %s; re-drove %d; effect done %s later; dead letters back to %d",
+		what, (dead - start).Round(time.Millisecond), n, (done - dead).Round(time.Millisecond), after), nil
 }
 
 // await polls cond until it holds, and returns the time since an arbitrary

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -152,7 +153,7 @@ func TestAdminGatesInjectsTheWebhookFault(t *testing.T) {
 	if err := json.Unmarshal(a.body, &report); err != nil {
 		t.Fatal(err)
 	}
-	found := false
+	found, evidence := false, ""
 	for _, gr := range report.Results {
 		if gr.Gate.ID != "T5" {
 			continue
@@ -162,7 +163,8 @@ func TestAdminGatesInjectsTheWebhookFault(t *testing.T) {
 		if res.Status != "closed" {
 			t.Fatalf("T5 %s: %s (%s)", res.Status, res.Reason, res.Evidence)
 		}
-		for _, want := range []string{"fault injection: failing delivery dead after", "re-drove 1", "dead letters back to 0"} {
+		evidence = res.Evidence
+		for _, want := range []string{"fault injection: failing delivery (HubSpot contact gate-probe-", "webhooks job ", ") dead after", "re-drove 1", "dead letters back to 0"} {
 			if !strings.Contains(res.Evidence, want) {
 				t.Errorf("T5 evidence lacks %q: %s", want, res.Evidence)
 			}
@@ -178,15 +180,19 @@ func TestAdminGatesInjectsTheWebhookFault(t *testing.T) {
 	// The probe's job went dead at its one attempt, was re-driven and
 	// completed; its lead is gone.
 	var probeEmail string
+	var probeID int64
 	var probe hubspotJob
-	err := e.db.System.QueryRow(context.Background(), `SELECT payload->'properties'->>'email', state, attempt, max_attempts, jsonb_array_length(errors)
+	err := e.db.System.QueryRow(context.Background(), `SELECT id, payload->'properties'->>'email', state, attempt, max_attempts, jsonb_array_length(errors)
 		FROM platform.dlq_jobs WHERE tenant_id = $1 AND kind = $2 AND payload->'properties'->>'email' LIKE 'gate-probe-%@example.invalid'`,
-		tenant, intake.KindHubSpotContact).Scan(&probeEmail, &probe.state, &probe.attempt, &probe.maxAttempt, &probe.errors)
+		tenant, intake.KindHubSpotContact).Scan(&probeID, &probeEmail, &probe.state, &probe.attempt, &probe.maxAttempt, &probe.errors)
 	if err != nil {
 		t.Fatalf("the probe's job: %v", err)
 	}
 	if probe.state != "completed" || probe.maxAttempt != 1 || probe.errors != 1 {
 		t.Fatalf("probe job %+v: want completed after one failed attempt", probe)
+	}
+	if name := fmt.Sprintf("HubSpot contact %s, webhooks job %d", probeEmail, probeID); !strings.Contains(evidence, name) {
+		t.Fatalf("T5 evidence does not name the dead letter %q: %s", name, evidence)
 	}
 	if n, _, _ := leadsByEmail(t, e, tenant, probeEmail); n != 0 {
 		t.Fatalf("the probe left %d leads behind", n)

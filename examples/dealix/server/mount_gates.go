@@ -203,6 +203,9 @@ func (p *hubspotProbe) check() launchgates.WebhookFault {
 		Dead:    p.dead,
 		Redrive: p.redrive,
 		Done:    p.done,
+		Describe: func() string {
+			return fmt.Sprintf("HubSpot contact %s, webhooks job %d", p.email, p.jobID())
+		},
 	}
 }
 
