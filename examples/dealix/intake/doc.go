@@ -29,5 +29,8 @@
 // A job that keeps failing is retried with backoff and ends in the
 // dead-letter state after its attempts; /admin/dlq re-drives it.
 // Service.FailHubSpot switches the HubSpot handler to fail, to watch (and
-// test) that path.
+// test) that path. On a running server, Service.FailHubSpotFor and
+// Service.HubSpotAttemptsFor set the fault and the attempts for one
+// contact only (the launch gates' probe), so the deliveries of every other
+// contact are processed as usual meanwhile.
 package intake

@@ -13,6 +13,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,7 +46,7 @@ const (
 )
 
 // ErrHandlerSwitchedOff is the failure of HubSpot jobs while
-// Service.FailHubSpot is on.
+// Service.FailHubSpot is on, or Service.FailHubSpotFor for their contact.
 var ErrHandlerSwitchedOff = errors.New("intake: the HubSpot handler is switched to fail")
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -68,6 +69,15 @@ type Service struct {
 
 	maxAttempts atomic.Int32
 	failHubSpot atomic.Bool
+
+	mu     sync.Mutex
+	probes map[string]probe // by cleaned email
+}
+
+// probe is the fault set on one contact's HubSpot deliveries.
+type probe struct {
+	fail     bool // its jobs fail every attempt
+	attempts int  // its jobs' attempts (0: the service's)
 }
 
 // SetMaxAttempts sets the attempts of the jobs enqueued from now on; 0
@@ -78,6 +88,71 @@ func (s *Service) SetMaxAttempts(n int) { s.maxAttempts.Store(int32(n)) }
 // (true) or back to normal (false): the fault the dead-letter path is
 // shown and tested with. Off by default.
 func (s *Service) FailHubSpot(on bool) { s.failHubSpot.Store(on) }
+
+// FailHubSpotFor switches the HubSpot job handler to fail every attempt
+// (true) or back to normal (false) for the jobs of one contact, named by
+// email (compared as the worker cleans it: trimmed, lower-cased); jobs of
+// every other contact run as usual. It is the fault a live check injects
+// on a running server, where FailHubSpot would also fail the real
+// deliveries arriving meanwhile. Switching it off also lifts the
+// contact's HubSpotAttemptsFor limit. An email the worker would not
+// accept is ignored.
+func (s *Service) FailHubSpotFor(email string, on bool) {
+	s.setProbe(email, func(p *probe) {
+		p.fail = on
+		if !on {
+			p.attempts = 0
+		}
+	})
+}
+
+// HubSpotAttemptsFor sets the attempts of the HubSpot jobs enqueued from
+// now on for one contact, named by email as in FailHubSpotFor; n <= 0
+// lifts the limit (the service's SetMaxAttempts applies again). A check
+// sets 1 so that its failing delivery is dead at its first attempt
+// instead of after the queue's backoff, without changing the attempts of
+// any other delivery.
+func (s *Service) HubSpotAttemptsFor(email string, n int) {
+	s.setProbe(email, func(p *probe) { p.attempts = max(n, 0) })
+}
+
+// HubSpotFaults returns how many contacts carry a fault or an attempts
+// limit set by FailHubSpotFor or HubSpotAttemptsFor.
+func (s *Service) HubSpotFaults() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.probes)
+}
+
+func (s *Service) setProbe(email string, set func(*probe)) {
+	email, ok := cleanEmail(email)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.probes[email]
+	set(&p)
+	if p == (probe{}) {
+		delete(s.probes, email)
+		return
+	}
+	if s.probes == nil {
+		s.probes = map[string]probe{}
+	}
+	s.probes[email] = p
+}
+
+// probeFor returns the fault set on the contact with the event's email.
+func (s *Service) probeFor(props map[string]string) probe {
+	email, ok := cleanEmail(props["email"])
+	if !ok {
+		return probe{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.probes[email]
+}
 
 // tenantRoute reads the {tenant} path value: the webhooks are mounted per
 // tenant (/webhooks/hubspot/{tenant}); a value that is not a UUID names no
@@ -155,8 +230,11 @@ func (s *Service) HubSpotWebhook(w http.ResponseWriter, r *http.Request) {
 		if ev.SubscriptionType != HubSpotContactCreation && ev.SubscriptionType != HubSpotContactPropertyChange {
 			continue
 		}
-		params = append(params, s.params(KindHubSpotContact,
-			fmt.Sprintf("hubspot:%d:%d", ev.PortalID, ev.EventID), ev))
+		p := s.params(KindHubSpotContact, fmt.Sprintf("hubspot:%d:%d", ev.PortalID, ev.EventID), ev)
+		if n := s.probeFor(contactProperties(ev)).attempts; n > 0 {
+			p.MaxAttempts = n
+		}
+		params = append(params, p)
 	}
 	out, retryAfter, err := Ingest(r.Context(), s.DB, s.Jobs, s.Replay, d, params...)
 	respond(w, r, s.Log, out, retryAfter, err)
@@ -174,12 +252,9 @@ func (s *Service) HubSpotWorker() dlq.Handler {
 		if err := json.Unmarshal(job.Payload, &ev); err != nil {
 			return dlq.Discard(fmt.Errorf("hubspot event: %w", err))
 		}
-		props := map[string]string{}
-		for k, v := range ev.Properties {
-			props[k] = v
-		}
-		if ev.PropertyName != "" {
-			props[ev.PropertyName] = ev.PropertyValue
+		props := contactProperties(ev)
+		if s.probeFor(props).fail {
+			return ErrHandlerSwitchedOff
 		}
 		email, ok := cleanEmail(props["email"])
 		if !ok {
@@ -192,6 +267,19 @@ func (s *Service) HubSpotWorker() dlq.Handler {
 			return err
 		})
 	})
+}
+
+// contactProperties are the contact's properties an event carries, the
+// changed property included.
+func contactProperties(ev HubSpotEvent) map[string]string {
+	props := make(map[string]string, len(ev.Properties)+1)
+	for k, v := range ev.Properties {
+		props[k] = v
+	}
+	if ev.PropertyName != "" {
+		props[ev.PropertyName] = ev.PropertyValue
+	}
+	return props
 }
 
 // cleanEmail lower-cases and checks an address.

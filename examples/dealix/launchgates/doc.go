@@ -37,6 +37,11 @@
 // WebhookFault connects to them (fail the webhook handler, deliver, count
 // dead letters, re-drive, look for the effect) and is handed to LaunchSet
 // as Config.FaultInjection; without it T5 is partial, with the reason.
+// The reference server's GET /admin/gates (and its console's gates page)
+// connects it to one probe contact of the caller's tenant: only that
+// contact's delivery fails, at its single attempt, and its lead is deleted
+// after the run, so real deliveries arriving meanwhile are processed as
+// usual and the check leaves no business data.
 //
 // Checks that write (an idempotent lead, a deal, a held campaign) do so in
 // the tenant of the credentials they are given and name their rows

@@ -14,10 +14,12 @@ import (
 // the webhook handler switched to fail, one delivery's job is retried and
 // lands dead; once the handler is fixed, a re-drive runs it and its effect
 // happens. The functions connect it to a server: for the reference
-// server, Fail is the intake domain's switch (Service.FailHubSpot),
-// Deliver posts a correctly signed HubSpot delivery, Dead and Redrive read
-// and re-drive the webhooks queue's dead letters, and Done looks for the
-// delivery's lead.
+// server, Fail marks one probe contact in the intake domain
+// (Service.FailHubSpotFor, with Service.HubSpotAttemptsFor 1 so its job is
+// dead at its first attempt) and leaves every other delivery alone,
+// Deliver posts a correctly signed HubSpot delivery of that contact, Dead
+// and Redrive read and re-drive that delivery's job, and Done looks for
+// the contact's lead.
 type WebhookFault struct {
 	// Fail switches the handler's failure on (true) or off.
 	Fail func(on bool)
@@ -29,6 +31,9 @@ type WebhookFault struct {
 	Redrive func(ctx context.Context) (int64, error)
 	// Done reports whether the delivery's effect happened.
 	Done func(ctx context.Context) (bool, error)
+	// Describe, when set, names the delivery in the evidence (such as
+	// its job and address); it is called once the check has run.
+	Describe func() string
 	// Poll is how often Dead and Done are read while waiting. Default
 	// 100ms.
 	Poll time.Duration
@@ -88,8 +93,12 @@ func (f WebhookFault) run(ctx context.Context) (string, error) {
 	if after > before {
 		return "", fmt.Errorf("%d dead after the re-drive, %d before the fault", after, before)
 	}
-	return fmt.Sprintf("failing delivery dead after %s; re-drove %d; effect done %s later; dead letters back to %d",
-		(dead - start).Round(time.Millisecond), n, (done - dead).Round(time.Millisecond), after), nil
+	what := "failing delivery"
+	if f.Describe != nil {
+		what += " (" + f.Describe() + ")"
+	}
+	return fmt.Sprintf("%s dead after %s; re-drove %d; effect done %s later; dead letters back to %d",
+		what, (dead - start).Round(time.Millisecond), n, (done - dead).Round(time.Millisecond), after), nil
 }
 
 // await polls cond until it holds, and returns the time since an arbitrary
