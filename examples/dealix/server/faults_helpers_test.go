@@ -148,9 +148,9 @@ func faultsCreate(base, token string) faultsAnswer {
 // faultsTally counts answers by operation and status, safely from many
 // goroutines.
 type faultsTally struct {
-	mu      sync.Mutex
-	all     []faultsAnswer
-	byCode  map[string]int
+	mu     sync.Mutex
+	all    []faultsAnswer
+	byCode map[string]int
 }
 
 func (c *faultsTally) add(a faultsAnswer) {
