@@ -33,9 +33,8 @@ func TestFaultsKilledInstanceLeasesMove(t *testing.T) {
 	}
 	// Each start makes the demo tenant a new key and revokes the one
 	// before: the last one printed serves for all three.
-	for _, p := range procs {
-		p.apiKey = procs[2].apiKey
-	}
+	// (read once here: the banner's reader is done with it).
+	key := procs[2].apiKey
 	deals := faultsScale(12, 5)
 
 	// Created on one instance, closed on the next, all at once.
@@ -45,7 +44,7 @@ func TestFaultsKilledInstanceLeasesMove(t *testing.T) {
 	for i := range deals {
 		wg.Go(func() {
 			a, err := procs[i%3].send("POST", "/api/v1/deals", fmt.Sprintf(`{"title":"Kill deal %d","amount":%d,"currency":"SAR"}`, i, 1000+i),
-				"Idempotency-Key", uuid.NewString())
+				"Idempotency-Key", uuid.NewString(), "X-API-Key", key)
 			if err != nil || a.status != http.StatusCreated {
 				errs <- fmt.Errorf("create deal %d: %v %d %s", i, err, a.status, a.body)
 				return
@@ -56,7 +55,7 @@ func TestFaultsKilledInstanceLeasesMove(t *testing.T) {
 				return
 			}
 			ids[i] = d.ID
-			c, err := procs[(i+1)%3].send("POST", "/api/v1/deals/"+d.ID+"/close", `{"outcome":"won"}`, "Idempotency-Key", uuid.NewString())
+			c, err := procs[(i+1)%3].send("POST", "/api/v1/deals/"+d.ID+"/close", `{"outcome":"won"}`, "Idempotency-Key", uuid.NewString(), "X-API-Key", key)
 			if err != nil || c.status != http.StatusOK {
 				errs <- fmt.Errorf("close deal %d: %v %d %s", i, err, c.status, c.body)
 			}
