@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -43,9 +44,12 @@ func Errorf(status int, format string, args ...any) *Error {
 }
 
 // Fail answers with err as problem+json. An *Error keeps its status and
-// detail; anything else is logged and becomes a 500 whose detail says
-// nothing about the cause (client mistakes are all *Error before they get
-// here). A context cancelled because the client left is logged at debug.
+// detail. An error for which Unavailable holds (the database unreachable,
+// restarting, or no connection free before the deadline) becomes a 503
+// with Retry-After: 1, since the same request may succeed shortly.
+// Anything else is logged and becomes a 500 whose detail says nothing
+// about the cause (client mistakes are all *Error before they get here).
+// A context cancelled because the client left is logged at debug.
 func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if errors.As(err, &e) {
@@ -61,6 +65,14 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		log.DebugContext(r.Context(), "request abandoned by the client", "error", err)
 		problem.Status(w, http.StatusServiceUnavailable, "the request was abandoned")
+		return
+	}
+	if Unavailable(err) {
+		// The database is down, restarting or saturated: the client
+		// may retry, and nothing about the cause is shown.
+		log.WarnContext(r.Context(), "request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+		w.Header().Set("Retry-After", RetryAfterSeconds)
+		problem.Status(w, http.StatusServiceUnavailable, "the service is temporarily unavailable; retry shortly")
 		return
 	}
 	log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
@@ -177,12 +189,53 @@ type DB = tenancy.Beginner
 // idempotency middleware (transactional mode) opened one for the request,
 // fn runs in it, so the handler's writes commit together with the stored
 // response; otherwise fn runs in a transaction of its own on db, scoped to
-// the request's tenant. These are the only two calls into the library a
+// the request's tenant, waiting at most AcquireTimeout for a connection.
+// These are the only two calls into the library a
 // handler makes to reach the database.
 func InTx(r *http.Request, db DB, fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx := r.Context()
 	if tx, ok := idempotency.TxFrom(ctx); ok {
 		return fn(ctx, tx)
 	}
-	return tenancy.InTx(ctx, db, func(tx pgx.Tx) error { return fn(ctx, tx) })
+	return tenancy.InTx(ctx, bounded(db), func(tx pgx.Tx) error { return fn(ctx, tx) })
+}
+
+// AcquireTimeout bounds how long InTx waits for a connection and its
+// BEGIN when it opens the transaction itself. Without it a request would
+// wait on an exhausted pool for as long as the client waits, and every
+// waiting request holds a goroutine and its memory; with it the request
+// fails with a deadline Fail answers as 503 with Retry-After.
+const AcquireTimeout = 5 * time.Second
+
+// acquireBound applies AcquireTimeout to opening the transaction only:
+// once BEGIN has returned, the transaction runs under the request's own
+// context. It offers BeginTx as pools and connections do, so tenancy.InTx
+// still takes it for a new transaction (one round trip with the tenant)
+// rather than a savepoint of the caller's.
+type acquireBound struct{ db txBeginner }
+
+type txBeginner interface {
+	DB
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
+}
+
+func (a acquireBound) Begin(ctx context.Context) (pgx.Tx, error) {
+	actx, cancel := context.WithTimeout(ctx, AcquireTimeout)
+	defer cancel()
+	return a.db.Begin(actx)
+}
+
+func (a acquireBound) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	actx, cancel := context.WithTimeout(ctx, AcquireTimeout)
+	defer cancel()
+	return a.db.BeginTx(actx, opts)
+}
+
+// bounded wraps db in acquireBound when it opens new transactions (a pool
+// or a connection); a caller's pgx.Tx is handed on as it is.
+func bounded(db DB) DB {
+	if b, ok := db.(txBeginner); ok {
+		return acquireBound{b}
+	}
+	return db
 }
