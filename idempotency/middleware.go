@@ -354,8 +354,7 @@ func (m *Middleware) answered(w http.ResponseWriter, r *http.Request, claim Clai
 		return false
 	case errors.Is(err, ErrInProgress):
 		recordAnswer(r.Context(), "conflict")
-		secs := int64((m.cfg.RetryAfter + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		m.setRetryAfter(w)
 		problem.Status(w, http.StatusConflict, "a request with this "+HeaderName+" is still being processed")
 	case errors.Is(err, ErrFingerprintMismatch):
 		recordAnswer(r.Context(), "mismatch")
@@ -364,9 +363,18 @@ func (m *Middleware) answered(w http.ResponseWriter, r *http.Request, claim Clai
 	default:
 		recordAnswer(r.Context(), "unavailable")
 		m.cfg.Logger.ErrorContext(r.Context(), "idempotency: claim failed", "error", err)
+		m.setRetryAfter(w)
 		problem.Status(w, http.StatusServiceUnavailable, "idempotency store unavailable")
 	}
 	return true
+}
+
+// setRetryAfter tells the client when to try again (Config.RetryAfter,
+// in whole seconds): on a 409 while the key is in progress and on a 503
+// while the store is unavailable.
+func (m *Middleware) setRetryAfter(w http.ResponseWriter) {
+	secs := int64((m.cfg.RetryAfter + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 }
 
 func (m *Middleware) replay(w http.ResponseWriter, resp *Response) {

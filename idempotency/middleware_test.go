@@ -430,7 +430,9 @@ func TestStoreFailureIs503(t *testing.T) {
 	b := setup(t)
 	srv := b.server(t, idempotency.Config{}, createOrder(b.db.App))
 	b.db.App.Close()
-	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}"), http.StatusServiceUnavailable)
+	res := do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}")
+	requireProblem(t, res, http.StatusServiceUnavailable)
+	require.NotEmpty(t, res.header.Get("Retry-After"), "a 503 says when to try again")
 	require.Equal(t, 0, countOrders(t, b.db.System))
 }
 

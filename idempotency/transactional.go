@@ -97,5 +97,6 @@ func (m *Middleware) unavailable(w http.ResponseWriter, r *http.Request, step st
 	if errors.Is(err, errTxAborted) {
 		detail = "the request could not be committed; it had no effect and may be retried"
 	}
+	m.setRetryAfter(w)
 	problem.Status(w, http.StatusServiceUnavailable, detail)
 }

@@ -116,7 +116,9 @@ func TestTransactionalCommitFailureIs503(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	})
 	srv := b.server(t, idempotency.Config{Transactional: true}, h)
-	requireProblem(t, do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}"), http.StatusServiceUnavailable)
+	res := do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}")
+	requireProblem(t, res, http.StatusServiceUnavailable)
+	require.NotEmpty(t, res.header.Get("Retry-After"), "a 503 says when to try again")
 	require.Equal(t, 0, countKeys(t, b.db))
 }
 

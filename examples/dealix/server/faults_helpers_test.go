@@ -202,8 +202,7 @@ func faultsCount(t *testing.T, db *pgtest.DB, sql string, args ...any) int {
 }
 
 // faultsIdempotencyUnavailable tells the idempotency middleware's own
-// 503s (its store could not claim or commit the key), which it answers
-// without Retry-After, from the server's.
+// 503s (its store could not claim or commit the key) from the server's.
 func faultsIdempotencyUnavailable(a faultsAnswer) bool {
 	return a.status == http.StatusServiceUnavailable &&
 		(a.detail == "idempotency store unavailable" || strings.Contains(a.detail, "retry it with the same Idempotency-Key") ||
