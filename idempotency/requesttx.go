@@ -59,7 +59,9 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 	if err != nil {
 		return nil, Claim{}, err
 	}
-	conn, err := s.db.Acquire(ctx)
+	acquireCtx, cancel := context.WithTimeout(ctx, s.cfg.AcquireTimeout)
+	conn, err := s.db.Acquire(acquireCtx)
+	cancel()
 	if err != nil {
 		return nil, Claim{}, fmt.Errorf("idempotency: begin: %w", err)
 	}

@@ -68,14 +68,24 @@ type StoreConfig struct {
 	// ErrClaimLost from Complete once another request took the key over.
 	// Default: DefaultLease (1 minute). Must not be negative nor exceed TTL.
 	Lease time.Duration
+	// AcquireTimeout bounds how long a request in transactional mode waits
+	// for a connection of its own; past it the middleware answers 503 with
+	// Retry-After instead of queueing behind an exhausted pool for as long
+	// as the client waits. Default: DefaultAcquireTimeout (5 seconds). Must
+	// not be negative.
+	AcquireTimeout time.Duration
 }
 
+// DefaultAcquireTimeout is StoreConfig.AcquireTimeout's default.
+const DefaultAcquireTimeout = 5 * time.Second
+
 func (c *StoreConfig) setDefaults() error {
-	if c.TTL < 0 || c.Lease < 0 {
-		return errs.Config("idempotency", "TTL and Lease must not be negative")
+	if c.TTL < 0 || c.Lease < 0 || c.AcquireTimeout < 0 {
+		return errs.Config("idempotency", "TTL, Lease and AcquireTimeout must not be negative")
 	}
 	c.TTL = cmp.Or(c.TTL, DefaultTTL)
 	c.Lease = cmp.Or(c.Lease, DefaultLease)
+	c.AcquireTimeout = cmp.Or(c.AcquireTimeout, DefaultAcquireTimeout)
 	if c.Lease > c.TTL {
 		return errs.Config("idempotency", "Lease %s exceeds TTL %s", c.Lease, c.TTL)
 	}

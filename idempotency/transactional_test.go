@@ -1,15 +1,19 @@
 package idempotency_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/idempotency"
+	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy"
 )
 
@@ -132,4 +136,35 @@ func TestTxFromOutsideTransactionalMode(t *testing.T) {
 	}))
 	require.Equal(t, http.StatusOK, do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}").status)
 	require.False(t, had.Load())
+}
+
+// A transactional request that finds every connection of the pool taken
+// waits AcquireTimeout for one, then answers 503 with Retry-After and
+// stores nothing, rather than queueing for as long as the client waits.
+func TestTransactionalRequestOnAnExhaustedPoolIs503(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg, err := pgxpool.ParseConfig(b.db.URL(pgtest.RoleApp))
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	b.store, err = idempotency.NewStore(pool, idempotency.StoreConfig{AcquireTimeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	srv := b.server(t, idempotency.Config{Transactional: true}, createOrderInTx())
+
+	held, err := pool.Acquire(context.Background())
+	require.NoError(t, err)
+	res := do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}")
+	requireProblem(t, res, http.StatusServiceUnavailable)
+	require.NotEmpty(t, res.header.Get("Retry-After"))
+	held.Release()
+
+	// With the connection back the same key runs, once.
+	require.Equal(t, http.StatusCreated, do(t, srv.Client(), http.MethodPost, srv.URL, tenantA, "k", "{}").status)
+	require.Equal(t, 1, countOrders(t, b.db.System))
+
+	_, err = idempotency.NewStore(pool, idempotency.StoreConfig{AcquireTimeout: -time.Second})
+	require.ErrorIs(t, err, idempotency.ErrInvalidConfig)
 }
