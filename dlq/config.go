@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/pgtext"
 )
@@ -58,6 +60,15 @@ type Config struct {
 	// DisableListen turns off LISTEN/NOTIFY; queues then learn of new jobs
 	// only by polling.
 	DisableListen bool
+	// ListenConfig is the configuration of the LISTEN connection, when it
+	// must differ from the pool's: behind a transaction pooler such as
+	// PgBouncer (pool_mode=transaction) a LISTEN registered on a pooled
+	// server connection receives nothing once the transaction ends, so give
+	// it a direct connection to PostgreSQL (pgx.ParseConfig of a direct URL)
+	// while the pool's queries go through the pooler. The connection only
+	// runs LISTEN; any role that may connect will do. It is copied before
+	// each connect. Default nil: the pool's own Config().ConnConfig.
+	ListenConfig *pgx.ConnConfig
 	// WorkerID names this client in logs. Default host name and process id.
 	WorkerID string
 	// Logger receives the client's logs. Default slog.Default().

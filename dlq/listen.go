@@ -34,8 +34,13 @@ func (r *runner) listen() {
 }
 
 func (r *runner) listenOnce(ctx context.Context, connected func()) error {
-	// NewClient checked that a client with queues and LISTEN has a pool.
-	conn, err := pgx.ConnectConfig(ctx, r.c.db.(poolConfiger).Config().ConnConfig.Copy())
+	// NewClient checked that a client with queues and LISTEN has a pool
+	// or a ListenConfig.
+	cc := r.c.cfg.ListenConfig
+	if cc == nil {
+		cc = r.c.db.(poolConfiger).Config().ConnConfig
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc.Copy())
 	if err != nil {
 		return err
 	}

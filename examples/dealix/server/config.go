@@ -64,6 +64,12 @@ type Config struct {
 	// creates SystemRole with a generated password, when DatabaseURL's
 	// role may (a superuser).
 	SystemDatabaseURL string
+	// ListenDatabaseURL is a direct PostgreSQL URL (not through a
+	// transaction pooler) for the queue workers' LISTEN connection, which
+	// must stay on one session. Set it when SYSTEM_DATABASE_URL goes
+	// through PgBouncer in transaction mode; any role that may connect will
+	// do. LISTEN_DATABASE_URL; empty: the system pool's configuration.
+	ListenDatabaseURL string
 	// AppRole and SystemRole name the roles the server creates. A created
 	// role's password is generated anew at each start, so instances
 	// sharing one database should be given APP_DATABASE_URL and
@@ -136,7 +142,7 @@ type Config struct {
 // EnvVars lists every environment variable LoadConfig reads, for the
 // usage text and the README.
 var EnvVars = []string{
-	"DEALIX_ADDR", "DATABASE_URL", "APP_DATABASE_URL", "SYSTEM_DATABASE_URL",
+	"DEALIX_ADDR", "DATABASE_URL", "APP_DATABASE_URL", "SYSTEM_DATABASE_URL", "LISTEN_DATABASE_URL",
 	"DEALIX_APP_ROLE", "DEALIX_SYSTEM_ROLE", "DEALIX_APP_POOL_SIZE",
 	"DEALIX_DATA_DIR", "DEALIX_RESET_DATA", "DEALIX_POSTGRES_IMAGE", "DEALIX_PULL_IMAGE",
 	"DEALIX_JWT_ISSUER", "DEALIX_JWT_AUDIENCE", "DEALIX_JWT_HMAC_KEY", "DEALIX_JWT_JWKS_URL", "DEALIX_JWT_ALGORITHMS",
@@ -188,6 +194,7 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 	cfg.DatabaseURL = str("DATABASE_URL", "")
 	cfg.AppDatabaseURL = str("APP_DATABASE_URL", "")
 	cfg.SystemDatabaseURL = str("SYSTEM_DATABASE_URL", "")
+	cfg.ListenDatabaseURL = str("LISTEN_DATABASE_URL", "")
 	cfg.AppRole = str("DEALIX_APP_ROLE", DefaultAppRole)
 	cfg.SystemRole = str("DEALIX_SYSTEM_ROLE", DefaultSystemRole)
 	cfg.AppPoolSize = int(integer("DEALIX_APP_POOL_SIZE", DefaultAppPoolSize))
@@ -317,7 +324,7 @@ func (c Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("DEALIX_ADDR", "want host:port, got %q", c.Addr)
 	}
-	for name, u := range map[string]string{"DATABASE_URL": c.DatabaseURL, "APP_DATABASE_URL": c.AppDatabaseURL, "SYSTEM_DATABASE_URL": c.SystemDatabaseURL} {
+	for name, u := range map[string]string{"DATABASE_URL": c.DatabaseURL, "APP_DATABASE_URL": c.AppDatabaseURL, "SYSTEM_DATABASE_URL": c.SystemDatabaseURL, "LISTEN_DATABASE_URL": c.ListenDatabaseURL} {
 		if u == "" {
 			continue
 		}

@@ -273,3 +273,16 @@ func isPermissionDenied(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }
+
+// listenConfig is the dlq workers' LISTEN connection configuration: nil
+// (the system pool's own) unless LISTEN_DATABASE_URL names a direct one.
+func listenConfig(cfg Config) (*pgx.ConnConfig, error) {
+	if cfg.ListenDatabaseURL == "" {
+		return nil, nil
+	}
+	cc, err := pgx.ParseConfig(cfg.ListenDatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: LISTEN_DATABASE_URL: %s", ErrInvalidConfig, redactErr(err))
+	}
+	return cc, nil
+}

@@ -142,7 +142,11 @@ func (p *Platform) Start(ctx context.Context, cfg Config) error {
 		queues[q] = dlq.QueueConfig{Handler: dispatch(q, p.handlers[q]), Concurrency: 8, Timeout: 30 * time.Second}
 	}
 	p.mu.Unlock()
-	worker, err := dlq.NewClient(p.system, dlq.Config{Queues: queues, Logger: p.log})
+	listen, err := listenConfig(cfg)
+	if err != nil {
+		return err
+	}
+	worker, err := dlq.NewClient(p.system, dlq.Config{Queues: queues, ListenConfig: listen, Logger: p.log})
 	if err != nil {
 		return err
 	}
