@@ -41,10 +41,9 @@ type Client struct {
 
 // NewClient returns a client over db, or an error wrapping
 // ErrInvalidConfig when cfg cannot work. A client configured with Queues
-// and without Config.DisableListen opens its LISTEN connection with
-// Config.ListenConfig or, when that is nil, with the configuration of db,
-// which must then be a *pgxpool.Pool (anything with a Config()
-// *pgxpool.Config method); any DB will do otherwise. Pass a pool
+// and without Config.DisableListen opens its LISTEN connection with the
+// configuration of db, which must then be a *pgxpool.Pool (anything with a
+// Config() *pgxpool.Config method); any DB will do otherwise. Pass a pool
 // or a connection, not a transaction: Enqueue scopes its own statements to
 // a tenant, which inside a caller's transaction would re-scope it — write in
 // a transaction with the …Tx methods instead.
@@ -53,9 +52,9 @@ func NewClient(db DB, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Queues) > 0 && !cfg.DisableListen && cfg.ListenConfig == nil {
+	if len(cfg.Queues) > 0 && !cfg.DisableListen {
 		if _, ok := db.(poolConfiger); !ok {
-			return nil, errs.Config("dlq", "a client that works queues LISTENs on a connection opened from db's Config() *pgxpool.Config: pass a *pgxpool.Pool, set ListenConfig or set DisableListen")
+			return nil, errs.Config("dlq", "a client that works queues LISTENs on a connection opened from db's Config() *pgxpool.Config: pass a *pgxpool.Pool or set DisableListen")
 		}
 	}
 	c := &Client{db: db, cfg: cfg}

@@ -67,7 +67,8 @@ type Config struct {
 	// it a direct connection to PostgreSQL (pgx.ParseConfig of a direct URL)
 	// while the pool's queries go through the pooler. The connection only
 	// runs LISTEN; any role that may connect will do. It is copied before
-	// each connect. Default nil: the pool's own Config().ConnConfig.
+	// each connect. Default nil: the pool's own Config().ConnConfig. (A
+	// client that works queues is still given a pool as its DB.)
 	ListenConfig *pgx.ConnConfig
 	// WorkerID names this client in logs. Default host name and process id.
 	WorkerID string

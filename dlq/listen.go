@@ -34,8 +34,7 @@ func (r *runner) listen() {
 }
 
 func (r *runner) listenOnce(ctx context.Context, connected func()) error {
-	// NewClient checked that a client with queues and LISTEN has a pool
-	// or a ListenConfig.
+	// NewClient checked that a client with queues and LISTEN has a pool.
 	cc := r.c.cfg.ListenConfig
 	if cc == nil {
 		cc = r.c.db.(poolConfiger).Config().ConnConfig

@@ -76,7 +76,8 @@ func pgbouncerBinary(t *testing.T) string {
 // startPgBouncer runs pgbouncer on a free loopback port in front of the
 // database directURL names, with a userlist holding the passwords of the
 // given URLs' roles, and stops it at the end of the test. PgBouncer
-// refuses to run as root: under root it runs as the postgres user.
+// refuses to run as root: under root it runs as the postgres user (or
+// nobody, where PostgreSQL's package is not installed).
 func startPgBouncer(t *testing.T, directURL string, roleURLs ...string) *pgBouncer {
 	t.Helper()
 	bin := pgbouncerBinary(t)
@@ -98,7 +99,9 @@ func startPgBouncer(t *testing.T, directURL string, roleURLs ...string) *pgBounc
 	if os.Geteuid() == 0 {
 		pg, err := user.Lookup("postgres")
 		if err != nil {
-			t.Fatalf("pgbouncer refuses to run as root and there is no postgres user to run it as: %v", err)
+			if pg, err = user.Lookup("nobody"); err != nil {
+				t.Fatalf("pgbouncer refuses to run as root and there is no postgres or nobody user to run it as: %v", err)
+			}
 		}
 		uid, _ = strconv.Atoi(pg.Uid)
 		gid, _ = strconv.Atoi(pg.Gid)
