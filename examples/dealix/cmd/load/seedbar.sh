@@ -15,6 +15,7 @@ set -euo pipefail
 : "${DATABASE_URL:?DATABASE_URL must name the database to run the server on}"
 duration=${SEED_BAR_DURATION:-5s}
 out=${SEED_BAR_OUT:-$(mktemp -d)}
+mkdir -p "$out"
 root=$(cd "$(dirname "$0")/../../../.." && pwd)
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
