@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/trace"
@@ -62,16 +61,6 @@ func scanDeal(row pgx.Row, evidence bool) (Deal, error) {
 
 func notFound() error { return httpx.Errorf(http.StatusNotFound, "no such deal") }
 
-// dealID parses the path's id. A malformed id names no deal: 404, the same
-// answer as for a deal that does not exist or belongs to another tenant.
-func dealID(r *http.Request) (uuid.UUID, error) {
-	id, err := uuid.Parse(r.PathValue("id"))
-	if err != nil {
-		return uuid.UUID{}, notFound()
-	}
-	return id, nil
-}
-
 // Create handles POST /api/v1/deals.
 func (s *Service) Create(w http.ResponseWriter, r *http.Request) {
 	var in createInput
@@ -113,7 +102,7 @@ func (s *Service) Create(w http.ResponseWriter, r *http.Request) {
 // Get handles GET /api/v1/deals/{id}: the deal, its evidence once its run
 // wrote it, and the run's status.
 func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
-	id, err := dealID(r)
+	id, err := httpx.PathID(r, notFound())
 	if err != nil {
 		httpx.Fail(w, r, s.log, err)
 		return
@@ -149,7 +138,7 @@ func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 // start of its deal-closed run and the stored answer: a crash anywhere
 // leaves all three or none. Closing a closed deal is 409.
 func (s *Service) Close(w http.ResponseWriter, r *http.Request) {
-	id, err := dealID(r)
+	id, err := httpx.PathID(r, notFound())
 	if err != nil {
 		httpx.Fail(w, r, s.log, err)
 		return

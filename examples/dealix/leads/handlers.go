@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/examples/dealix/internal/httpx"
@@ -46,16 +45,6 @@ func scanLead(row pgx.Row) (Lead, error) {
 }
 
 func notFound() error { return httpx.Errorf(http.StatusNotFound, "no such lead") }
-
-// leadID parses the path's id. A malformed id names no lead: 404, the same
-// answer as for a lead that does not exist or belongs to another tenant.
-func leadID(r *http.Request) (uuid.UUID, error) {
-	id, err := uuid.Parse(r.PathValue("id"))
-	if err != nil {
-		return uuid.UUID{}, notFound()
-	}
-	return id, nil
-}
 
 // Create handles POST /api/v1/leads.
 func (h *Handlers) Create(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +85,7 @@ func (h *Handlers) Create(w http.ResponseWriter, r *http.Request) {
 
 // Get handles GET /api/v1/leads/{id}.
 func (h *Handlers) Get(w http.ResponseWriter, r *http.Request) {
-	id, err := leadID(r)
+	id, err := httpx.PathID(r, notFound())
 	if err != nil {
 		httpx.Fail(w, r, h.Log, err)
 		return
@@ -123,7 +112,7 @@ func (h *Handlers) Get(w http.ResponseWriter, r *http.Request) {
 // If-Match the answer is 428, with a stale one 412: a client never
 // overwrites a change it has not seen.
 func (h *Handlers) Update(w http.ResponseWriter, r *http.Request) {
-	id, err := leadID(r)
+	id, err := httpx.PathID(r, notFound())
 	if err != nil {
 		httpx.Fail(w, r, h.Log, err)
 		return

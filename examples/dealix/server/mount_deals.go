@@ -1,16 +1,12 @@
 package server
 
 import (
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/dealix/platform/examples/dealix/apikeys"
 	"github.com/dealix/platform/examples/dealix/deals"
-	"github.com/dealix/platform/examples/dealix/internal/httpx"
-	"github.com/dealix/platform/tenancy"
 )
 
 // The deals domain's debug knobs, honoured only with DEALIX_DEBUG_ROUTES:
@@ -29,7 +25,7 @@ const (
 func (srv *Server) mountDeals(mux *http.ServeMux, svc *services) {
 	cfg, log := srv.cfg, srv.cfg.Logger
 	authed := func(h http.Handler) http.Handler { return svc.auth.Handler(svc.limiter.Handler(h)) }
-	admin := func(h http.HandlerFunc) http.Handler { return authed(requireRunsAdmin(log, h)) }
+	admin := func(h http.HandlerFunc) http.Handler { return authed(requireAdminScope(log, "the durable runs", h)) }
 
 	ds, err := deals.New(deals.Config{
 		DB: srv.db.app, Runtime: srv.platform.Runtime, Jobs: srv.platform.Jobs,
@@ -52,18 +48,6 @@ func (srv *Server) mountDeals(mux *http.ServeMux, svc *services) {
 	mux.Handle("GET /admin/runs", admin(runs.List))
 	mux.Handle("GET /admin/runs/{id}", admin(runs.Get))
 	mux.Handle("POST /admin/runs/{id}/cancel", admin(runs.Cancel))
-}
-
-// requireRunsAdmin lets only callers with the admin scope through; the
-// others get 403.
-func requireRunsAdmin(log *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := tenancy.PrincipalFrom(r.Context()); !ok || !p.HasScope(apikeys.AdminScope) {
-			httpx.Fail(w, r, log, httpx.Errorf(http.StatusForbidden, "the admin API needs the %q scope", apikeys.AdminScope))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // dealsDebug reads the deals debug knobs. They act only with debug routes

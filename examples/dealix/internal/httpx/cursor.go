@@ -42,3 +42,14 @@ func DecodeCursor(s string) (Cursor, error) {
 	}
 	return c, nil
 }
+
+// PathID parses the UUID in the request path's {id}. A malformed id names
+// nothing, so it gets notFound, the same answer as a row that does not
+// exist or belongs to another tenant.
+func PathID(r *http.Request, notFound error) (uuid.UUID, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return uuid.UUID{}, notFound
+	}
+	return id, nil
+}
