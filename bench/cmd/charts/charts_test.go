@@ -335,7 +335,7 @@ func TestRunDrawsEachCurve(t *testing.T) {
 		}
 	}
 	var log bytes.Buffer
-	if err := run(in, out, &log); err != nil {
+	if err := run(in, out, false, &log); err != nil {
 		t.Fatal(err)
 	}
 	first := map[string][]byte{}
@@ -353,7 +353,7 @@ func TestRunDrawsEachCurve(t *testing.T) {
 	if entries, _ := os.ReadDir(out); len(entries) != 2 {
 		t.Errorf("%d files in charts/, want 2", len(entries))
 	}
-	if err := run(in, out, io.Discard); err != nil {
+	if err := run(in, out, false, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range first {
@@ -381,7 +381,7 @@ func TestRunBadJSON(t *testing.T) {
 	if err := os.WriteFile(undrawable, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := run(in, out, io.Discard)
+	err := run(in, out, false, io.Discard)
 	if err == nil {
 		t.Fatal("no error for a broken file")
 	}
@@ -414,7 +414,7 @@ func TestRunEmptyResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	if err := run(in, out, &log); err != nil {
+	if err := run(in, out, false, &log); err != nil {
 		t.Fatalf("an empty results directory: %v", err)
 	}
 	if !strings.Contains(log.String(), "no results in "+in) {
@@ -427,14 +427,15 @@ func TestRunEmptyResults(t *testing.T) {
 
 func TestRunMissingResults(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "results")
-	err := run(missing, t.TempDir(), io.Discard)
+	err := run(missing, t.TempDir(), false, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("error %v, want one naming %s", err, missing)
 	}
 }
 
-// FuzzRender: whatever JSON a results file holds, drawing it never
-// panics, and what it draws parses as XML with one path per series.
+// FuzzRender: whatever JSON a results file holds, drawing it (and its
+// table) never panics, and what it draws parses as XML with one path per
+// series.
 func FuzzRender(f *testing.F) {
 	seed, _ := json.Marshal(sample())
 	f.Add(seed)
@@ -456,5 +457,39 @@ func FuzzRender(f *testing.F) {
 		if got := len(root.all("path")); got != len(c.Series) {
 			t.Fatalf("%d paths for %d series", got, len(c.Series))
 		}
+		if err := writeTable(io.Discard, []string{"fuzz"}, []bench.Curve{c}); err != nil {
+			t.Fatal(err)
+		}
 	})
+}
+
+func TestRunTable(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "results")
+	c := sample()
+	c.Series[1].Name = "a|b"
+	if err := bench.WriteCurve(in, c); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	if err := run(in, filepath.Join(dir, "charts"), true, &log); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| chart | series | x: median (lo–hi) | last / first |",
+		"| dlq-throughput-growth | finished jobs | 0: 21000 (20100–21900); 100k: 20500; 1M: 19900 (19000–20400) | 0.95 |",
+		`| dlq-throughput-growth | a\|b | 0: 20800 (20000–21500); 100k: 20300 (19900–20600); 1M: 19500 (18000–20100) | 0.94 |`,
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+func TestValue(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 21000: "21000", 20.5: "20.5", 0.8125: "0.8125", 1234.5678: "1235", -3: "-3", 1e-5: "1e-05", 2e15: "2e+15"} {
+		if got := value(v); got != want {
+			t.Errorf("value(%v) = %q, want %q", v, got, want)
+		}
+	}
 }

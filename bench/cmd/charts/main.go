@@ -2,7 +2,10 @@
 // per results/<name>.json (written by bench.WriteCurve) into
 // charts/<name>.svg, with the curve's configuration and command under it.
 //
-//	cd bench && go run ./cmd/charts [-in results] [-out charts]
+//	cd bench && go run ./cmd/charts [-in results] [-out charts] [-table]
+//
+// With -table it also prints a Markdown table of every curve's points and
+// each series' last point against its first, for bench/README.md.
 //
 // The same results always give the same bytes, so a chart changes in a
 // commit only when its figures do. A file that cannot be read or drawn is
@@ -26,22 +29,23 @@ import (
 func main() {
 	in := flag.String("in", "results", "directory of the curves' JSON files (bench.WriteCurve)")
 	out := flag.String("out", "charts", "directory the SVG files are written to")
+	table := flag.Bool("table", false, "also print a Markdown table of the curves' points")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "charts: unexpected arguments %q\n", flag.Args())
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*in, *out, os.Stdout); err != nil {
+	if err := run(*in, *out, *table, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
 // run draws every in/*.json into out/*.svg and says what it wrote on
-// stdout. It draws what it can and returns one error per file it could
-// not, each naming the file.
-func run(in, out string, stdout io.Writer) error {
+// stdout, followed by the table when table is set. It draws what it can
+// and returns one error per file it could not, each naming the file.
+func run(in, out string, table bool, stdout io.Writer) error {
 	entries, err := os.ReadDir(in)
 	if err != nil {
 		return fmt.Errorf("charts: the results directory: %w (the growth benchmarks create it; -in names another)", err)
@@ -60,30 +64,41 @@ func run(in, out string, stdout io.Writer) error {
 		return fmt.Errorf("charts: %w", err)
 	}
 	var errs []error
+	var names []string
+	var drawn []bench.Curve
 	for _, file := range files {
-		svg := filepath.Join(out, strings.TrimSuffix(filepath.Base(file), ".json")+".svg")
-		if err := draw(file, svg); err != nil {
+		name := strings.TrimSuffix(filepath.Base(file), ".json")
+		svg := filepath.Join(out, name+".svg")
+		c, err := draw(file, svg)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		fmt.Fprintf(stdout, "%s -> %s\n", file, svg)
+		names, drawn = append(names, name), append(drawn, c)
+	}
+	if table && len(drawn) > 0 {
+		fmt.Fprintln(stdout)
+		if err := writeTable(stdout, names, drawn); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
 
 // draw renders one results file into one SVG file, named after the
 // results file (bench.WriteCurve names it after the curve).
-func draw(file, svg string) error {
+func draw(file, svg string) (bench.Curve, error) {
 	c, err := bench.ReadCurve(file) // its errors name the file
 	if err != nil {
-		return fmt.Errorf("charts: %w", err)
+		return c, fmt.Errorf("charts: %w", err)
 	}
 	var buf bytes.Buffer
 	if err := Render(&buf, c); err != nil {
-		return fmt.Errorf("charts: %s: %w", file, err)
+		return c, fmt.Errorf("charts: %s: %w", file, err)
 	}
 	if err := os.WriteFile(svg, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("charts: %w", err)
+		return c, fmt.Errorf("charts: %w", err)
 	}
-	return nil
+	return c, nil
 }

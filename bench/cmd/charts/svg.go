@@ -55,6 +55,14 @@ func check(c bench.Curve) error {
 	return nil
 }
 
+// sortedPoints is a copy of points in x order, for a path drawn left to
+// right; points of equal x keep their order.
+func sortedPoints(points []bench.Point) []bench.Point {
+	out := slices.Clone(points)
+	slices.SortStableFunc(out, func(a, b bench.Point) int { return cmp.Compare(a.X, b.X) })
+	return out
+}
+
 // axis maps values to SVG coordinates and lists its ticks.
 type axis struct {
 	at    func(float64) float64
@@ -203,9 +211,23 @@ func numberFormat(top, step float64) func(float64) string {
 	}
 }
 
-// value formats a measured figure for the legend and the tooltips.
+// value formats a measured figure for the tooltips and tables: four
+// significant digits without an exponent (21000, 20.5, 0.8125) unless the
+// figure is very large or very small.
 func value(v float64) string {
-	return strconv.FormatFloat(v, 'g', 4, 64)
+	a := math.Abs(v)
+	if a == 0 {
+		return "0"
+	}
+	if a < 1e-3 || a >= 1e15 {
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	decimals := max(0, 3-int(math.Floor(math.Log10(a))))
+	out := strconv.FormatFloat(v, 'f', decimals, 64)
+	if strings.Contains(out, ".") {
+		out = strings.TrimRight(strings.TrimRight(out, "0"), ".")
+	}
+	return out
 }
 
 // esc escapes s as XML character data; characters XML cannot carry
@@ -271,8 +293,7 @@ func Render(w io.Writer, c bench.Curve) error {
 	yLo, yHi := math.Inf(1), math.Inf(-1)
 	xLo, xHi := math.Inf(1), math.Inf(-1)
 	for i, s := range c.Series {
-		series[i] = slices.Clone(s.Points)
-		slices.SortStableFunc(series[i], func(a, b bench.Point) int { return cmp.Compare(a.X, b.X) })
+		series[i] = sortedPoints(s.Points)
 		for _, p := range s.Points {
 			xs = append(xs, p.X)
 			xLo, xHi = math.Min(xLo, p.X), math.Max(xHi, p.X)
@@ -374,7 +395,7 @@ func Render(w io.Writer, c bench.Curve) error {
 		p(`<path d="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", d.String(), color, dash)
 		for _, pt := range series[i] {
 			p(`<circle class="marker" cx="%.1f" cy="%.1f" r="%d" fill="%s" stroke="white"><title>%s: x %s, median %s (%s to %s)</title></circle>`+"\n",
-				at(pt.X), ya.at(pt.Y), markerRadius, color, esc(s.Name), value(pt.X), value(pt.Y), value(pt.Lo), value(pt.Hi))
+				at(pt.X), ya.at(pt.Y), markerRadius, color, esc(s.Name), esc(xLabel(c.LogX, pt.X)), value(pt.Y), value(pt.Lo), value(pt.Hi))
 		}
 		p("</g>\n")
 
