@@ -493,3 +493,36 @@ func TestValue(t *testing.T) {
 		}
 	}
 }
+
+// Many series make the legend longer than the plot: the footer moves
+// under it and the document grows to hold both.
+func TestRenderLongLegend(t *testing.T) {
+	c := sample()
+	c.Series = nil
+	for i := range 14 {
+		y := float64(100 + i)
+		c.Series = append(c.Series, bench.Series{Name: "series " + strconv.Itoa(i), Points: []bench.Point{{X: 0, Y: y, Lo: y, Hi: y}, {X: 1e6, Y: y, Lo: y, Hi: y}}})
+	}
+	root := parseSVG(t, render(t, c))
+	var lastLegend float64
+	for _, n := range root.all("text") {
+		if strings.HasPrefix(n.attr("class"), "legend") {
+			lastLegend = max(lastLegend, num(t, n.attr("y")))
+		}
+	}
+	var footer []float64
+	for _, n := range root.all("text") {
+		if n.attr("class") == "footer" {
+			footer = append(footer, num(t, n.attr("y")))
+		}
+	}
+	if len(footer) == 0 || footer[0] <= lastLegend {
+		t.Fatalf("footer at %v, legend down to %v", footer, lastLegend)
+	}
+	if h := num(t, root.attr("height")); h < footer[len(footer)-1] {
+		t.Errorf("height %v, footer down to %v", h, footer[len(footer)-1])
+	}
+	if got := len(root.all("path")); got != 14 {
+		t.Errorf("%d paths, want 14", got)
+	}
+}

@@ -276,15 +276,17 @@ func wrap(s string, width int) []string {
 // Render draws c as an SVG document: the title, the axes with their ticks
 // and labels, one path per series with a marker at each point and a
 // whisker over its spread (lo to hi), a legend, and the configuration and
-// command under the chart. The same curve always gives the same bytes.
+// command under the chart. The y axis starts at zero, so a flat curve
+// looks flat and a 10 % drop looks like one. The same curve always gives
+// the same bytes.
 func Render(w io.Writer, c bench.Curve) error {
 	if err := check(c); err != nil {
 		return err
 	}
 	plotW := float64(chartW - padL - padR)
 	left, right := float64(padL+inset), float64(padL)+plotW-inset
-	// The y axis starts at the frame: its ticks are round, so the top one
-	// rarely meets a marker.
+	// The y axis runs from the frame's bottom to just under its top,
+	// from zero (or the lowest value, if negative) to a round tick.
 	top, bottom := float64(padT+8), float64(padT+plotH)
 
 	// Each series' points in x order: a path drawn left to right.
@@ -324,13 +326,11 @@ func Render(w io.Writer, c bench.Curve) error {
 		cmdLines = len(cmd)
 		footer = append(footer, cmd...)
 	}
-	footTop := padT + plotH + axisB + 8
-	height := footTop + lineH*len(footer) + 12
 
+	// The document's height is known once the legend is drawn: b holds
+	// what comes after the <svg> element's opening tag.
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
-	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", chartW, height, chartW, height)
 	p("<title>%s</title>\n", esc(c.Title))
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
 	p(`<text class="title" x="%d" y="28" font-size="15" font-weight="bold">%s</text>`+"\n", padL, esc(c.Title))
@@ -416,6 +416,9 @@ func Render(w io.Writer, c bench.Curve) error {
 		ly += 26
 	}
 
+	// Under the plot, or under the legend when many series make it longer.
+	footTop := max(padT+plotH+axisB+8, int(math.Ceil(ly))+8)
+	height := footTop + lineH*len(footer) + 12
 	for k, line := range footer {
 		font := ""
 		if k >= len(footer)-cmdLines {
@@ -424,7 +427,9 @@ func Render(w io.Writer, c bench.Curve) error {
 		p(`<text class="footer" x="20" y="%d" font-size="11" fill="#444"%s>%s</text>`+"\n", footTop+lineH*k, font, esc(line))
 	}
 	b.WriteString("</svg>\n")
-	_, err = io.WriteString(w, b.String())
+	_, err = fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
+		`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n%s",
+		chartW, height, chartW, height, b.String())
 	return err
 }
 
