@@ -4,15 +4,12 @@ package querycheck
 const (
 	citusRLSOnly = "add tenant_id = $n (the request's tenant, already in the context) to the WHERE clause, " +
 		"so Citus routes the statement to the tenant's shard instead of sending it to every shard; row-level security stays as the guard"
-	serverRLSOnly = "a request-path statement of the reference server's own domain that relies on row-level security alone " +
-		"(the transaction is scoped with set_config, the policy adds the tenant predicate)"
 )
 
 // Exceptions are the statements of the library and the reference server
 // that touch a tenant table without naming tenant_id, each with why and
-// what it needs when the tables are distributed by tenant_id. The first
-// group is the library's; the second is the reference server's own
-// domains, which rely on row-level security and are to name the tenant.
+// what it needs when the tables are distributed by tenant_id. All are the
+// library's: the reference server's own statements name the tenant.
 var Exceptions = []Exception{
 	// The library: background work across tenants, by a global id.
 	{
@@ -45,42 +42,54 @@ var Exceptions = []Exception{
 		Reason: "retention deletes finished jobs of every tenant, in batches by global id",
 		Citus:  "a multi-shard DELETE; the LIMIT in the subquery makes Citus plan it through the coordinator: run the batch per shard instead, or delete by (tenant_id, id) pairs",
 	},
-	// The library: a request-path statement that relies on row-level
-	// security.
+	{
+		Match:  "DELETE FROM platform.durable_runs WHERE (tenant_id, id) IN ( SELECT tenant_id, id FROM platform.durable_runs WHERE finished_at <",
+		Who:    "durable retention sweeper (durable/sweeper.go), system role",
+		Reason: "deletes finished runs of every tenant; the key pairs are read back from the table itself, so no tenant is fixed",
+		Citus:  "a multi-shard DELETE whose LIMIT subquery Citus plans through the coordinator: run the batch per shard",
+	},
+	{
+		Match:  "DELETE FROM platform.idempotency_keys k USING (SELECT tenant_id, key FROM platform.idempotency_keys WHERE expires_at <= now()",
+		Who:    "idempotency sweeper (idempotency/sweeper.go), system role",
+		Reason: "deletes expired keys of every tenant (FOR UPDATE SKIP LOCKED in the subquery)",
+		Citus:  "multi-shard FOR UPDATE is refused: run the sweep per shard (on each node)",
+	},
+	{
+		Match:  "WITH due AS ( SELECT tenant_id, id FROM platform.durable_runs WHERE ready_at <= now()",
+		Who:    "durable run claim (durable), system role",
+		Reason: "claims the due runs of the registered workflows across tenants, FOR UPDATE SKIP LOCKED",
+		Citus:  "as dlq's fetch: claim per shard, or keep the durable tables local to the coordinator (a StartTx in a request transaction then commits by two-phase commit)",
+	},
+	{
+		Match:  "FROM (SELECT NULLIF(current_setting('app.tenant_id', true), '') AS tenant, now() AS now) s LEFT JOIN platform.idempotency_keys k",
+		Who:    "idempotency key lookup and lock (idempotency), app role, in the request's tenant transaction",
+		Reason: "the tenant is taken from the transaction's app.tenant_id setting (k.tenant_id = s.tenant::uuid), so the key is read under exactly the scope the transaction has; it is compared with the context's tenant ($1), but not as the key's filter",
+		Citus:  "Citus routes on a parameter or constant, not on current_setting: filter the key by k.tenant_id = $1::uuid (the context's tenant, which the statement already receives) — an idempotency change",
+	},
+	{
+		Match:  "FROM platform.dlq_jobs WHERE state IN ('available', 'running', 'dead') AND ($1 = '' OR tenant_id = NULLIF($1, '')::uuid) GROUP BY queue",
+		Who:    "dlq.Client.Stats (dlq), app role for a tenant's admin, system role across tenants",
+		Reason: "the tenant filter is optional (empty: every tenant), so one statement serves both",
+		Citus:  "an OR around the distribution column is not routed: send tenant_id = $1 when a tenant is given, and run the all-tenant form as a multi-shard query — a dlq change",
+	},
+	{
+		Match:  "WITH j AS ( UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL WHERE id = $1 AND state = 'dead' AND ($2 = '' OR tenant_id",
+		Who:    "dlq.Client.Redrive (dlq), app role for a tenant's admin",
+		Reason: "a job by its global id; the tenant filter is optional (empty: the system's re-drive)",
+		Citus:  "with the key (tenant_id, id): tenant_id = $2 required on the request path, so the update is routed — a dlq change",
+	},
+	{
+		Match:  "WITH redriven AS ( UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL WHERE $1::int IS NULL AND state = 'dead'",
+		Who:    "dlq.Client.RedriveWhere (dlq), app role for a tenant's admin",
+		Reason: "the dead jobs of a queue; the tenant filter is optional (empty: every tenant)",
+		Citus:  "as Stats: tenant_id = $n when a tenant is given (routed), the all-tenant form as a multi-shard update — a dlq change",
+	},
+	// The library: request-path statements that do not fix the tenant
+	// with a parameter.
 	{
 		Match:  "FROM platform.tenancy_api_keys ORDER BY created_at DESC, id",
 		Who:    "tenancy.APIKeys list (tenancy/apikey.go), app role",
 		Reason: "lists the tenant's keys under row-level security alone",
 		Citus:  citusRLSOnly + " (a library change in tenancy: WHERE tenant_id = $1)",
 	},
-
-	// The reference server's domains.
-	{Match: "FROM dealix.cost_alerts WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date", Who: "scoring costs report (scoring/costs.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT lead_id::text, score, reason, model, cache_hit, correlation_id, scored_at FROM dealix.lead_scores WHERE lead_id = $1", Who: "lead score (scoring/costs.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT grouping(model)::int4 AS no_model", Who: "scoring costs report (scoring/costs.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT name, email, company, source, notes FROM dealix.leads WHERE id = $1", Who: "scoring worker (scoring/scoring.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "SELECT response FROM dealix.model_cache WHERE model = $1 AND input_hash = $2", Who: "scoring worker (scoring/scoring.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "SELECT EXISTS (SELECT FROM dealix.model_calls WHERE call_key = $1)", Who: "scoring worker (scoring/scoring.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "SELECT status FROM dealix.deals WHERE id = $1 FOR UPDATE", Who: "deal close (deals/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.deals AS d SET status = $2, lost_reason = $3", Who: "deal close (deals/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT id::text, plan, amount_halalas, currency, status, provider, provider_invoice_id, payment_url, paid_at, created_at, updated_at FROM dealix.invoices WHERE id = $1", Who: "invoice (billing/billing.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "FROM dealix.invoices WHERE provider = $1 AND provider_invoice_id = $2 FOR UPDATE", Who: "payment webhook worker (billing/billing.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the tenant the verified event names", Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.invoices SET provider_invoice_id = $2, payment_url = $3", Who: "checkout (billing/billing.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.invoices SET status = 'paid', payment_id = $2", Who: "payment webhook worker (billing/billing.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the event's tenant", Citus: citusRLSOnly},
-	{Match: "SELECT id::text FROM dealix.leads WHERE email = $1 ORDER BY (source IN ('hubspot', 'calendly'))", Who: "intake workers (intake/intake.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the route's tenant", Citus: citusRLSOnly},
-	{Match: "FROM dealix.leads WHERE ($1::text IS NULL OR status = $1)", Who: "leads list (leads/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT id::text, name, email, company, owner, source, notes, status, version, created_at, updated_at FROM dealix.leads WHERE id = $1", Who: "lead get (leads/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT version FROM dealix.leads WHERE id = $1 FOR UPDATE", Who: "lead patch (leads/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.leads SET owner = $2, status = $3, version = version + 1", Who: "lead patch (leads/handlers.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT status, subject, body, recipients FROM dealix.outbound_campaigns WHERE id = $1", Who: "outbound send worker (outbound/deliver.go)", Reason: serverRLSOnly + "; the worker's transaction is scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.outbound_campaigns SET status = $2, decided_by = $3", Who: "approval continuation (outbound/deliver.go), in the deciding transaction", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.outbound_campaigns SET status = 'sent', sent_at = now()", Who: "outbound send worker (outbound/deliver.go)", Reason: serverRLSOnly + "; scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "UPDATE dealix.outbound_messages SET status = 'sent', provider_id = $3", Who: "outbound send worker (outbound/deliver.go)", Reason: serverRLSOnly + "; scoped to the job's tenant", Citus: citusRLSOnly},
-	{Match: "FROM dealix.leads WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id", Who: "weekly pack (reports/pack.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "FROM dealix.meetings WHERE status = 'booked' AND booked_at >= $1", Who: "weekly pack (reports/pack.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT count(*), coalesce(sum(cost_usd), 0)::text FROM dealix.model_calls WHERE at >= $1", Who: "weekly pack (reports/pack.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT model, count(*), sum(cost_usd)::text FROM dealix.model_calls WHERE at >= $1", Who: "weekly pack (reports/pack.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "SELECT count(*), count(DISTINCT campaign_id) FROM dealix.outbound_messages WHERE status = 'sent'", Who: "weekly pack (reports/pack.go)", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "FROM platform.approvals_requests WHERE status = 'pending' AND expires_at > now()", Who: "weekly pack (reports/pack.go), reading the library's table", Reason: serverRLSOnly, Citus: citusRLSOnly},
-	{Match: "FROM platform.dlq_jobs WHERE state = 'dead' AND ($1 = '' OR queue = $1)", Who: "dead-letter admin (server/mount_admindlq.go), reading the library's table", Reason: serverRLSOnly, Citus: citusRLSOnly},
 }

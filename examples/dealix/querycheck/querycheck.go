@@ -115,13 +115,28 @@ func Tables(sql string, known map[string]bool) []string {
 	return out
 }
 
-var tenantWord = regexp.MustCompile(`(?i)\btenant_id\b`)
+var (
+	// tenantValue is tenant_id compared with a parameter: tenant_id = $n,
+	// tenant_id = $n::uuid, $n = tenant_id, tenant_id = ANY($n),
+	// tenant_id IN ($n, …). A join of tenant_id to another table's
+	// tenant_id does not fix a tenant, so it does not count.
+	tenantValue = regexp.MustCompile(`(?i)\btenant_id\s*(=\s*(any\s*\(\s*)?\$\d|in\s*\(\s*\$\d)|\$\d+(::[a-z]+)?\s*=\s*([a-z_]+\.)?tenant_id\b`)
+	// insertColumns is an INSERT's column list.
+	insertColumns = regexp.MustCompile(`(?i)\binsert\s+into\s+[a-z_."]+(\s+as\s+[a-z_]+)?\s*\(([^)]*)\)`)
+	tenantWord    = regexp.MustCompile(`(?i)\btenant_id\b`)
+)
 
-// NamesTenant reports whether sql names tenant_id outside string
-// literals, SELECT lists and RETURNING clauses: in a predicate or in an
-// INSERT column list.
+// NamesTenant reports whether sql fixes the tenant: tenant_id compared
+// with a parameter in a predicate (outside string literals, SELECT lists
+// and RETURNING clauses), or tenant_id in an INSERT's column list.
 func NamesTenant(sql string) bool {
-	return tenantWord.MatchString(predicates(stripLiterals(sql)))
+	clean := stripLiterals(sql)
+	for _, m := range insertColumns.FindAllStringSubmatch(clean, -1) {
+		if tenantWord.MatchString(m[2]) {
+			return true
+		}
+	}
+	return tenantValue.MatchString(predicates(clean))
 }
 
 // stripLiterals blanks out single-quoted literals (” escapes included).

@@ -12,7 +12,13 @@ func TestNamesTenant(t *testing.T) {
 	}{
 		{"SELECT name FROM dealix.leads WHERE tenant_id = $1 AND id = $2", true},
 		{"INSERT INTO dealix.leads (tenant_id, id, name) VALUES ($1, $2, $3)", true},
-		{"SELECT name FROM dealix.leads l JOIN dealix.deals d ON d.tenant_id = l.tenant_id AND d.lead_id = l.id", true},
+		{"SELECT name FROM dealix.leads l JOIN dealix.deals d ON d.tenant_id = l.tenant_id AND d.lead_id = l.id WHERE l.tenant_id = $1", true},
+		{"SELECT name FROM dealix.leads WHERE $1::uuid = leads.tenant_id", true},
+		{"DELETE FROM platform.idempotency_keys WHERE tenant_id = ANY($1)", true},
+		{"INSERT INTO dealix.leads AS l (name, tenant_id) SELECT n, t FROM unnest($1::text[], $2::uuid[]) u(n, t)", true},
+		// A join on tenant_id fixes no tenant: the statement spans them.
+		{"SELECT name FROM dealix.leads l JOIN dealix.deals d ON d.tenant_id = l.tenant_id AND d.lead_id = l.id", false},
+		{"DELETE FROM platform.durable_runs WHERE (tenant_id, id) IN (SELECT tenant_id, id FROM platform.durable_runs WHERE finished_at < now() LIMIT $1)", false},
 		{"SELECT (SELECT count(*) FROM dealix.leads WHERE tenant_id = $1)", true},
 		// Read back, not filtered by.
 		{"SELECT tenant_id, name FROM dealix.leads WHERE id = $1", false},
