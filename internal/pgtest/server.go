@@ -365,3 +365,16 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// AtStop registers fn to run when Main stops the binary's shared server,
+// before the databases left are dropped: for a helper process put in front
+// of the server (a connection pooler) that must stop with it. It starts the
+// server if needed and returns an error when none is available.
+func AtStop(fn func()) error {
+	srv, err := shared("AtStop")
+	if err != nil {
+		return err
+	}
+	srv.atStop(fn)
+	return nil
+}

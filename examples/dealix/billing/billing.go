@@ -114,7 +114,7 @@ func (h *Handlers) Checkout(w http.ResponseWriter, r *http.Request) {
 			return httpx.Errorf(http.StatusBadGateway, "the payment provider is unavailable; retry with the same Idempotency-Key")
 		}
 		inv, err = scanInvoice(tx.QueryRow(ctx, `UPDATE dealix.invoices SET provider_invoice_id = $2, payment_url = $3, updated_at = now()
-			WHERE id = $1 RETURNING `+columns, id, pgtext.Clean(pinv.ID, 200), pgtext.Clean(pinv.URL, 2000)))
+			WHERE tenant_id = $4 AND id = $1 RETURNING `+columns, id, pgtext.Clean(pinv.ID, 200), pgtext.Clean(pinv.URL, 2000), tenant))
 		return err
 	})
 	if err != nil {
@@ -146,7 +146,7 @@ func (h *Handlers) Get(w http.ResponseWriter, r *http.Request) {
 	}
 	var inv Invoice
 	err = httpx.InTx(r, h.DB, func(ctx context.Context, tx pgx.Tx) error {
-		inv, err = scanInvoice(tx.QueryRow(ctx, `SELECT `+columns+` FROM dealix.invoices WHERE id = $1`, id))
+		inv, err = scanInvoice(tx.QueryRow(ctx, `SELECT `+columns+` FROM dealix.invoices WHERE tenant_id = $1 AND id = $2`, httpx.TenantOf(ctx), id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return httpx.Errorf(http.StatusNotFound, "no such invoice")
 		}
@@ -236,7 +236,7 @@ func (wk *Worker) Work(ctx context.Context, job *dlq.Job) error {
 		var id, plan, status, currency string
 		var amount int64
 		err := tx.QueryRow(ctx, `SELECT id::text, plan, status, amount_halalas, currency FROM dealix.invoices
-			WHERE provider = $1 AND provider_invoice_id = $2 FOR UPDATE`, wk.Provider, ev.Data.InvoiceID).Scan(&id, &plan, &status, &amount, &currency)
+			WHERE tenant_id = $3 AND provider = $1 AND provider_invoice_id = $2 FOR UPDATE`, wk.Provider, ev.Data.InvoiceID, job.Tenant).Scan(&id, &plan, &status, &amount, &currency)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return dlq.Discard(fmt.Errorf("moyasar event %s: the tenant has no invoice %q", ev.ID, ev.Data.InvoiceID))
 		}
@@ -247,8 +247,8 @@ func (wk *Worker) Work(ctx context.Context, job *dlq.Job) error {
 			if status != "initiated" {
 				return nil // paid (final) or failed already
 			}
-			_, err := tx.Exec(ctx, `UPDATE dealix.invoices SET status = 'failed', failure_reason = $2, updated_at = now() WHERE id = $1`,
-				id, pgtext.Clean(ev.Data.Status, 500))
+			_, err := tx.Exec(ctx, `UPDATE dealix.invoices SET status = 'failed', failure_reason = $2, updated_at = now() WHERE tenant_id = $3 AND id = $1`,
+				id, pgtext.Clean(ev.Data.Status, 500), job.Tenant)
 			return err
 		}
 		if status == "paid" {
@@ -259,7 +259,7 @@ func (wk *Worker) Work(ctx context.Context, job *dlq.Job) error {
 				ev.ID, ev.Data.Amount, pgtext.Clean(ev.Data.Currency, 8), id, amount, currency))
 		}
 		if _, err := tx.Exec(ctx, `UPDATE dealix.invoices SET status = 'paid', payment_id = $2, paid_at = now(), updated_at = now()
-			WHERE id = $1`, id, pgtext.Clean(ev.Data.ID, 200)); err != nil {
+			WHERE tenant_id = $3 AND id = $1`, id, pgtext.Clean(ev.Data.ID, 200), job.Tenant); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE dealix.tenants SET plan = $1 WHERE tenant_id = $2`, plan, job.Tenant)

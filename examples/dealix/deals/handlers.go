@@ -110,7 +110,7 @@ func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 	var deal Deal
 	err = httpx.InTx(r, s.cfg.DB, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		deal, err = scanDeal(tx.QueryRow(ctx, withEvidence+` WHERE d.id = $1`, id), true)
+		deal, err = scanDeal(tx.QueryRow(ctx, withEvidence+` WHERE d.tenant_id = $1 AND d.id = $2`, httpx.TenantOf(ctx), id), true)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound()
 		}
@@ -163,7 +163,7 @@ func (s *Service) Close(w http.ResponseWriter, r *http.Request) {
 		var status string
 		// Lock the row: of two closes racing on one deal, one closes it
 		// and the other then sees it closed.
-		err := tx.QueryRow(ctx, `SELECT status FROM dealix.deals WHERE id = $1 FOR UPDATE`, id).Scan(&status)
+		err := tx.QueryRow(ctx, `SELECT status FROM dealix.deals WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, httpx.TenantOf(ctx), id).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound()
 		}
@@ -177,7 +177,7 @@ func (s *Service) Close(w http.ResponseWriter, r *http.Request) {
 		runID := RunID(id.String())
 		deal, err = scanDeal(tx.QueryRow(ctx, `UPDATE dealix.deals AS d
 			SET status = $2, lost_reason = $3, closed_at = now(), closed_by = $4, run_id = $5, updated_at = now()
-			WHERE id = $1 RETURNING `+dealColumns, id, in.Outcome, in.Reason, p.Subject, runID), false)
+			WHERE tenant_id = $6 AND id = $1 RETURNING `+dealColumns, id, in.Outcome, in.Reason, p.Subject, runID, httpx.TenantOf(ctx)), false)
 		if err != nil {
 			return err
 		}
@@ -270,11 +270,12 @@ func (s *Service) List(w http.ResponseWriter, r *http.Request) {
 	page := Page{Items: []Deal{}}
 	err = httpx.InTx(r, s.cfg.DB, func(ctx context.Context, tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, withEvidence+`
-			WHERE ($1::text IS NULL OR d.status = $1)
+			WHERE d.tenant_id = $6
+			  AND ($1::text IS NULL OR d.status = $1)
 			  AND ($2::text IS NULL OR d.owner = $2)
 			  AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4::uuid))
 			ORDER BY d.created_at DESC, d.id DESC
-			LIMIT $5`, lq.status, lq.owner, lq.cursorAt, lq.cursorID, lq.limit+1)
+			LIMIT $5`, lq.status, lq.owner, lq.cursorAt, lq.cursorID, lq.limit+1, httpx.TenantOf(ctx))
 		if err != nil {
 			return err
 		}

@@ -309,8 +309,8 @@ func optional(v string, limit int) *string {
 // intake lead first, else the oldest lead with the address; "" when none.
 func findLead(ctx context.Context, tx pgx.Tx, email string) (string, error) {
 	var id string
-	err := tx.QueryRow(ctx, `SELECT id::text FROM dealix.leads WHERE email = $1
-		ORDER BY (source IN ('hubspot', 'calendly')) DESC NULLS LAST, created_at LIMIT 1 FOR UPDATE`, email).Scan(&id)
+	err := tx.QueryRow(ctx, `SELECT id::text FROM dealix.leads WHERE tenant_id = $2 AND email = $1
+		ORDER BY (source IN ('hubspot', 'calendly')) DESC NULLS LAST, created_at LIMIT 1 FOR UPDATE`, email, httpx.TenantOf(ctx)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
 	}
@@ -335,7 +335,7 @@ func upsertLead(ctx context.Context, tx pgx.Tx, tenant, source, email, name, com
 	}
 	if id != "" {
 		_, err := tx.Exec(ctx, `UPDATE dealix.leads SET name = coalesce($2, name), company = coalesce($3, company),
-			version = version + 1, updated_at = now() WHERE id = $1 AND `+changedSQL, id, n, c)
+			version = version + 1, updated_at = now() WHERE tenant_id = $4 AND id = $1 AND `+changedSQL, id, n, c, tenant)
 		return id, err
 	}
 	err = tx.QueryRow(ctx, `INSERT INTO dealix.leads AS l (tenant_id, name, email, company, source)

@@ -93,7 +93,7 @@ func (h *Handlers) Get(w http.ResponseWriter, r *http.Request) {
 	var lead Lead
 	err = httpx.InTx(r, h.DB, func(ctx context.Context, tx pgx.Tx) error {
 		var err error
-		lead, err = scanLead(tx.QueryRow(ctx, `SELECT `+columns+` FROM dealix.leads WHERE id = $1`, id))
+		lead, err = scanLead(tx.QueryRow(ctx, `SELECT `+columns+` FROM dealix.leads WHERE tenant_id = $1 AND id = $2`, httpx.TenantOf(ctx), id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound()
 		}
@@ -133,7 +133,7 @@ func (h *Handlers) Update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := make([]string, len(cols))
-	args := []any{id}
+	args := []any{id, nil} // $2: the tenant, set in the transaction
 	for i, col := range cols {
 		args = append(args, vals[i])
 		set[i] = col + " = $" + strconv.Itoa(len(args)) // col comes from a fixed list
@@ -141,8 +141,9 @@ func (h *Handlers) Update(w http.ResponseWriter, r *http.Request) {
 	var lead Lead
 	err = httpx.InTx(r, h.DB, func(ctx context.Context, tx pgx.Tx) error {
 		var current int
+		args[1] = httpx.TenantOf(ctx)
 		// Lock the row, so the version compared is the version replaced.
-		err := tx.QueryRow(ctx, `SELECT version FROM dealix.leads WHERE id = $1 FOR UPDATE`, id).Scan(&current)
+		err := tx.QueryRow(ctx, `SELECT version FROM dealix.leads WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, args[1], id).Scan(&current)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound()
 		}
@@ -157,7 +158,7 @@ func (h *Handlers) Update(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		lead, err = scanLead(tx.QueryRow(ctx, `UPDATE dealix.leads SET `+strings.Join(set, ", ")+
-			`, version = version + 1, updated_at = now() WHERE id = $1 RETURNING `+columns, args...))
+			`, version = version + 1, updated_at = now() WHERE tenant_id = $2 AND id = $1 RETURNING `+columns, args...))
 		return err
 	})
 	if err != nil {
@@ -285,13 +286,14 @@ func (h *Handlers) List(w http.ResponseWriter, r *http.Request) {
 	page := Page{Items: []Lead{}}
 	err = httpx.InTx(r, h.DB, func(ctx context.Context, tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM dealix.leads
-			WHERE ($1::text IS NULL OR status = $1)
+			WHERE tenant_id = $8
+			  AND ($1::text IS NULL OR status = $1)
 			  AND ($2::text IS NULL OR owner = $2)
 			  AND ($3::timestamptz IS NULL OR created_at > $3)
 			  AND ($4::timestamptz IS NULL OR created_at < $4)
 			  AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::uuid))
 			ORDER BY created_at DESC, id DESC
-			LIMIT $7`, lq.status, lq.owner, lq.after, lq.before, lq.cursorAt, lq.cursorID, lq.limit+1)
+			LIMIT $7`, lq.status, lq.owner, lq.after, lq.before, lq.cursorAt, lq.cursorID, lq.limit+1, httpx.TenantOf(ctx))
 		if err != nil {
 			return err
 		}

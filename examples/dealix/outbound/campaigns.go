@@ -186,7 +186,7 @@ func getCampaign(ctx context.Context, tx pgx.Tx, id string) (Campaign, error) {
 			cardinality(c.recipients),
 			(SELECT count(*) FROM dealix.outbound_messages m
 			  WHERE m.tenant_id = c.tenant_id AND m.campaign_id = c.id AND m.status = 'sent')
-		FROM dealix.outbound_campaigns c WHERE c.id = $1`, id).Scan(
+		FROM dealix.outbound_campaigns c WHERE c.tenant_id = $2 AND c.id = $1`, id, httpx.TenantOf(ctx)).Scan(
 		&c.ID, &c.Name, &c.Message.Subject, &c.Message.Body, &c.Risk, &c.Critical, &c.Status,
 		&c.ApprovalID, &c.RequestedBy, &c.DecidedBy, &c.DecidedAt, &c.CreatedAt, &c.UpdatedAt, &c.SentAt,
 		&c.Counts.Recipients, &c.Counts.Sent)
@@ -237,7 +237,7 @@ func (s *Service) OnRejected(ctx context.Context, tx pgx.Tx, d approvals.Decisio
 func (s *Service) decide(ctx context.Context, tx pgx.Tx, id, status string, d approvals.Decision) error {
 	tag, err := tx.Exec(ctx, `UPDATE dealix.outbound_campaigns
 		SET status = $2, decided_by = $3, decided_at = $4, updated_at = now()
-		WHERE id = $1 AND status = 'pending_approval'`, id, status, d.DecidedBy, d.DecidedAt)
+		WHERE tenant_id = $5 AND id = $1 AND status = 'pending_approval'`, id, status, d.DecidedBy, d.DecidedAt, d.TenantID)
 	if err != nil {
 		return err
 	}

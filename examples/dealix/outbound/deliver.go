@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dealix/platform/dlq"
+	"github.com/dealix/platform/examples/dealix/internal/httpx"
 	"github.com/dealix/platform/tenancy"
 )
 
@@ -29,8 +30,8 @@ func (s *Service) deliver(ctx context.Context, _ *dlq.Job, p sendJob) error {
 		recipients []string
 	)
 	err := tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `SELECT status, subject, body, recipients FROM dealix.outbound_campaigns WHERE id = $1`,
-			p.CampaignID).Scan(&status, &msg.Subject, &msg.Body, &recipients)
+		return tx.QueryRow(ctx, `SELECT status, subject, body, recipients FROM dealix.outbound_campaigns WHERE tenant_id = $1 AND id = $2`,
+			httpx.TenantOf(ctx), p.CampaignID).Scan(&status, &msg.Subject, &msg.Body, &recipients)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return dlq.Discard(fmt.Errorf("outbound: campaign %s does not exist", p.CampaignID))
@@ -68,7 +69,7 @@ func (s *Service) deliver(ctx context.Context, _ *dlq.Job, p sendJob) error {
 	}
 	return tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE dealix.outbound_campaigns SET status = 'sent', sent_at = now(), updated_at = now()
-			WHERE id = $1 AND status = 'sending'`, p.CampaignID)
+			WHERE tenant_id = $2 AND id = $1 AND status = 'sending'`, p.CampaignID, httpx.TenantOf(ctx))
 		return err
 	})
 }
@@ -108,7 +109,7 @@ func (s *Service) deliverOne(ctx context.Context, campaignID, rcpt string, msg M
 	}
 	return true, tenancy.InTx(ctx, s.DB, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE dealix.outbound_messages SET status = 'sent', provider_id = $3, sent_at = now()
-			WHERE campaign_id = $1 AND recipient = $2`, campaignID, rcpt, providerID)
+			WHERE tenant_id = $4 AND campaign_id = $1 AND recipient = $2`, campaignID, rcpt, providerID, httpx.TenantOf(ctx))
 		return err
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/examples/dealix/internal/httpx"
 )
 
 // Pack is one tenant's week.
@@ -90,22 +92,24 @@ type ModelCosts struct {
 	CostUSD string `json:"cost_usd"`
 }
 
-// Sections' queries, each reading the tenant's rows of [$1, $2).
+// Sections' queries, each reading the tenant's ($3) rows of [$1, $2). The
+// tenant is named besides row-level security's predicate, so a database
+// sharded by tenant_id routes each to the tenant's shard.
 const (
 	leadsSQL = `SELECT id::text, name, company, source, status, created_at FROM dealix.leads
-WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at, id`
+WHERE tenant_id = $3 AND created_at >= $1 AND created_at < $2 ORDER BY created_at, id`
 	meetingsSQL = `SELECT id::text, lead_id::text, email, start_time, booked_at FROM dealix.meetings
-WHERE status = 'booked' AND booked_at >= $1 AND booked_at < $2 ORDER BY booked_at, id`
+WHERE tenant_id = $3 AND status = 'booked' AND booked_at >= $1 AND booked_at < $2 ORDER BY booked_at, id`
 	dealsSQL = `SELECT d.id::text, d.title, d.status, d.amount, d.currency, d.closed_by, d.closed_at,
        e.correlation_id, e.trace_id, e.recorded_at
 FROM dealix.deals d LEFT JOIN dealix.deal_evidence e ON e.tenant_id = d.tenant_id AND e.deal_id = d.id
-WHERE d.closed_at >= $1 AND d.closed_at < $2 ORDER BY d.closed_at, d.id`
+WHERE d.tenant_id = $3 AND d.closed_at >= $1 AND d.closed_at < $2 ORDER BY d.closed_at, d.id`
 	outboundSQL = `SELECT count(*), count(DISTINCT campaign_id) FROM dealix.outbound_messages
-WHERE status = 'sent' AND sent_at >= $1 AND sent_at < $2`
+WHERE tenant_id = $3 AND status = 'sent' AND sent_at >= $1 AND sent_at < $2`
 	approvalsSQL = `SELECT id::text, kind, requested_by, created_at, expires_at FROM platform.approvals_requests
-WHERE status = 'pending' AND expires_at > now() ORDER BY created_at, id`
+WHERE tenant_id = $1 AND status = 'pending' AND expires_at > now() ORDER BY created_at, id`
 	spendSQL = `SELECT model, count(*), sum(cost_usd)::text FROM dealix.model_calls
-WHERE at >= $1 AND at < $2 GROUP BY model ORDER BY model`
+WHERE tenant_id = $3 AND at >= $1 AND at < $2 GROUP BY model ORDER BY model`
 )
 
 // load reads the pack for w in tx, a transaction scoped to the tenant.
@@ -113,33 +117,33 @@ func load(ctx context.Context, tx pgx.Tx, w Week) (Pack, error) {
 	p := Pack{Week: w.String(), From: w.Start(), To: w.End(),
 		NewLeads: []Lead{}, MeetingsBooked: []Meeting{}, DealsClosed: []ClosedDeal{},
 		ApprovalsPending: []Approval{}, ModelSpend: ModelSpend{CostUSD: "0", ByModel: []ModelCosts{}}}
-	from, to := w.Start(), w.End()
+	from, to, tenant := w.Start(), w.End(), httpx.TenantOf(ctx)
 	var err error
-	if p.NewLeads, err = collect(ctx, tx, leadsSQL, []any{from, to}, func(r pgx.Row) (l Lead, err error) {
+	if p.NewLeads, err = collect(ctx, tx, leadsSQL, []any{from, to, tenant}, func(r pgx.Row) (l Lead, err error) {
 		err = r.Scan(&l.ID, &l.Name, &l.Company, &l.Source, &l.Status, &l.CreatedAt)
 		return l, err
 	}); err != nil {
 		return p, err
 	}
-	if p.MeetingsBooked, err = collect(ctx, tx, meetingsSQL, []any{from, to}, func(r pgx.Row) (m Meeting, err error) {
+	if p.MeetingsBooked, err = collect(ctx, tx, meetingsSQL, []any{from, to, tenant}, func(r pgx.Row) (m Meeting, err error) {
 		err = r.Scan(&m.ID, &m.LeadID, &m.Email, &m.StartTime, &m.BookedAt)
 		return m, err
 	}); err != nil {
 		return p, err
 	}
-	if p.DealsClosed, err = collect(ctx, tx, dealsSQL, []any{from, to}, scanClosedDeal); err != nil {
+	if p.DealsClosed, err = collect(ctx, tx, dealsSQL, []any{from, to, tenant}, scanClosedDeal); err != nil {
 		return p, err
 	}
-	if err = tx.QueryRow(ctx, outboundSQL, from, to).Scan(&p.OutboundSent.Messages, &p.OutboundSent.Campaigns); err != nil {
+	if err = tx.QueryRow(ctx, outboundSQL, from, to, tenant).Scan(&p.OutboundSent.Messages, &p.OutboundSent.Campaigns); err != nil {
 		return p, err
 	}
-	if p.ApprovalsPending, err = collect(ctx, tx, approvalsSQL, nil, func(r pgx.Row) (a Approval, err error) {
+	if p.ApprovalsPending, err = collect(ctx, tx, approvalsSQL, []any{tenant}, func(r pgx.Row) (a Approval, err error) {
 		err = r.Scan(&a.ID, &a.Kind, &a.RequestedBy, &a.CreatedAt, &a.ExpiresAt)
 		return a, err
 	}); err != nil {
 		return p, err
 	}
-	return p, loadSpend(ctx, tx, from, to, &p.ModelSpend)
+	return p, loadSpend(ctx, tx, from, to, tenant, &p.ModelSpend)
 }
 
 func scanClosedDeal(r pgx.Row) (ClosedDeal, error) {
@@ -157,16 +161,16 @@ func scanClosedDeal(r pgx.Row) (ClosedDeal, error) {
 
 // loadSpend sums the ledger per model; the total is summed by PostgreSQL
 // too, so no float ever touches an amount.
-func loadSpend(ctx context.Context, tx pgx.Tx, from, to time.Time, s *ModelSpend) error {
+func loadSpend(ctx context.Context, tx pgx.Tx, from, to time.Time, tenant string, s *ModelSpend) error {
 	var err error
-	if s.ByModel, err = collect(ctx, tx, spendSQL, []any{from, to}, func(r pgx.Row) (m ModelCosts, err error) {
+	if s.ByModel, err = collect(ctx, tx, spendSQL, []any{from, to, tenant}, func(r pgx.Row) (m ModelCosts, err error) {
 		err = r.Scan(&m.Model, &m.Calls, &m.CostUSD)
 		return m, err
 	}); err != nil {
 		return err
 	}
-	return tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(cost_usd), 0)::text FROM dealix.model_calls WHERE at >= $1 AND at < $2`,
-		from, to).Scan(&s.Calls, &s.CostUSD)
+	return tx.QueryRow(ctx, `SELECT count(*), coalesce(sum(cost_usd), 0)::text FROM dealix.model_calls WHERE tenant_id = $3 AND at >= $1 AND at < $2`,
+		from, to, tenant).Scan(&s.Calls, &s.CostUSD)
 }
 
 func collect[T any](ctx context.Context, tx pgx.Tx, sql string, args []any, scan func(pgx.Row) (T, error)) ([]T, error) {

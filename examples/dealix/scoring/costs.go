@@ -134,7 +134,7 @@ SELECT grouping(model)::int4 AS no_model, grouping(day)::int4 AS no_day,
        coalesce(sum(tokens_in), 0)::int8, coalesce(sum(tokens_out), 0)::int8,
        coalesce(sum(cost_usd), 0)::text
 FROM (SELECT model, (at AT TIME ZONE 'UTC')::date AS day, cache_hit, tokens_in, tokens_out, cost_usd
-      FROM dealix.model_calls WHERE at >= $1 AND at < $2) c
+      FROM dealix.model_calls WHERE tenant_id = $3 AND at >= $1 AND at < $2) c
 GROUP BY GROUPING SETS ((), (model), (day), (day, model))
 ORDER BY no_day DESC, no_model DESC, day, model`
 
@@ -170,7 +170,7 @@ func (s *Service) Costs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) sums(ctx context.Context, tx pgx.Tx, rep *Report) error {
-	rows, err := tx.Query(ctx, costsSQL, rep.From, rep.To)
+	rows, err := tx.Query(ctx, costsSQL, rep.From, rep.To, httpx.TenantOf(ctx))
 	if err != nil {
 		return err
 	}
@@ -209,8 +209,8 @@ func (s *Service) sums(ctx context.Context, tx pgx.Tx, rep *Report) error {
 func (s *Service) alerts(ctx context.Context, tx pgx.Tx, rep *Report) error {
 	rows, err := tx.Query(ctx, `SELECT day::text, spend_usd::text, threshold_usd::text, created_at, sent_at
 		FROM dealix.cost_alerts
-		WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1
-		ORDER BY day`, rep.From, rep.To)
+		WHERE tenant_id = $3 AND day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < (($2::timestamptz - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1
+		ORDER BY day`, rep.From, rep.To, httpx.TenantOf(ctx))
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func (s *Service) LeadScore(w http.ResponseWriter, r *http.Request) {
 	var sc Score
 	err = httpx.InTx(r, s.db, func(ctx context.Context, tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT lead_id::text, score, reason, model, cache_hit, correlation_id, scored_at
-			FROM dealix.lead_scores WHERE lead_id = $1`, id).
+			FROM dealix.lead_scores WHERE tenant_id = $1 AND lead_id = $2`, httpx.TenantOf(ctx), id).
 			Scan(&sc.LeadID, &sc.Score, &sc.Reason, &sc.Model, &sc.CacheHit, &sc.CorrelationID, &sc.ScoredAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return httpx.Errorf(http.StatusNotFound, "the lead has no score (yet)")

@@ -122,11 +122,11 @@ func (s *Service) score(ctx context.Context, job *dlq.Job, p ScoreJob) error {
 		cached bool
 	)
 	err := tenancy.InTx(ctx, s.db, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM dealix.model_calls WHERE call_key = $1)`, callKey).Scan(&done); err != nil || done {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM dealix.model_calls WHERE tenant_id = $1 AND call_key = $2)`, tenant, callKey).Scan(&done); err != nil || done {
 			return err
 		}
 		var email, company, source, notes *string
-		err := tx.QueryRow(ctx, `SELECT name, email, company, source, notes FROM dealix.leads WHERE id = $1`, p.LeadID).
+		err := tx.QueryRow(ctx, `SELECT name, email, company, source, notes FROM dealix.leads WHERE tenant_id = $1 AND id = $2`, tenant, p.LeadID).
 			Scan(&in.Name, &email, &company, &source, &notes)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return dlq.Discard(fmt.Errorf("scoring: lead %s does not exist", p.LeadID))
@@ -137,7 +137,7 @@ func (s *Service) score(ctx context.Context, job *dlq.Job, p ScoreJob) error {
 		in.Email, in.Company, in.Source, in.Notes = deref(email), deref(company), deref(source), deref(notes)
 		hash = in.Hash(model)
 		var raw []byte
-		err = tx.QueryRow(ctx, `SELECT response FROM dealix.model_cache WHERE model = $1 AND input_hash = $2`, model, hash).Scan(&raw)
+		err = tx.QueryRow(ctx, `SELECT response FROM dealix.model_cache WHERE tenant_id = $3 AND model = $1 AND input_hash = $2`, model, hash, tenant).Scan(&raw)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -267,7 +267,7 @@ func (s *Service) alert(ctx context.Context, job *dlq.Job, p AlertJob) error {
 		var spend, threshold string
 		var sent bool
 		err := tx.QueryRow(ctx, `SELECT spend_usd::text, threshold_usd::text, sent_at IS NOT NULL
-			FROM dealix.cost_alerts WHERE day = $1::date FOR UPDATE`, p.Day).Scan(&spend, &threshold, &sent)
+			FROM dealix.cost_alerts WHERE tenant_id = $2 AND day = $1::date FOR UPDATE`, p.Day, tenant).Scan(&spend, &threshold, &sent)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return dlq.Discard(fmt.Errorf("scoring: no cost alert for %s", p.Day))
 		}
@@ -279,7 +279,7 @@ func (s *Service) alert(ctx context.Context, job *dlq.Job, p AlertJob) error {
 		if err := s.post(ctx, tenant+"/"+p.Day, text); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE dealix.cost_alerts SET sent_at = now() WHERE day = $1::date`, p.Day)
+		_, err = tx.Exec(ctx, `UPDATE dealix.cost_alerts SET sent_at = now() WHERE tenant_id = $2 AND day = $1::date`, p.Day, tenant)
 		return err
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dealix/platform/examples/dealix/scoring"
@@ -137,6 +138,12 @@ type Config struct {
 	// Logger receives the server's logs. Not from the environment;
 	// default: text to stderr at LogLevel.
 	Logger *slog.Logger
+	// QueryTracer, when set, traces every statement of the app and system
+	// pools (pgx calls its batch, copy and prepare methods too when it
+	// implements pgx.BatchTracer, pgx.CopyFromTracer or pgx.PrepareTracer):
+	// for statement logs, metrics, or a test that reads every statement
+	// the server sends. Not from the environment; default none.
+	QueryTracer pgx.QueryTracer
 }
 
 // EnvVars lists every environment variable LoadConfig reads, for the

@@ -121,6 +121,10 @@ func openDatabases(ctx context.Context, cfg Config, adminURL string, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	if cfg.QueryTracer != nil {
+		appCfg.ConnConfig.Tracer = cfg.QueryTracer
+		sysCfg.ConnConfig.Tracer = cfg.QueryTracer
+	}
 	appCfg.MaxConns = int32(cfg.AppPoolSize)
 	sysCfg.MaxConns = 12 // queue fetches and completions, durable claims and leases, sweepers
 	if d.app, err = connect(ctx, appCfg, "APP_DATABASE_URL"); err != nil {

@@ -234,7 +234,7 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	db := pgtest.New(t)
-	base := append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true", "DEALIX_LOG_LEVEL=warn")
+	base := append(dbEnv(t, db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true", "DEALIX_LOG_LEVEL=warn")
 	withKnobs := func(crashAt string, delay time.Duration) []string {
 		env := append([]string{}, base...)
 		if crashAt != "" {
@@ -259,7 +259,7 @@ func TestDealCloseSurvivesKills(t *testing.T) {
 	// The deals, created up front on a server whose knobs are ignored:
 	// without debug routes, fault injection is off.
 	all := make([]*crashDeal, rounds)
-	p := startDealsProc(t, bin, append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_LOG_LEVEL=warn",
+	p := startDealsProc(t, bin, append(dbEnv(t, db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_LOG_LEVEL=warn",
 		server.EnvDealsCrashAt+"="+deals.CrashCloseStart+","+deals.StepCrashPoint(deals.StepEvidence)))
 	for i := range all {
 		d := &crashDeal{key: fmt.Sprintf("close-%03d", i), outcome: "won", body: `{"outcome":"won"}`,

@@ -40,10 +40,12 @@ func faultsScale(n, long int) int {
 // measures the database, not the limiter.
 func faultsServer(t *testing.T, db *pgtest.DB, key []byte, mutate ...func(*server.Config)) *env {
 	t.Helper()
+	urls := urlsFor(t, db)
 	cfg := server.Config{
-		DatabaseURL:       db.URL(pgtest.RoleOwner),
-		AppDatabaseURL:    db.URL(pgtest.RoleApp),
-		SystemDatabaseURL: db.URL(pgtest.RoleSystem),
+		DatabaseURL:       urls.owner,
+		AppDatabaseURL:    urls.app,
+		SystemDatabaseURL: urls.system,
+		ListenDatabaseURL: urls.listen,
 		JWTHMACKey:        key,
 		CORSOrigins:       []string{allowedOrigin},
 		RateLimit:         ratelimit.Rate{Requests: 1_000_000, Window: time.Minute},

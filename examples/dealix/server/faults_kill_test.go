@@ -25,7 +25,7 @@ import (
 func TestFaultsKilledInstanceLeasesMove(t *testing.T) {
 	bin := buildBinary(t)
 	db := pgtest.New(t)
-	env := append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true", "DEALIX_LOG_LEVEL=warn",
+	env := append(dbEnv(t, db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true", "DEALIX_LOG_LEVEL=warn",
 		"DEALIX_RATE_LIMIT=100000/1m", server.EnvDealsStepDelay+"=300ms")
 	var procs []*dealsProc
 	for range 3 {

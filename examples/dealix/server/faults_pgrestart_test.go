@@ -164,7 +164,7 @@ func TestFaultsPostgresRestartUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := faultsCount(t, db, `SELECT count(*) FROM dealix.leads WHERE tenant_id = ANY($1::uuid[])`, tenants)
-	t.Logf("%d answers (%d 2xx, %d 503 of which %d from the idempotency store without Retry-After); %d failed creates retried; %d distinct leads acknowledged, %d found, %d in the tenants' tables",
+	t.Logf("%d answers (%d 2xx, %d 503 of which %d answered by the idempotency store); %d failed creates retried; %d distinct leads acknowledged, %d found, %d in the tenants' tables",
 		len(answers), ok2xx, unavailable, idemUnavailable, retried, len(ids), acked, total)
 	if acked != len(ids) {
 		t.Fatalf("%d of %d acknowledged leads are in the database", acked, len(ids))

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 	for _, fn := range server.Migrations() {
 		fns = append(fns, fn)
 	}
+	checkPgBouncerSwitch()
 	pgtest.Main(m, pgtest.WithMigrations(fns...))
 }
 
@@ -43,12 +44,19 @@ type env struct {
 func newEnv(t *testing.T, mutate ...func(*server.Config)) *env {
 	t.Helper()
 	db := pgtest.New(t)
+	return newEnvOn(t, db, urlsFor(t, db), mutate...)
+}
+
+// newEnvOn is newEnv on db, the server given urls.
+func newEnvOn(t *testing.T, db *pgtest.DB, urls serverURLs, mutate ...func(*server.Config)) *env {
+	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	cfg := server.Config{
-		DatabaseURL:       db.URL(pgtest.RoleOwner),
-		AppDatabaseURL:    db.URL(pgtest.RoleApp),
-		SystemDatabaseURL: db.URL(pgtest.RoleSystem),
+		DatabaseURL:       urls.owner,
+		AppDatabaseURL:    urls.app,
+		SystemDatabaseURL: urls.system,
+		ListenDatabaseURL: urls.listen,
 		JWTHMACKey:        key,
 		CORSOrigins:       []string{allowedOrigin},
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -129,8 +129,8 @@ func (a *dlqAdmin) dead(w http.ResponseWriter, r *http.Request) {
 	err = httpx.InTx(r, a.db, func(ctx context.Context, tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, queue, kind, payload, attempt, max_attempts, errors, created_at, finalized_at
 			FROM platform.dlq_jobs
-			WHERE state = 'dead' AND ($1 = '' OR queue = $1) AND ($2::bigint IS NULL OR id < $2)
-			ORDER BY id DESC LIMIT $3`, queue, before, limit)
+			WHERE tenant_id = $4 AND state = 'dead' AND ($1 = '' OR queue = $1) AND ($2::bigint IS NULL OR id < $2)
+			ORDER BY id DESC LIMIT $3`, queue, before, limit, httpx.TenantOf(ctx))
 		if err != nil {
 			return err
 		}

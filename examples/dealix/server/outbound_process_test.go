@@ -28,7 +28,7 @@ func TestOutboundServerKilledMidBatch(t *testing.T) {
 	db := pgtest.New(t)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	env := append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_JWT_HMAC_KEY="+base64.StdEncoding.EncodeToString(key))
+	env := append(dbEnv(t, db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_JWT_HMAC_KEY="+base64.StdEncoding.EncodeToString(key))
 	tenant := newTenant()
 	tok := func(subject string, scopes ...string) string {
 		return "Bearer " + signToken(t, key, jwt.MapClaims{

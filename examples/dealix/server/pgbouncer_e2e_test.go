@@ -9,32 +9,26 @@ import (
 
 	"github.com/dealix/platform/examples/dealix/deals"
 	"github.com/dealix/platform/examples/dealix/intake"
-	"github.com/dealix/platform/examples/dealix/server"
 	"github.com/dealix/platform/internal/pgtest"
 )
 
 // newPgBouncerEnv is newEnv with the app and system pools going through
-// PgBouncer in transaction mode. What needs one session stays direct: the
-// owner (migrations hold a session advisory lock from the first migration
-// to the last) and the queue workers' LISTEN connection.
+// the binary's PgBouncer in transaction mode, whether or not the suite's
+// switch is set. What needs one session stays direct: the owner
+// (migrations hold a session advisory lock from the first migration to
+// the last) and the queue workers' LISTEN connection.
 func newPgBouncerEnv(t *testing.T) (*env, *pgBouncer) {
 	t.Helper()
-	var b *pgBouncer
-	e := newEnv(t, func(cfg *server.Config) {
-		b = startPgBouncer(t, cfg.DatabaseURL, cfg.AppDatabaseURL, cfg.SystemDatabaseURL)
-		direct := cfg.SystemDatabaseURL
-		cfg.AppDatabaseURL = b.pooledURL(t, cfg.AppDatabaseURL)
-		cfg.SystemDatabaseURL = b.pooledURL(t, cfg.SystemDatabaseURL)
-		cfg.ListenDatabaseURL = direct
-	})
-	return e, b
+	db := pgtest.New(t)
+	b := bouncerFor(t, db)
+	return newEnvOn(t, db, pooledURLs(t, b, db)), b
 }
 
 func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	t.Parallel()
 	e, b := newPgBouncerEnv(t)
 	ctx := context.Background()
-	before := b.stats(t)
+	before := b.stats(t, e.db.Name)
 
 	tenant := newTenant()
 	token := e.token(tenant)
@@ -136,7 +130,7 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	// counters for this database grew by at least one transaction per
 	// request above, and it never opened more server connections per role
 	// than its pool size.
-	after := b.stats(t)
+	after := b.stats(t, e.db.Name)
 	xacts := statInt(t, after, "total_xact_count") - statInt(t, before, "total_xact_count")
 	queries := statInt(t, after, "total_query_count") - statInt(t, before, "total_query_count")
 	if xacts < 20 || queries < xacts {
@@ -149,7 +143,7 @@ func TestThroughPgBouncerTransactionMode(t *testing.T) {
 	}
 	roles := map[string]bool{}
 	for _, p := range pools {
-		if p["database"] != b.dbname {
+		if p["database"] != e.db.Name {
 			continue
 		}
 		roles[p["user"]] = true

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dealix/platform/internal/pgboot"
 )
 
 // pgbouncerPoolSize is the server connections PgBouncer opens per role:
@@ -28,11 +31,14 @@ const pgbouncerPoolSize = 8
 const pgbouncerStatsUser, pgbouncerStatsPassword = "pgbouncer_stats", "pgbouncer_stats_password"
 
 // pgBouncer is a pgbouncer process in transaction pooling mode in front of
-// one test database.
+// one PostgreSQL server. Its one database entry is the wildcard: a client
+// asking for any database is served by the database of that name on the
+// server, so the tests' databases, created as they go, need no
+// configuration.
 type pgBouncer struct {
 	port   int
-	dbname string
 	stderr *lockedOutput
+	stop   func()
 }
 
 type lockedOutput struct {
@@ -52,44 +58,53 @@ func (l *lockedOutput) String() string {
 	return l.b.String()
 }
 
-// pgbouncerBinary finds Debian's pgbouncer (in /usr/sbin, often not on a
-// user's PATH). Without it the test fails under CI and is skipped
-// elsewhere, naming the package to install.
-func pgbouncerBinary(t *testing.T) string {
-	t.Helper()
+// errNoPgBouncer names the package to install.
+var errNoPgBouncer = errors.New("pgbouncer is not installed: apt-get install -y pgbouncer (the package's own service is not needed)")
+
+// findPgBouncer finds Debian's pgbouncer (in /usr/sbin, often not on a
+// user's PATH).
+func findPgBouncer() (string, error) {
 	if p, err := exec.LookPath("pgbouncer"); err == nil {
-		return p
+		return p, nil
 	}
 	for _, p := range []string{"/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"} {
 		if _, err := os.Stat(p); err == nil {
-			return p
+			return p, nil
 		}
 	}
-	const msg = "pgbouncer is not installed: apt-get install -y pgbouncer (the package's own service is not needed)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
+	return "", errNoPgBouncer
+}
+
+// pgbouncerBinary is findPgBouncer for a test that needs PgBouncer on its
+// own: without it the test fails under CI or with the suite's switch set,
+// and is skipped elsewhere, naming the package to install.
+func pgbouncerBinary(t *testing.T) string {
+	t.Helper()
+	p, err := findPgBouncer()
+	if err != nil {
+		if os.Getenv("CI") != "" || throughPgBouncer {
+			t.Fatal(err)
+		}
+		t.Skip(err)
 	}
-	t.Skip(msg)
-	return ""
+	return p
 }
 
 // startPgBouncer runs pgbouncer on a free loopback port in front of the
-// database directURL names, with a userlist holding the passwords of the
-// given URLs' roles, and stops it at the end of the test. PgBouncer
-// refuses to run as root: under root it runs as the postgres user (or
-// nobody, where PostgreSQL's package is not installed).
-func startPgBouncer(t *testing.T, directURL string, roleURLs ...string) *pgBouncer {
-	t.Helper()
-	bin := pgbouncerBinary(t)
+// server directURL names, with a userlist holding the passwords of the
+// given URLs' roles. The caller stops it with b.stop. PgBouncer refuses to
+// run as root: under root it runs as the postgres user (or nobody, where
+// PostgreSQL's package is not installed).
+func startPgBouncer(bin, directURL string, roleURLs ...string) (_ *pgBouncer, err error) {
 	direct, err := pgx.ParseConfig(directURL)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	users := map[string]string{pgbouncerStatsUser: pgbouncerStatsPassword}
 	for _, u := range roleURLs {
 		cc, err := pgx.ParseConfig(u)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		users[cc.User] = cc.Password
 	}
@@ -100,7 +115,7 @@ func startPgBouncer(t *testing.T, directURL string, roleURLs ...string) *pgBounc
 		pg, err := user.Lookup("postgres")
 		if err != nil {
 			if pg, err = user.Lookup("nobody"); err != nil {
-				t.Fatalf("pgbouncer refuses to run as root and there is no postgres or nobody user to run it as: %v", err)
+				return nil, fmt.Errorf("pgbouncer refuses to run as root and there is no postgres or nobody user to run it as: %w", err)
 			}
 		}
 		uid, _ = strconv.Atoi(pg.Uid)
@@ -111,35 +126,48 @@ func startPgBouncer(t *testing.T, directURL string, roleURLs ...string) *pgBounc
 	// parent is private to the test's user).
 	dir, err := os.MkdirTemp("", "dealix-pgbouncer-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	write := func(name, content string, mode os.FileMode) string {
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	write := func(name, content string, mode os.FileMode) (string, error) {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		if cred != nil {
 			if err := os.Chown(p, uid, gid); err != nil {
-				t.Fatal(err)
+				return "", err
 			}
 		}
-		return p
+		return p, nil
 	}
 	if cred != nil {
 		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 
-	port := freePort(t)
+	port, err := pgboot.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	var userlist strings.Builder
 	for u, pw := range users {
 		fmt.Fprintf(&userlist, "%q %q\n", u, pw)
 	}
-	auth := write("userlist.txt", userlist.String(), 0o600)
-	ini := write("pgbouncer.ini", fmt.Sprintf(`[databases]
-%s = host=%s port=%d dbname=%s
+	auth, err := write("userlist.txt", userlist.String(), 0o600)
+	if err != nil {
+		return nil, err
+	}
+	// max_client_conn: every server a test starts holds up to its app
+	// pool (20) and system pool (12) of client connections, three
+	// instances in some tests, several tests at once.
+	ini, err := write("pgbouncer.ini", fmt.Sprintf(`[databases]
+* = host=%s port=%d
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -150,51 +178,75 @@ auth_file = %s
 stats_users = %s
 pool_mode = transaction
 default_pool_size = %d
-max_client_conn = 500
+max_client_conn = 4000
 server_reset_query =
 ignore_startup_parameters = extra_float_digits
 logfile =
 pidfile =
-`, direct.Database, direct.Host, direct.Port, direct.Database, port, auth, pgbouncerStatsUser, pgbouncerPoolSize), 0o644)
+`, direct.Host, direct.Port, port, auth, pgbouncerStatsUser, pgbouncerPoolSize), 0o644)
+	if err != nil {
+		return nil, err
+	}
 
-	b := &pgBouncer{port: port, dbname: direct.Database, stderr: &lockedOutput{}}
+	b := &pgBouncer{port: port, stderr: &lockedOutput{}}
 	cmd := exec.Command(bin, ini)
 	cmd.Stdout, cmd.Stderr = b.stderr, b.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	// Its own process group, and SIGTERM from the kernel should this
+	// process die without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pgbouncer: %v", err)
+		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// SIGTERM: immediate shutdown; the test's clients are gone by then.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("pgbouncer output:\n%s", b.stderr)
-		}
-	})
+	var once sync.Once
+	b.stop = func() {
+		once.Do(func() {
+			// SIGTERM: immediate shutdown; the clients are gone by then.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			_ = os.RemoveAll(dir)
+		})
+	}
 
 	// Ready when its admin console answers.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case err := <-exited:
-			t.Fatalf("pgbouncer exited: %v\n%s", err, b.stderr)
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgbouncer exited: %v\n%s", err, b.stderr)
 		default:
 		}
 		if _, err := b.show(context.Background(), "VERSION"); err == nil {
-			break
+			return b, nil
 		} else if time.Now().After(deadline) {
-			t.Fatalf("pgbouncer did not answer: %v\n%s", err, b.stderr)
+			b.stop()
+			return nil, fmt.Errorf("pgbouncer did not answer: %v\n%s", err, b.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startPgBouncerForTest is startPgBouncer for one test, stopped when it
+// ends (its output logged when the test failed).
+func startPgBouncerForTest(t *testing.T, directURL string, roleURLs ...string) *pgBouncer {
+	t.Helper()
+	b, err := startPgBouncer(pgbouncerBinary(t), directURL, roleURLs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.stop()
+		if t.Failed() {
+			t.Logf("pgbouncer output:\n%s", b.stderr)
+		}
+	})
 	return b
 }
 
@@ -248,19 +300,19 @@ func (b *pgBouncer) show(ctx context.Context, what string) ([]map[string]string,
 	return out, rows.Err()
 }
 
-// stats returns SHOW STATS's row for the test database.
-func (b *pgBouncer) stats(t *testing.T) map[string]string {
+// stats returns SHOW STATS's row for the database dbname.
+func (b *pgBouncer) stats(t *testing.T, dbname string) map[string]string {
 	t.Helper()
 	rows, err := b.show(context.Background(), "STATS")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
-		if r["database"] == b.dbname {
+		if r["database"] == dbname {
 			return r
 		}
 	}
-	t.Fatalf("SHOW STATS has no row for %s: %v", b.dbname, rows)
+	t.Fatalf("SHOW STATS has no row for %s: %v", dbname, rows)
 	return nil
 }
 
@@ -271,14 +323,4 @@ func statInt(t *testing.T, row map[string]string, col string) int64 {
 		t.Fatalf("%s = %q: %v", col, row[col], err)
 	}
 	return n
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

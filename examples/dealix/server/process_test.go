@@ -63,12 +63,20 @@ func childEnv(extra ...string) []string {
 	return append(append(env, "OTEL_SDK_DISABLED=true"), extra...)
 }
 
-func dbEnv(db *pgtest.DB) []string {
-	return []string{
-		"DATABASE_URL=" + db.URL(pgtest.RoleOwner),
-		"APP_DATABASE_URL=" + db.URL(pgtest.RoleApp),
-		"SYSTEM_DATABASE_URL=" + db.URL(pgtest.RoleSystem),
+// dbEnv is the database variables of a server process on db (through
+// PgBouncer with the suite's switch set: see urlsFor).
+func dbEnv(t *testing.T, db *pgtest.DB) []string {
+	t.Helper()
+	urls := urlsFor(t, db)
+	env := []string{
+		"DATABASE_URL=" + urls.owner,
+		"APP_DATABASE_URL=" + urls.app,
+		"SYSTEM_DATABASE_URL=" + urls.system,
 	}
+	if urls.listen != "" {
+		env = append(env, "LISTEN_DATABASE_URL="+urls.listen)
+	}
+	return env
 }
 
 func TestProcess(t *testing.T) {
@@ -81,7 +89,7 @@ func TestProcess(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin)
-		cmd.Env = childEnv(append(dbEnv(db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true")...)
+		cmd.Env = childEnv(append(dbEnv(t, db), "DEALIX_ADDR=127.0.0.1:0", "DEALIX_DEBUG_ROUTES=true")...)
 		stderr := &syncBuffer{}
 		cmd.Stderr = stderr
 		stdout, err := cmd.StdoutPipe()
@@ -181,16 +189,16 @@ func TestProcess(t *testing.T) {
 			want string
 		}{
 			{"no database", nil, []string{"DOCKER_HOST=unix:///nonexistent/docker.sock", "DEALIX_POSTGRES_BIN=" + t.TempDir()}, "DATABASE_URL"},
-			{"rate", nil, append(dbEnv(db), "DEALIX_RATE_LIMIT=lots"), "DEALIX_RATE_LIMIT"},
-			{"address", nil, append(dbEnv(db), "DEALIX_ADDR=nowhere"), "DEALIX_ADDR"},
-			{"origin", nil, append(dbEnv(db), "DEALIX_CORS_ORIGINS=https://app.example.com/path"), "DEALIX_CORS_ORIGINS"},
-			{"short key", nil, append(dbEnv(db), "DEALIX_JWT_HMAC_KEY=c2hvcnQ="), "DEALIX_JWT_HMAC_KEY"},
-			{"cost alert threshold", nil, append(dbEnv(db), "DEALIX_COST_ALERT_USD=lots"), "DEALIX_COST_ALERT_USD"},
-			{"webhook attempts", nil, append(dbEnv(db), "DEALIX_WEBHOOK_MAX_ATTEMPTS=0"), "DEALIX_WEBHOOK_MAX_ATTEMPTS"},
-			{"payment delay", nil, append(dbEnv(db), "DEALIX_MOYASAR_PAY_AFTER=soon"), "DEALIX_MOYASAR_PAY_AFTER"},
-			{"public URL", nil, append(dbEnv(db), "DEALIX_PUBLIC_URL=dealix.example.com"), "DEALIX_PUBLIC_URL"},
-			{"deals step delay", nil, append(dbEnv(db), "DEALIX_DEBUG_ROUTES=true", "DEALIX_DEALS_STEP_DELAY=-1s"), "DEALIX_DEALS_STEP_DELAY"},
-			{"flag", []string{"-bogus"}, dbEnv(db), "bogus"},
+			{"rate", nil, append(dbEnv(t, db), "DEALIX_RATE_LIMIT=lots"), "DEALIX_RATE_LIMIT"},
+			{"address", nil, append(dbEnv(t, db), "DEALIX_ADDR=nowhere"), "DEALIX_ADDR"},
+			{"origin", nil, append(dbEnv(t, db), "DEALIX_CORS_ORIGINS=https://app.example.com/path"), "DEALIX_CORS_ORIGINS"},
+			{"short key", nil, append(dbEnv(t, db), "DEALIX_JWT_HMAC_KEY=c2hvcnQ="), "DEALIX_JWT_HMAC_KEY"},
+			{"cost alert threshold", nil, append(dbEnv(t, db), "DEALIX_COST_ALERT_USD=lots"), "DEALIX_COST_ALERT_USD"},
+			{"webhook attempts", nil, append(dbEnv(t, db), "DEALIX_WEBHOOK_MAX_ATTEMPTS=0"), "DEALIX_WEBHOOK_MAX_ATTEMPTS"},
+			{"payment delay", nil, append(dbEnv(t, db), "DEALIX_MOYASAR_PAY_AFTER=soon"), "DEALIX_MOYASAR_PAY_AFTER"},
+			{"public URL", nil, append(dbEnv(t, db), "DEALIX_PUBLIC_URL=dealix.example.com"), "DEALIX_PUBLIC_URL"},
+			{"deals step delay", nil, append(dbEnv(t, db), "DEALIX_DEBUG_ROUTES=true", "DEALIX_DEALS_STEP_DELAY=-1s"), "DEALIX_DEALS_STEP_DELAY"},
+			{"flag", []string{"-bogus"}, dbEnv(t, db), "bogus"},
 			{"database URL", nil, []string{"DATABASE_URL=postgres://[::1"}, "DATABASE_URL"},
 			{"app role bypasses RLS", nil, []string{
 				"DATABASE_URL=" + db.URL(pgtest.RoleOwner), "APP_DATABASE_URL=" + superApp, "SYSTEM_DATABASE_URL=" + db.URL(pgtest.RoleSystem),

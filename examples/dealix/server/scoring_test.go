@@ -18,7 +18,6 @@ import (
 	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/examples/dealix/server"
-	"github.com/dealix/platform/internal/pgtest"
 )
 
 // scoreWait bounds every wait for background work in these tests.
@@ -382,10 +381,12 @@ func TestCostAlertOncePerTenantPerDay(t *testing.T) {
 // workers compete with e's for the same jobs.
 func secondScoringServer(t *testing.T, e *env) string {
 	t.Helper()
+	urls := urlsFor(t, e.db)
 	cfg := server.Config{
-		DatabaseURL:       e.db.URL(pgtest.RoleOwner),
-		AppDatabaseURL:    e.db.URL(pgtest.RoleApp),
-		SystemDatabaseURL: e.db.URL(pgtest.RoleSystem),
+		DatabaseURL:       urls.owner,
+		AppDatabaseURL:    urls.app,
+		SystemDatabaseURL: urls.system,
+		ListenDatabaseURL: urls.listen,
 		JWTHMACKey:        e.key,
 		SkipDemo:          true,
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -239,3 +239,13 @@ func bounded(db DB) DB {
 	}
 	return db
 }
+
+// TenantOf is the tenant ctx carries ("" without one). Statements name it
+// besides row-level security's own predicate: a database sharded by
+// tenant_id (Citus) routes a statement to one shard only when the
+// statement names the tenant itself. Inside InTx, tenancy.InTx or a queue
+// handler the tenant is always there.
+func TenantOf(ctx context.Context) string {
+	t, _ := tenancy.TenantFrom(ctx)
+	return t
+}
