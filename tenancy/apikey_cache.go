@@ -22,7 +22,7 @@ type keyCache struct {
 	now  func() time.Time
 
 	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]cachedKey
+	entries map[[sha256.Size]byte]*cachedKey
 }
 
 type cachedKey struct {
@@ -31,7 +31,7 @@ type cachedKey struct {
 }
 
 func newKeyCache(ttl time.Duration, size int, now func() time.Time) *keyCache {
-	return &keyCache{ttl: ttl, size: size, now: now, entries: make(map[[sha256.Size]byte]cachedKey)}
+	return &keyCache{ttl: ttl, size: size, now: now, entries: make(map[[sha256.Size]byte]*cachedKey)}
 }
 
 // get returns the principal of the key hashing to sum while its entry is
@@ -63,7 +63,7 @@ func (c *keyCache) put(sum *[sha256.Size]byte, p Principal) {
 		}
 	}
 	p.Scopes = slices.Clip(p.Scopes) // an append by one caller must not write into another's
-	c.entries[*sum] = cachedKey{principal: p, expires: now.Add(c.ttl)}
+	c.entries[*sum] = &cachedKey{principal: p, expires: now.Add(c.ttl)}
 }
 
 // forget drops the entries of key id of tenant, after a revocation.

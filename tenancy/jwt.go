@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -277,7 +278,8 @@ func isECDSAOn(key any, curve elliptic.Curve) bool {
 // Verify checks token and returns its principal. Errors wrap
 // ErrInvalidToken (and the golang-jwt error) or ErrTenantNotGranted.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (Principal, error) {
-	claims := jwt.MapClaims{}
+	claims := claimsPool.Get().(jwt.MapClaims)
+	defer putClaims(claims)
 	keyfunc := v.staticKeyfunc
 	if v.jwks != nil {
 		keyfunc = v.keyfunc(ctx)
@@ -287,6 +289,26 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (Principal, erro
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	return v.principal(parsed, claims)
+}
+
+// claimsPool recycles the claims maps of verified tokens. A Principal
+// keeps only strings taken out of the map (and a new slice for array
+// scopes), never the map or a value inside it, so once Verify has built
+// the principal the map can be cleared and reused: the next token decodes
+// into a map already sized for a token's claims instead of growing a new
+// one.
+var claimsPool = sync.Pool{New: func() any { return make(jwt.MapClaims, 16) }}
+
+// maxPooledClaims bounds the maps kept for reuse: a token with a hundred
+// claims is served, but its map is left to the collector.
+const maxPooledClaims = 32
+
+func putClaims(claims jwt.MapClaims) {
+	if len(claims) > maxPooledClaims {
+		return
+	}
+	clear(claims)
+	claimsPool.Put(claims)
 }
 
 func (v *JWTVerifier) principal(token *jwt.Token, claims jwt.MapClaims) (Principal, error) {
