@@ -73,7 +73,24 @@ type APIKeysConfig struct {
 	// last_used_at: only when the stored value is older than this. Default:
 	// DefaultLastUsedInterval (one minute).
 	LastUsedInterval time.Duration
-	// Now is the clock. Default: time.Now.
+	// CacheTTL, when positive, keeps each verified key in memory for this
+	// long: within it, Authenticate answers from the cache (one SHA-256 of
+	// the key and a map lookup) without a transaction. A key revoked
+	// through this APIKeys value is dropped from its cache at once (with
+	// RevokeTx, when RevokeTx is called, before the caller commits); other
+	// instances, and a key revoked in SQL, keep accepting it until their
+	// entry expires, so CacheTTL bounds how long a revocation takes to
+	// reach every instance. Answers from the cache do not write
+	// last_used_at; the next database check does. Principals answered
+	// from the cache share their Scopes slice: treat it as read-only.
+	// Default 0: no cache, every authentication reads the key's row.
+	CacheTTL time.Duration
+	// CacheSize bounds the keys kept with a CacheTTL; when it is reached,
+	// expired entries are dropped and, if none was, new keys are not
+	// cached. Default: DefaultAPIKeyCacheSize (10,000).
+	CacheSize int
+	// Now is the clock, for last_used_at and the cache's expiry. Default:
+	// time.Now.
 	Now func() time.Time
 	// Logger receives failures. Default: slog.Default().
 	Logger *slog.Logger
@@ -83,8 +100,9 @@ type APIKeysConfig struct {
 // platform.tenancy_api_keys. Use it on the app role: every statement runs
 // in a transaction scoped to one tenant. It is safe for concurrent use.
 type APIKeys struct {
-	db  DB
-	cfg APIKeysConfig
+	db    DB
+	cfg   APIKeysConfig
+	cache *keyCache // nil without a CacheTTL
 }
 
 // NewAPIKeys validates cfg and returns the service on db (usually the app
@@ -103,13 +121,21 @@ func NewAPIKeys(db DB, cfg APIKeysConfig) (*APIKeys, error) {
 	if cfg.LastUsedInterval == 0 {
 		cfg.LastUsedInterval = DefaultLastUsedInterval
 	}
+	if cfg.CacheTTL < 0 || cfg.CacheSize < 0 {
+		return nil, errs.Config("tenancy", "APIKeysConfig.CacheTTL and CacheSize must not be negative")
+	}
+	cfg.CacheSize = cmp.Or(cfg.CacheSize, DefaultAPIKeyCacheSize)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &APIKeys{db: db, cfg: cfg}, nil
+	s := &APIKeys{db: db, cfg: cfg}
+	if cfg.CacheTTL > 0 {
+		s.cache = newKeyCache(cfg.CacheTTL, cfg.CacheSize, cfg.Now)
+	}
+	return s, nil
 }
 
 // NewAPIKey describes a key to create.
@@ -277,7 +303,16 @@ func isKeyText(s string) bool {
 // The key names its tenant, so the lookup runs as the app role in a
 // transaction scoped to that tenant, under row-level security like every
 // other query: see the package documentation.
+//
+// With a CacheTTL, a key verified within the TTL is answered from memory.
 func (s *APIKeys) Authenticate(ctx context.Context, key string) (Principal, error) {
+	var sum [sha256.Size]byte
+	if s.cache != nil {
+		sum = sha256.Sum256([]byte(key))
+		if p, ok := s.cache.get(&sum); ok {
+			return p, nil
+		}
+	}
 	tenant, prefix, err := ParseAPIKey(key)
 	if err != nil || !strings.HasPrefix(prefix, s.cfg.Brand+"_") {
 		return Principal{}, ErrInvalidAPIKey
@@ -289,6 +324,9 @@ func (s *APIKeys) Authenticate(ctx context.Context, key string) (Principal, erro
 	})
 	switch {
 	case err == nil:
+		if s.cache != nil {
+			s.cache.put(&sum, p)
+		}
 		return p, nil
 	case errors.Is(err, ErrInvalidAPIKey):
 		return Principal{}, err
@@ -367,7 +405,15 @@ func (s *APIKeys) Revoke(ctx context.Context, id string) error {
 	if !ok {
 		return ErrNoTenant
 	}
-	return InTxForTenant(ctx, s.db, tenant, func(tx pgx.Tx) error { return s.revokeTx(ctx, tx, tenant, id) })
+	err := InTxForTenant(ctx, s.db, tenant, func(tx pgx.Tx) error { return s.revokeTx(ctx, tx, tenant, id) })
+	if err == nil && s.cache != nil {
+		// Again after the commit: an authentication that read the row
+		// before it may have cached the key meanwhile.
+		if keyID, perr := uuid.Parse(id); perr == nil {
+			s.cache.forget(tenant, keyID.String())
+		}
+	}
+	return err
 }
 
 // RevokeTx is Revoke inside the caller's transaction tx, for the tenant of
@@ -395,6 +441,9 @@ func (s *APIKeys) revokeTx(ctx context.Context, tx pgx.Tx, tenant, id string) er
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("%w: %s", ErrAPIKeyNotFound, keyID)
+	}
+	if s.cache != nil {
+		s.cache.forget(tenant, keyID.String())
 	}
 	return nil
 }

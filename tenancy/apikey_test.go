@@ -334,3 +334,103 @@ func TestAPIKeysTxNeverRescopesTheCallersTx(t *testing.T) {
 	require.Equal(t, "of A", listed[0].Name)
 	require.NotNil(t, listed[0].RevokedAt)
 }
+
+func TestAPIKeysCache(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	clock := newFakeClock()
+	cached, err := tenancy.NewAPIKeys(db.App, tenancy.APIKeysConfig{Now: clock.Now, CacheTTL: time.Minute})
+	require.NoError(t, err)
+	uncached := newAPIKeys(t, db, clock)
+	ctxA := tenantContext(t, tenantA)
+
+	issued, err := cached.Create(ctxA, tenancy.NewAPIKey{Name: "cached", Scopes: []string{"deals:read"}})
+	require.NoError(t, err)
+	want := tenancy.Principal{Subject: issued.ID, TenantID: tenantA, Scopes: []string{"deals:read"},
+		Method: tenancy.AuthAPIKey, KeyID: issued.Prefix}
+	p, err := cached.Authenticate(ctxA, issued.Key)
+	require.NoError(t, err)
+	require.Equal(t, want, p)
+
+	// Revoked behind the service's back (in SQL, or by another instance):
+	// the cache answers until its entry expires, the database at once.
+	_, err = db.System.Exec(ctxA, "UPDATE platform.tenancy_api_keys SET revoked_at = now() WHERE id = $1", issued.ID)
+	require.NoError(t, err)
+	_, err = uncached.Authenticate(ctxA, issued.Key)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey)
+	p, err = cached.Authenticate(ctxA, issued.Key)
+	require.NoError(t, err, "a warm key is answered from the cache")
+	require.Equal(t, want, p)
+	p.Scopes = append(p.Scopes, "admin")
+	p, err = cached.Authenticate(ctxA, issued.Key)
+	require.NoError(t, err)
+	require.Equal(t, want, p, "a caller's append does not reach the cache")
+	// A key differing in one byte of its secret is not a hit.
+	forged := issued.Key[:len(issued.Key)-1] + map[bool]string{true: "b", false: "a"}[strings.HasSuffix(issued.Key, "a")]
+	_, err = cached.Authenticate(ctxA, forged)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey)
+
+	clock.Advance(time.Minute)
+	_, err = cached.Authenticate(ctxA, issued.Key)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey, "after CacheTTL the database decides")
+
+	// A revocation through the service itself takes effect at once.
+	second, err := cached.Create(ctxA, tenancy.NewAPIKey{Name: "second"})
+	require.NoError(t, err)
+	_, err = cached.Authenticate(ctxA, second.Key)
+	require.NoError(t, err)
+	require.NoError(t, cached.Revoke(ctxA, strings.ToUpper(second.ID)))
+	_, err = cached.Authenticate(ctxA, second.Key)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey)
+
+	// So does RevokeTx, inside the caller's transaction.
+	third, err := cached.Create(ctxA, tenancy.NewAPIKey{Name: "third"})
+	require.NoError(t, err)
+	_, err = cached.Authenticate(ctxA, third.Key)
+	require.NoError(t, err)
+	require.NoError(t, tenancy.InTx(ctxA, db.App, func(tx pgx.Tx) error { return cached.RevokeTx(ctxA, tx, third.ID) }))
+	_, err = cached.Authenticate(ctxA, third.Key)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey)
+}
+
+func TestAPIKeysCacheConfig(t *testing.T) {
+	db := pgtest.New(t)
+	for _, cfg := range []tenancy.APIKeysConfig{{CacheTTL: -time.Second}, {CacheTTL: time.Second, CacheSize: -1}} {
+		_, err := tenancy.NewAPIKeys(db.App, cfg)
+		require.ErrorIs(t, err, tenancy.ErrInvalidConfig)
+	}
+}
+
+func TestAPIKeysCacheFull(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	clock := newFakeClock()
+	keys, err := tenancy.NewAPIKeys(db.App, tenancy.APIKeysConfig{Now: clock.Now, CacheTTL: time.Minute, CacheSize: 1})
+	require.NoError(t, err)
+	ctxA := tenantContext(t, tenantA)
+	first, err := keys.Create(ctxA, tenancy.NewAPIKey{Name: "first"})
+	require.NoError(t, err)
+	second, err := keys.Create(ctxA, tenancy.NewAPIKey{Name: "second"})
+	require.NoError(t, err)
+	for _, k := range []string{first.Key, second.Key} {
+		_, err = keys.Authenticate(ctxA, k)
+		require.NoError(t, err)
+	}
+	_, err = db.System.Exec(ctxA, "UPDATE platform.tenancy_api_keys SET revoked_at = now()")
+	require.NoError(t, err)
+	_, err = keys.Authenticate(ctxA, first.Key)
+	require.NoError(t, err, "the first key filled the cache")
+	_, err = keys.Authenticate(ctxA, second.Key)
+	require.ErrorIs(t, err, tenancy.ErrInvalidAPIKey, "the second was not cached")
+
+	// Once the first entry expires, a full cache makes room.
+	clock.Advance(time.Minute)
+	third, err := keys.Create(ctxA, tenancy.NewAPIKey{Name: "third"})
+	require.NoError(t, err)
+	_, err = keys.Authenticate(ctxA, third.Key)
+	require.NoError(t, err)
+	_, err = db.System.Exec(ctxA, "UPDATE platform.tenancy_api_keys SET revoked_at = now()")
+	require.NoError(t, err)
+	_, err = keys.Authenticate(ctxA, third.Key)
+	require.NoError(t, err, "cached after the expired entry was dropped")
+}

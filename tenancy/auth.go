@@ -79,18 +79,23 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 // credential returns the one credential of r: the Bearer token, or the
 // X-API-Key value when API keys are enabled.
 func (a *Authenticator) credential(r *http.Request) (string, error) {
-	if a.cfg.APIKeys == nil || len(r.Header.Values(APIKeyHeader)) == 0 {
+	if a.cfg.APIKeys == nil || len(r.Header[apiKeyHeaderKey]) == 0 {
 		return bearerToken(r, a.cfg.MaxHeaderBytes)
 	}
-	if len(r.Header.Values("Authorization")) > 0 {
+	if len(r.Header["Authorization"]) > 0 {
 		return "", fmt.Errorf("%w: both Authorization and %s", ErrMalformedCredentials, APIKeyHeader)
 	}
-	value, err := singleHeader(r, APIKeyHeader)
+	value, err := singleHeader(r, apiKeyHeaderKey)
 	if err != nil {
 		return "", err
 	}
 	return ParseAPIKeyHeader(value, a.cfg.MaxHeaderBytes)
 }
+
+// apiKeyHeaderKey is APIKeyHeader in canonical form ("X-Api-Key"), so a
+// request's headers are indexed without canonicalizing (and allocating)
+// the name on every request.
+var apiKeyHeaderKey = http.CanonicalHeaderKey(APIKeyHeader)
 
 // ParseAPIKeyHeader checks an X-API-Key header value: at most maxBytes
 // (DefaultMaxHeaderBytes when maxBytes <= 0), surrounding spaces trimmed,

@@ -96,6 +96,11 @@
 // cost is that a key reveals its tenant's id, which is an identifier, not a
 // secret.
 //
+// With APIKeysConfig.CacheTTL set, a verified key is kept in memory (by the
+// SHA-256 of the whole key) for that long, and Authenticate answers it
+// without a transaction; a revocation reaches other instances within the
+// TTL. The default is no cache.
+//
 // Authenticator accepts either credential on one route: a bearer credential
 // that starts with the API-key brand is an API key, any other a JWT; the
 // X-API-Key header is accepted too.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -277,7 +278,15 @@ func isECDSAOn(key any, curve elliptic.Curve) bool {
 // Verify checks token and returns its principal. Errors wrap
 // ErrInvalidToken (and the golang-jwt error) or ErrTenantNotGranted.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (Principal, error) {
-	claims := jwt.MapClaims{}
+	return v.verify(ctx, token, nil)
+}
+
+// verify is Verify with room for the principal's scopes: when scopeBuf is
+// not nil, the scopes are appended to scopeBuf[:0] (allocating only if
+// they outgrow it).
+func (v *JWTVerifier) verify(ctx context.Context, token string, scopeBuf []string) (Principal, error) {
+	claims := claimsPool.Get().(jwt.MapClaims)
+	defer putClaims(claims)
 	keyfunc := v.staticKeyfunc
 	if v.jwks != nil {
 		keyfunc = v.keyfunc(ctx)
@@ -286,10 +295,30 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (Principal, erro
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return v.principal(parsed, claims)
+	return v.principal(parsed, claims, scopeBuf)
 }
 
-func (v *JWTVerifier) principal(token *jwt.Token, claims jwt.MapClaims) (Principal, error) {
+// claimsPool recycles the claims maps of verified tokens. A Principal
+// keeps only strings taken out of the map (and a new slice for array
+// scopes), never the map or a value inside it, so once Verify has built
+// the principal the map can be cleared and reused: the next token decodes
+// into a map already sized for a token's claims instead of growing a new
+// one.
+var claimsPool = sync.Pool{New: func() any { return make(jwt.MapClaims, 16) }}
+
+// maxPooledClaims bounds the maps kept for reuse: a token with a hundred
+// claims is served, but its map is left to the collector.
+const maxPooledClaims = 32
+
+func putClaims(claims jwt.MapClaims) {
+	if len(claims) > maxPooledClaims {
+		return
+	}
+	clear(claims)
+	claimsPool.Put(claims)
+}
+
+func (v *JWTVerifier) principal(token *jwt.Token, claims jwt.MapClaims, scopeBuf []string) (Principal, error) {
 	raw, ok := claims[v.cfg.TenantClaim].(string)
 	if !ok {
 		return Principal{}, fmt.Errorf("%w: claim %q is missing or not a string", ErrTenantNotGranted, v.cfg.TenantClaim)
@@ -303,24 +332,30 @@ func (v *JWTVerifier) principal(token *jwt.Token, claims jwt.MapClaims) (Princip
 	return Principal{
 		Subject:  subject,
 		TenantID: tenant,
-		Scopes:   scopesOf(claims),
+		Scopes:   scopesOf(claims, scopeBuf),
 		Method:   AuthJWT,
 		KeyID:    kid,
 	}, nil
 }
 
 // scopesOf collects the space-separated "scope" (RFC 8693) or "scp"
-// claim and the "scopes" and "roles" arrays.
-func scopesOf(claims jwt.MapClaims) []string {
+// claim and the "scopes" and "roles" arrays: into buf[:0] when buf is not
+// nil, else into a new slice. It returns nil when there are none.
+func scopesOf(claims jwt.MapClaims, buf []string) []string {
 	var scopes []string
+	if buf != nil {
+		scopes = buf[:0]
+	}
 	for _, name := range []string{"scope", "scp", "scopes", "roles"} {
 		switch value := claims[name].(type) {
 		case string:
 			if scopes == nil {
-				scopes = strings.Fields(value) // the common case: no copy
+				scopes = strings.Fields(value) // the common case: one allocation, exactly sized
 				continue
 			}
-			scopes = append(scopes, strings.Fields(value)...)
+			for f := range strings.FieldsSeq(value) {
+				scopes = append(scopes, f)
+			}
 		case []any:
 			for _, s := range value {
 				if s, ok := s.(string); ok && s != "" {
@@ -329,7 +364,10 @@ func scopesOf(claims jwt.MapClaims) []string {
 			}
 		}
 	}
-	return scopes
+	if len(scopes) == 0 {
+		return nil
+	}
+	return slices.Clip(scopes) // an append by the caller must not write into buf
 }
 
 var (
@@ -398,11 +436,15 @@ func publicOf(key any) any {
 
 // Authenticate verifies the Bearer token of r.
 func (v *JWTVerifier) Authenticate(r *http.Request) (Principal, error) {
+	return v.authenticate(r, nil)
+}
+
+func (v *JWTVerifier) authenticate(r *http.Request, scopeBuf []string) (Principal, error) {
 	token, err := bearerToken(r, v.cfg.MaxHeaderBytes)
 	if err != nil {
 		return Principal{}, err
 	}
-	return v.Verify(r.Context(), token)
+	return v.verify(r.Context(), token, scopeBuf)
 }
 
 // Handler is middleware that admits only requests with a valid bearer JWT
@@ -410,7 +452,19 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (Principal, error) {
 // bad credential gets a 401 problem+json with a WWW-Authenticate: Bearer
 // challenge; a valid token without a usable tenant gets a 403.
 func (v *JWTVerifier) Handler(next http.Handler) http.Handler {
-	return authHandler(v.Authenticate, v.cfg.Realm, v.cfg.Logger, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// One allocation holds the context entry, the principal and up to
+		// len(pc.scopes) scopes.
+		pc := &principalCtx{Context: r.Context()}
+		p, err := v.authenticate(r, pc.scopes[:0])
+		if err != nil {
+			writeAuthError(w, r, v.cfg.Realm, v.cfg.Logger, err)
+			return
+		}
+		// principal returned the tenant in canonical form.
+		pc.id = identity{tenant: p.TenantID, principal: p, hasPrincipal: true}
+		next.ServeHTTP(w, r.WithContext(pc))
+	})
 }
 
 // authHandler is the middleware shared by JWTVerifier and Authenticator.

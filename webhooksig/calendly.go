@@ -48,11 +48,12 @@ func (c *Calendly) Name() string { return c.name }
 // Verify implements Verifier. Calendly sends no delivery id; the id is the
 // digest of the verified signature, unique per timestamp and body.
 func (c *Calendly) Verify(m *Message) (Delivery, error) {
-	d, match, err := verifyTV(c.name, CalendlySignatureHeader, c.keys, c.timing, m)
+	var h tvHeader
+	d, match, err := verifyTV(c.name, CalendlySignatureHeader, keyCalendlySignature, c.keys, c.timing, m, &h)
 	if err != nil {
 		return Delivery{}, err
 	}
-	d.ID = signatureID(match)
+	d.ID = signatureID(h.signatures.at(match))
 	return d, nil
 }
 

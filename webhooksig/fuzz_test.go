@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -285,6 +286,30 @@ func FuzzTopLevelID(f *testing.F) {
 		}
 		if slow := decodeID(body); slow != fast {
 			t.Fatalf("decoder %q != fast path %q", slow, fast)
+		}
+	})
+}
+
+// The allocation-free decoders agree with the standard library's.
+func FuzzDecoders(f *testing.F) {
+	for _, seed := range []string{"0", "1700000000", "9223372036854775807", "9223372036854775808", "99999999999999999999",
+		"000000000000000000001700000000", "+1", "-1", "1_0", "", strings.Repeat("a", 64), strings.Repeat("A", 64),
+		strings.Repeat("g", 64), strings.Repeat("0", 63)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := parseUnsigned(s)
+		want, err := strconv.ParseInt(s, 10, 64)
+		wantOK := err == nil && s != "" && s[0] >= '0' && s[0] <= '9'
+		if ok != wantOK || (ok && n != want) {
+			t.Fatalf("parseUnsigned(%q) = %d, %v; strconv: %d, %v", s, n, ok, want, wantOK)
+		}
+		var sig [sha256.Size]byte
+		ok = decodeHex32(&sig, s)
+		dec, err := hex.DecodeString(s)
+		wantOK = err == nil && len(dec) == sha256.Size
+		if ok != wantOK || (ok && string(sig[:]) != string(dec)) {
+			t.Fatalf("decodeHex32(%q) = %x, %v; encoding/hex: %x, %v", s, sig, ok, dec, wantOK)
 		}
 	})
 }

@@ -58,17 +58,17 @@ func (g *GitHub) Verify(m *Message) (Delivery, error) {
 	if !ok {
 		return Delivery{}, fail(g.name, GitHubSignatureHeader, ErrMalformedHeader)
 	}
-	sig, err := decodeHex(hexSig, sha256.Size)
-	if err != nil {
+	var sig [sha256.Size]byte
+	if !decodeHex32(&sig, hexSig) {
 		return Delivery{}, fail(g.name, GitHubSignatureHeader, ErrMalformedHeader)
 	}
-	if _, ok := g.keys.match([][]byte{sig}, nil, m.Body, nil); !ok {
+	if _, ok := g.keys.match(one(&sig), nil, m.Body, ""); !ok {
 		return Delivery{}, fail(g.name, GitHubSignatureHeader, ErrBadSignature)
 	}
 	// X-GitHub-Delivery is not signed: whoever captured a delivery could
 	// resend it under any id. The replay key is the signature's digest,
 	// which covers the body; the header is passed on for logs only.
-	return Delivery{Verifier: g.name, ID: signatureID(sig), SenderID: firstValue(m.Header, GitHubDeliveryHeader)}, nil
+	return Delivery{Verifier: g.name, ID: signatureID(sig[:]), SenderID: firstValue(m.Header, GitHubDeliveryHeader)}, nil
 }
 
 // SignGitHub returns the X-Hub-Signature-256 value for body under secret.

@@ -88,11 +88,8 @@ func (h *HubSpot) verifyV3(m *Message) (Delivery, error) {
 	if !ok {
 		return Delivery{}, fail(h.name, HubSpotTimestampHeader, ErrMalformedHeader)
 	}
-	if len(value) != base64.StdEncoding.EncodedLen(sha256.Size) {
-		return Delivery{}, fail(h.name, HubSpotSignatureV3Header, ErrMalformedHeader)
-	}
-	sig, err := base64.StdEncoding.DecodeString(value)
-	if err != nil {
+	var sigs sigList
+	if !decodeBase64Sig(&sigs, value) {
 		return Delivery{}, fail(h.name, HubSpotSignatureV3Header, ErrMalformedHeader)
 	}
 	ts := time.UnixMilli(millis)
@@ -100,10 +97,10 @@ func (h *HubSpot) verifyV3(m *Message) (Delivery, error) {
 		return Delivery{}, err
 	}
 	uri := HubSpotDecodeURI(m.URL)
-	if _, ok := h.keys.match([][]byte{sig}, hubspotV3Prefix(m.Method, uri), m.Body, []byte(rawTime)); !ok {
+	if _, ok := h.keys.match(&sigs, []string{m.Method, uri}, m.Body, rawTime); !ok {
 		return Delivery{}, fail(h.name, HubSpotSignatureV3Header, ErrBadSignature)
 	}
-	return Delivery{Verifier: h.name, ID: signatureID(sig), Timestamp: ts}, nil
+	return Delivery{Verifier: h.name, ID: signatureID(sigs.at(0)), Timestamp: ts}, nil
 }
 
 func (h *HubSpot) verifyLegacy(m *Message) (Delivery, error) {

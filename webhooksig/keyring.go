@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"hash"
 	"sync"
+	"unsafe"
 )
 
 // keyring holds a verifier's active HMAC-SHA256 keys. Each key keeps a
@@ -14,26 +15,62 @@ import (
 // message's blocks and no allocation for the hash.
 type keyring struct {
 	keys  [][]byte
-	pools []*sync.Pool
+	pools []sync.Pool
 }
 
+// macState is one pooled keyed HMAC state with the scratch space a
+// verification needs, so that neither the signed prefix nor the sum has
+// to be allocated per request: both would escape through the hash.Hash
+// interface.
+type macState struct {
+	mac  hash.Hash
+	head []byte
+	out  [sha256.Size]byte
+}
+
+// maxPooledHead bounds the prefix buffer a pooled state keeps; a longer
+// one (a HubSpot URL, say) is used once and dropped.
+const maxPooledHead = 1 << 10
+
 func newKeyring(keys [][]byte) *keyring {
-	k := &keyring{keys: keys, pools: make([]*sync.Pool, len(keys))}
+	k := &keyring{keys: keys, pools: make([]sync.Pool, len(keys))}
 	for i, key := range keys {
-		k.pools[i] = &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+		k.pools[i].New = func() any {
+			return &macState{mac: hmac.New(sha256.New, key), head: make([]byte, 0, 64)}
+		}
 	}
 	return k
 }
 
-// sum computes the MAC of prefix || body || suffix under key i into dst.
-func (k *keyring) sum(i int, dst *[sha256.Size]byte, prefix, body, suffix []byte) {
-	mac := k.pools[i].Get().(hash.Hash)
-	mac.Write(prefix)
-	mac.Write(body)
-	mac.Write(suffix)
-	mac.Sum(dst[:0])
-	mac.Reset()
-	k.pools[i].Put(mac)
+// sum computes the MAC of concat(head) || body || tail under key i into
+// dst. The head's parts are joined in the state's buffer and written at
+// once, as a caller with the prefix already joined would.
+func (k *keyring) sum(i int, dst *[sha256.Size]byte, head []string, body []byte, tail string) {
+	s := k.pools[i].Get().(*macState)
+	if len(head) > 0 {
+		buf := s.head[:0]
+		for _, part := range head {
+			buf = append(buf, part...)
+		}
+		s.mac.Write(buf)
+		if cap(buf) <= maxPooledHead {
+			s.head = buf[:0]
+		}
+	}
+	s.mac.Write(body)
+	if tail != "" {
+		s.mac.Write(readOnlyBytes(tail))
+	}
+	s.mac.Sum(s.out[:0])
+	*dst = s.out
+	s.mac.Reset()
+	k.pools[i].Put(s)
+}
+
+// readOnlyBytes returns the bytes of s without copying them. Only for
+// io.Writer.Write, whose contract forbids modifying or retaining p.
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // macOf is the one-off MAC of prefix || body || suffix under key, for the
@@ -46,23 +83,93 @@ func macOf(key, prefix, body, suffix []byte) []byte {
 	return mac.Sum(nil)
 }
 
-// match reports the first candidate equal to the MAC of prefix || body ||
-// suffix under any key. Every key is tried and every comparison is
-// constant-time, so timing does not reveal which key matched.
-func (k *keyring) match(candidates [][]byte, prefix, body, suffix []byte) ([]byte, bool) {
-	var (
-		expected [sha256.Size]byte
-		found    []byte
-	)
+// match reports the index of the first candidate equal to the MAC of
+// concat(head) || body || tail under any key. Every key is tried and every
+// comparison is constant-time, so timing does not reveal which key
+// matched.
+func (k *keyring) match(candidates *sigList, head []string, body []byte, tail string) (int, bool) {
+	var expected [sha256.Size]byte
+	found := -1
 	for i := range k.keys {
-		k.sum(i, &expected, prefix, body, suffix)
-		for _, got := range candidates {
-			if hmac.Equal(expected[:], got) && found == nil {
-				found = got
+		k.sum(i, &expected, head, body, tail)
+		for j := range candidates.n {
+			if hmac.Equal(expected[:], candidates.at(j)) && found < 0 {
+				found = j
 			}
 		}
 	}
-	return found, found != nil
+	return found, found >= 0
+}
+
+// sigList holds the decoded signatures of one header: the first two (one
+// per active secret during a roll, the usual most) without a heap
+// allocation, more up to maxSignatures in a slice.
+type sigList struct {
+	n      int
+	inline [2][sha256.Size]byte
+	more   [][sha256.Size]byte
+}
+
+// next returns the slot for one more signature, or nil when the list
+// already holds maxSignatures.
+func (l *sigList) next() *[sha256.Size]byte {
+	switch {
+	case l.n == maxSignatures:
+		return nil
+	case l.n < len(l.inline):
+		l.n++
+		return &l.inline[l.n-1]
+	default:
+		l.more = append(l.more, [sha256.Size]byte{})
+		l.n++
+		return &l.more[len(l.more)-1]
+	}
+}
+
+// at returns signature i.
+func (l *sigList) at(i int) []byte {
+	if i < len(l.inline) {
+		return l.inline[i][:]
+	}
+	return l.more[i-len(l.inline)][:]
+}
+
+// one returns a list holding sig.
+func one(sig *[sha256.Size]byte) *sigList {
+	l := &sigList{n: 1}
+	l.inline[0] = *sig
+	return l
+}
+
+// hexValues maps an ASCII byte to its hex digit value, 0xff for a byte
+// that is not a hex digit (either case, as encoding/hex accepts).
+var hexValues = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := byte('0'); c <= '9'; c++ {
+		t[c] = c - '0'
+	}
+	for c := byte('a'); c <= 'f'; c++ {
+		t[c] = c - 'a' + 10
+		t[c-'a'+'A'] = c - 'a' + 10
+	}
+	return t
+}()
+
+// decodeHex32 decodes s, which must be exactly 64 hex digits, into dst
+// without allocating.
+func decodeHex32(dst *[sha256.Size]byte, s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	var bad byte
+	for i := range dst {
+		hi, lo := hexValues[s[2*i]], hexValues[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo
+	}
+	return bad&0xf0 == 0
 }
 
 // signatureID is the delivery id of a scheme without one: the hex SHA-256

@@ -74,18 +74,18 @@ func (s *Slack) Verify(m *Message) (Delivery, error) {
 	if version != "v0" {
 		return Delivery{}, fail(s.name, SlackSignatureHeader, ErrUnknownKey)
 	}
-	sig, err := decodeHex(hexSig, sha256.Size)
-	if err != nil {
+	var sig [sha256.Size]byte
+	if !decodeHex32(&sig, hexSig) {
 		return Delivery{}, fail(s.name, SlackSignatureHeader, ErrMalformedHeader)
 	}
 	ts := time.Unix(unix, 0)
 	if err := checkTimestamp(s.name, SlackTimestampHeader, s.now(), ts, s.tolerance); err != nil {
 		return Delivery{}, err
 	}
-	if _, ok := s.keys.match([][]byte{sig}, slackPrefix(rawTime), m.Body, nil); !ok {
+	if _, ok := s.keys.match(one(&sig), []string{"v0:", rawTime, ":"}, m.Body, ""); !ok {
 		return Delivery{}, fail(s.name, SlackSignatureHeader, ErrBadSignature)
 	}
-	return Delivery{Verifier: s.name, ID: signatureID(sig), Timestamp: ts}, nil
+	return Delivery{Verifier: s.name, ID: signatureID(sig[:]), Timestamp: ts}, nil
 }
 
 // slackPrefix is what precedes the body in the signed string: "v0:<ts>:".

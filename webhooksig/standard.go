@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -77,15 +78,15 @@ func (s *Standard) Name() string { return s.name }
 
 // Verify implements Verifier. The delivery id is webhook-id.
 func (s *Standard) Verify(m *Message) (Delivery, error) {
-	id, err := singleHeader(s.name, m.Header, StandardIDHeader)
+	id, err := singleHeaderKey(s.name, m.Header, StandardIDHeader, keyStandardID)
 	if err != nil {
 		return Delivery{}, err
 	}
-	rawTime, err := singleHeader(s.name, m.Header, StandardTimestampHeader)
+	rawTime, err := singleHeaderKey(s.name, m.Header, StandardTimestampHeader, keyStandardTimestamp)
 	if err != nil {
 		return Delivery{}, err
 	}
-	list, err := singleHeader(s.name, m.Header, StandardSignatureHeader)
+	list, err := singleHeaderKey(s.name, m.Header, StandardSignatureHeader, keyStandardSignature)
 	if err != nil {
 		return Delivery{}, err
 	}
@@ -93,54 +94,69 @@ func (s *Standard) Verify(m *Message) (Delivery, error) {
 	if !ok {
 		return Delivery{}, fail(s.name, StandardTimestampHeader, ErrMalformedHeader)
 	}
-	sigs, others, ok := parseStandardSignatures(list)
+	var sigs sigList
+	others, ok := parseStandardSignatures(list, &sigs)
 	if !ok {
 		return Delivery{}, fail(s.name, StandardSignatureHeader, ErrMalformedHeader)
 	}
-	if len(sigs) == 0 && others > 0 {
+	if sigs.n == 0 && others > 0 {
 		return Delivery{}, fail(s.name, StandardSignatureHeader, ErrUnknownKey)
 	}
 	ts := time.Unix(unix, 0)
 	if err := checkTimestamp(s.name, StandardTimestampHeader, s.now(), ts, s.tolerance); err != nil {
 		return Delivery{}, err
 	}
-	if _, ok := s.keys.match(sigs, standardPrefix(id, rawTime), m.Body, nil); !ok {
+	if _, ok := s.keys.match(&sigs, []string{id, ".", rawTime, "."}, m.Body, ""); !ok {
 		return Delivery{}, fail(s.name, StandardSignatureHeader, ErrBadSignature)
 	}
 	return Delivery{Verifier: s.name, ID: id, Timestamp: ts}, nil
 }
 
-// parseStandardSignatures parses "v1,<b64> v1,<b64> v1a,<b64>": elements
-// are separated by spaces and each is "<version>,<signature>". v1
-// signatures must be 32 bytes of standard base64; other versions are
+// parseStandardSignatures parses "v1,<b64> v1,<b64> v1a,<b64>" into sigs:
+// elements are separated by spaces and each is "<version>,<signature>".
+// v1 signatures must be 32 bytes of standard base64; other versions are
 // counted and ignored. A list without elements, an element without a comma
 // a bad v1 signature or more than maxSignatures v1 signatures is malformed.
-func parseStandardSignatures(list string) (sigs [][]byte, others int, ok bool) {
-	for elem := range strings.SplitSeq(list, " ") {
-		if elem == "" {
-			continue // a doubled or trailing space, as the reference library allows
+// It allocates nothing for up to two signatures.
+func parseStandardSignatures(list string, sigs *sigList) (others int, ok bool) {
+	for {
+		elem, rest, more := strings.Cut(list, " ")
+		if elem != "" { // a doubled or trailing space is skipped, as the reference library allows
+			version, b64, found := strings.Cut(elem, ",")
+			if !found || version == "" {
+				return 0, false
+			}
+			if version != "v1" {
+				others++
+			} else if !decodeBase64Sig(sigs, b64) {
+				return 0, false
+			}
 		}
-		version, b64, found := strings.Cut(elem, ",")
-		if !found || version == "" {
-			return nil, 0, false
+		if !more {
+			break
 		}
-		if version != "v1" {
-			others++
-			continue
-		}
-		if len(b64) != base64.StdEncoding.EncodedLen(sha256.Size) {
-			return nil, 0, false
-		}
-		sig, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(sig) != sha256.Size {
-			return nil, 0, false
-		}
-		if len(sigs) == maxSignatures {
-			return nil, 0, false
-		}
-		sigs = append(sigs, sig)
+		list = rest
 	}
-	return sigs, others, len(sigs) > 0 || others > 0
+	return others, sigs.n > 0 || others > 0
+}
+
+// decodeBase64Sig appends the standard-base64 signature b64, which must
+// decode to exactly 32 bytes, to sigs.
+func decodeBase64Sig(sigs *sigList, b64 string) bool {
+	if len(b64) != base64.StdEncoding.EncodedLen(sha256.Size) {
+		return false
+	}
+	slot := sigs.next()
+	if slot == nil {
+		return false
+	}
+	var buf [sha256.Size + 1]byte // DecodedLen(44) is 33
+	n, err := base64.StdEncoding.Decode(buf[:], readOnlyBytes(b64))
+	if err != nil || n != sha256.Size {
+		return false
+	}
+	copy(slot[:], buf[:n])
+	return true
 }
 
 // standardPrefix is what precedes the body in the signed string:
@@ -170,11 +186,23 @@ func SignStandard(id string, t time.Time, body []byte, secrets ...string) (strin
 }
 
 // parseUnsigned parses a decimal integer of digits only (no sign, no
-// spaces), as the timestamp headers are written.
+// spaces), as the timestamp headers are written; a value above
+// math.MaxInt64 is refused.
 func parseUnsigned(s string) (int64, bool) {
 	if s == "" || s[0] < '0' || s[0] > '9' {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
+	if len(s) > 19 { // only leading zeros can make a valid int64 this long
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	var n uint64 // 19 digits fit: at most 9999999999999999999 < 1<<64
+	for i := 0; i < len(s); i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + uint64(c)
+	}
+	return int64(n), n <= math.MaxInt64
 }

@@ -53,48 +53,45 @@ func (s *Stripe) Name() string { return s.name }
 
 // Verify implements Verifier. The delivery id is the event's "id".
 func (s *Stripe) Verify(m *Message) (Delivery, error) {
-	d, match, err := verifyTV(s.name, StripeSignatureHeader, s.keys, s.timing, m)
+	var h tvHeader
+	d, match, err := verifyTV(s.name, StripeSignatureHeader, keyStripeSignature, s.keys, s.timing, m, &h)
 	if err != nil {
 		return Delivery{}, err
 	}
 	if d.ID = topLevelID(m.Body); d.ID == "" {
-		d.ID = signatureID(match)
+		d.ID = signatureID(h.signatures.at(match))
 	}
 	return d, nil
 }
 
 // verifyTV is the check Stripe and Calendly share: HMAC-SHA256 over
-// "<t>.<body>", hex, in a "t=…,v1=…" header. It returns the delivery
-// without its id, and the matching signature.
-func verifyTV(name, header string, keys *keyring, tm timing, m *Message) (Delivery, []byte, error) {
-	value, err := singleHeader(name, m.Header, header)
+// "<t>.<body>", hex, in a "t=…,v1=…" header (canonical form key) parsed
+// into h. It returns the
+// delivery without its id, and the index of the matching signature in
+// h.signatures.
+func verifyTV(name, header, key string, keys *keyring, tm timing, m *Message, h *tvHeader) (Delivery, int, error) {
+	value, err := singleHeaderKey(name, m.Header, header, key)
 	if err != nil {
-		return Delivery{}, nil, err
+		return Delivery{}, 0, err
 	}
-	h, ok := parseTVHeader(value)
-	if !ok {
-		return Delivery{}, nil, fail(name, header, ErrMalformedHeader)
+	if !parseTVHeader(value, h) {
+		return Delivery{}, 0, fail(name, header, ErrMalformedHeader)
 	}
-	if len(h.signatures) == 0 {
+	if h.signatures.n == 0 {
 		if h.otherSchemes > 0 {
-			return Delivery{}, nil, fail(name, header, ErrUnknownKey)
+			return Delivery{}, 0, fail(name, header, ErrUnknownKey)
 		}
-		return Delivery{}, nil, fail(name, header, ErrMalformedHeader)
+		return Delivery{}, 0, fail(name, header, ErrMalformedHeader)
 	}
 	ts := time.Unix(h.timestamp, 0)
 	if err := checkTimestamp(name, header, tm.now(), ts, tm.tolerance); err != nil {
-		return Delivery{}, nil, err
+		return Delivery{}, 0, err
 	}
-	match, ok := keys.match(h.signatures, tvPrefix(h.rawTime), m.Body, nil)
+	match, ok := keys.match(&h.signatures, []string{h.rawTime, "."}, m.Body, "")
 	if !ok {
-		return Delivery{}, nil, fail(name, header, ErrBadSignature)
+		return Delivery{}, 0, fail(name, header, ErrBadSignature)
 	}
 	return Delivery{Verifier: name, Timestamp: ts}, match, nil
-}
-
-// tvPrefix is what precedes the body in the signed string: "<t>.".
-func tvPrefix(rawTime string) []byte {
-	return append([]byte(rawTime), '.')
 }
 
 // SignStripe returns a Stripe-Signature value for body at t with one v1
@@ -149,31 +146,48 @@ func decodeID(body []byte) string {
 
 // leadingID is topLevelID's fast path for the shape Stripe sends, the
 // object's first member being "id" with a plain string value:
-// {"id": "evt_…", …}. ok is false for anything else, which the full
-// decoder then reads.
+// {"id": "evt_…", …}. ok is false for anything else (an escape or a
+// control character in the value included), which the full decoder then
+// reads. It is a plain byte scan: it runs on every Stripe delivery.
 func leadingID(body []byte) (id string, ok bool) {
-	rest := bytes.TrimLeft(body, " \t\r\n")
-	rest, ok = bytes.CutPrefix(rest, []byte("{"))
-	if !ok {
+	i := skipJSONSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
 		return "", false
 	}
-	rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte(`"id"`))
-	if !ok {
+	i = skipJSONSpace(body, i+1)
+	if len(body)-i < 4 || string(body[i:i+4]) != `"id"` {
 		return "", false
 	}
-	rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte(":"))
-	if !ok {
+	i = skipJSONSpace(body, i+4)
+	if i >= len(body) || body[i] != ':' {
 		return "", false
 	}
-	rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, " \t\r\n"), []byte(`"`))
-	if !ok {
+	i = skipJSONSpace(body, i+1)
+	if i >= len(body) || body[i] != '"' {
 		return "", false
 	}
-	end := bytes.IndexByte(rest, '"')
-	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 || bytes.ContainsFunc(rest[:end], isControl) {
-		return "", false
+	start := i + 1
+	for j := start; j < len(body); j++ {
+		switch c := body[j]; {
+		case c == '"':
+			return string(body[start:j]), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		}
 	}
-	return string(rest[:end]), true
+	return "", false
 }
 
-func isControl(r rune) bool { return r < 0x20 }
+// skipJSONSpace returns the index of the first byte at or after i that is
+// not JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// tvPrefix is what precedes the body in the signed string: "<t>.".
+func tvPrefix(rawTime string) []byte {
+	return append([]byte(rawTime), '.')
+}

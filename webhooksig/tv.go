@@ -11,43 +11,47 @@ const maxSignatures = 16
 type tvHeader struct {
 	timestamp  int64
 	rawTime    string
-	signatures [][]byte
+	signatures sigList
 	// otherSchemes counts signatures of versions other than v1.
 	otherSchemes int
 }
 
-// parseTVHeader parses a "t=…,v1=…" header. Exactly one t is required; v1
-// may repeat (Stripe sends one per active secret while a secret is rolled);
-// other keys are counted and ignored. An empty element, an element without
-// "=", a duplicated t, a non-numeric t, a v1 that is not 32 bytes of hex
-// or more than maxSignatures v1 values is malformed.
-func parseTVHeader(value string) (tvHeader, bool) {
-	var h tvHeader
+// parseTVHeader parses a "t=…,v1=…" header into h. Exactly one t is
+// required; v1 may repeat (Stripe sends one per active secret while a
+// secret is rolled); other keys are counted and ignored. An empty element,
+// an element without "=", a duplicated t, a non-numeric t, a v1 that is
+// not 32 bytes of hex or more than maxSignatures v1 values is malformed.
+// It allocates nothing for up to two signatures.
+func parseTVHeader(value string, h *tvHeader) bool {
 	seenTime := false
-	for part := range strings.SplitSeq(value, ",") {
+	for {
+		part, rest, more := value, "", false
+		if i := strings.IndexByte(value, ','); i >= 0 {
+			part, rest, more = value[:i], value[i+1:], true
+		}
 		key, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || key == "" {
-			return tvHeader{}, false
+			return false
 		}
 		switch key {
 		case "t":
 			ts, ok := parseUnsigned(val)
 			if seenTime || !ok {
-				return tvHeader{}, false
+				return false
 			}
 			seenTime, h.timestamp, h.rawTime = true, ts, val
 		case "v1":
-			sig, err := decodeHex(val, 32)
-			if err != nil {
-				return tvHeader{}, false
+			slot := h.signatures.next()
+			if slot == nil || !decodeHex32(slot, val) {
+				return false
 			}
-			if len(h.signatures) == maxSignatures {
-				return tvHeader{}, false
-			}
-			h.signatures = append(h.signatures, sig)
 		default:
 			h.otherSchemes++
 		}
+		if !more {
+			break
+		}
+		value = rest
 	}
-	return h, seenTime
+	return seenTime
 }
