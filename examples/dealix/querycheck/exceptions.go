@@ -1,11 +1,5 @@
 package querycheck
 
-// Citus notes shared by several exceptions.
-const (
-	citusRLSOnly = "add tenant_id = $n (the request's tenant, already in the context) to the WHERE clause, " +
-		"so Citus routes the statement to the tenant's shard instead of sending it to every shard; row-level security stays as the guard"
-)
-
 // Exceptions are the statements of the library and the reference server
 // that touch a tenant table without naming tenant_id, each with why and
 // what it needs when the tables are distributed by tenant_id. All are the
@@ -83,13 +77,5 @@ var Exceptions = []Exception{
 		Who:    "dlq.Client.RedriveWhere (dlq), app role for a tenant's admin",
 		Reason: "the dead jobs of a queue; the tenant filter is optional (empty: every tenant)",
 		Citus:  "as Stats: tenant_id = $n when a tenant is given (routed), the all-tenant form as a multi-shard update — a dlq change",
-	},
-	// The library: request-path statements that do not fix the tenant
-	// with a parameter.
-	{
-		Match:  "FROM platform.tenancy_api_keys ORDER BY created_at DESC, id",
-		Who:    "tenancy.APIKeys list (tenancy/apikey.go), app role",
-		Reason: "lists the tenant's keys under row-level security alone",
-		Citus:  citusRLSOnly + " (a library change in tenancy: WHERE tenant_id = $1)",
 	},
 }
