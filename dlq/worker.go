@@ -393,19 +393,20 @@ const minOutcomeBudget = 30 * time.Second
 func micros(d time.Duration) int64 { return d.Microseconds() }
 
 // fetchSQL claims jobs: due by the database's clock, leased until the
-// database's now() plus the lease, and each claim counted.
+// database's now() plus the lease, and each claim counted. The picked ids
+// reach the UPDATE as an array, so it finds its rows through the primary
+// key: joined to a CTE instead, the planner hashes the whole table (a
+// sequential scan whose cost grows with every finished job kept).
 const fetchSQL = `
-WITH picked AS (
+UPDATE platform.dlq_jobs j
+SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
+    lease_until = now() + $3::bigint * interval '1 microsecond'
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM platform.dlq_jobs
     WHERE state = 'available' AND queue = $1 AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE platform.dlq_jobs j
-SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
-    lease_until = now() + $3::bigint * interval '1 microsecond'
-FROM picked WHERE j.id = picked.id
+    FOR UPDATE SKIP LOCKED))
 RETURNING j.id, j.tenant_id::text, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
           j.created_at, j.errors, j.claims`
 
