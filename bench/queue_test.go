@@ -29,11 +29,18 @@ import (
 // PollInterval 20ms. Both keep their retries and at-least-once delivery:
 // River's default MaxAttempts (25), dlq's (10), leases and rescuers on.
 //
-// Both sides share one database of the same server: dlq in schema platform
+// Each side has its own database on the same server: dlq in schema platform
 // (workers as the system role, enqueue as the app role under RLS), River in
-// its own schema "river", migrated with rivermigrate as the superuser. Each
-// side's full configuration is logged next to its figures (run with -v or
-// read the benchmark's log lines).
+// schema "river", migrated with rivermigrate as the superuser. Each side's
+// full configuration is logged next to its figures (run with -v or read
+// the benchmark's log lines).
+//
+// Commits per job: each side's pg_stat_database.xact_commit delta around
+// the timed part, divided by the jobs (reported as dlq-commits/job and
+// river-commits/job). A backend publishes its counts when it exits, so the
+// side's connections are closed before each reading and the worker pools
+// opened again (connected, warm) before the timed part starts; the
+// readings come from a third database's connection.
 //
 // Timing, as riverbench times River: from the worker's Start to the last
 // job's completion being stored. River reports that through its
@@ -99,6 +106,10 @@ type queueSide interface {
 	stopIsTimed() bool
 	// completed counts the jobs stored as completed.
 	completed(ctx context.Context) (int, error)
+	// db is the side's own database.
+	db() *pgtest.DB
+	// pools are the side's pools, closed before each commit count.
+	pools() []*pgxpool.Pool
 }
 
 // newPool opens a pool of maxConns connections as role on db.
@@ -120,13 +131,14 @@ func newPool(tb testing.TB, db *pgtest.DB, role pgtest.Role, maxConns int32) *pg
 // dlqSide works dlq: enqueue through the app role (RLS), work through the
 // system role, each with its own pool.
 type dlqSide struct {
+	database    *pgtest.DB
 	app, system *pgxpool.Pool
 	enqueuer    *dlq.Client
 }
 
 func newDLQSide(tb testing.TB, db *pgtest.DB) *dlqSide {
 	tb.Helper()
-	s := &dlqSide{app: newPool(tb, db, pgtest.RoleApp, dlqAppConns), system: newPool(tb, db, pgtest.RoleSystem, dlqSystemConns)}
+	s := &dlqSide{database: db, app: newPool(tb, db, pgtest.RoleApp, dlqAppConns), system: newPool(tb, db, pgtest.RoleSystem, dlqSystemConns)}
 	var err error
 	s.enqueuer, err = dlq.NewClient(s.app, dlq.Config{Logger: quietLogger()})
 	if err != nil {
@@ -136,6 +148,10 @@ func newDLQSide(tb testing.TB, db *pgtest.DB) *dlqSide {
 }
 
 func (s *dlqSide) name() string { return "dlq" }
+
+func (s *dlqSide) db() *pgtest.DB { return s.database }
+
+func (s *dlqSide) pools() []*pgxpool.Pool { return []*pgxpool.Pool{s.app, s.system} }
 
 func (s *dlqSide) config() string {
 	return fmt.Sprintf("dlq: Concurrency %d, FetchBatch %d (fetches once half a batch is free), FetchCooldown %s, PollInterval %s, "+
@@ -193,6 +209,7 @@ func (s *dlqSide) completed(ctx context.Context) (int, error) {
 // pool, a working client over another, both as the superuser that ran
 // River's migrations.
 type riverSide struct {
+	database     *pgtest.DB
 	work, insert *pgxpool.Pool
 	inserter     *river.Client[pgx.Tx]
 }
@@ -210,7 +227,7 @@ func newRiverSide(tb testing.TB, db *pgtest.DB) *riverSide {
 	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		tb.Fatal(err)
 	}
-	s := &riverSide{work: newPool(tb, db, pgtest.RoleAdmin, riverWorkConns), insert: newPool(tb, db, pgtest.RoleAdmin, riverInsConns)}
+	s := &riverSide{database: db, work: newPool(tb, db, pgtest.RoleAdmin, riverWorkConns), insert: newPool(tb, db, pgtest.RoleAdmin, riverInsConns)}
 	s.inserter, err = river.NewClient(riverpgxv5.New(s.insert), &river.Config{Logger: quietLogger(), Schema: riverSchema})
 	if err != nil {
 		tb.Fatal(err)
@@ -219,6 +236,10 @@ func newRiverSide(tb testing.TB, db *pgtest.DB) *riverSide {
 }
 
 func (s *riverSide) name() string { return "river" }
+
+func (s *riverSide) db() *pgtest.DB { return s.database }
+
+func (s *riverSide) pools() []*pgxpool.Pool { return []*pgxpool.Pool{s.work, s.insert} }
 
 func (s *riverSide) config() string {
 	return fmt.Sprintf("river: MaxWorkers %d (fetches up to the free worker slots), FetchCooldown %s, FetchPollInterval %s, "+
@@ -322,34 +343,46 @@ func finish(ctx context.Context, s queueSide, jobs *countdown, stop func(context
 // workDown times s working down n jobs stored beforehand, from its
 // worker's Start to the last completion stored. It checks that every job
 // is stored as completed.
-func workDown(ctx context.Context, s queueSide, n int) (time.Duration, error) {
+func workDown(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (time.Duration, int64, error) {
 	if err := s.insertBulk(ctx, n); err != nil {
-		return 0, fmt.Errorf("%s: insert: %w", s.name(), err)
+		return 0, 0, fmt.Errorf("%s: insert: %w", s.name(), err)
+	}
+	before, err := settledCommits(ctx, obs, s)
+	if err != nil {
+		return 0, 0, err
 	}
 	jobs := newCountdown(n)
 	began := time.Now()
 	stop, err := s.startWorkers(ctx, jobs.ran)
 	if err != nil {
-		return 0, fmt.Errorf("%s: start: %w", s.name(), err)
+		return 0, 0, fmt.Errorf("%s: start: %w", s.name(), err)
 	}
 	if err := waitFor(ctx, jobs.done, stop); err != nil {
-		return 0, fmt.Errorf("%s: %w", s.name(), err)
+		return 0, 0, fmt.Errorf("%s: %w", s.name(), err)
 	}
 	end, err := finish(ctx, s, jobs, stop)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return end.Sub(began), checkCompleted(ctx, s, n)
+	after, err := settledCommits(ctx, obs, s)
+	if err != nil {
+		return 0, 0, err
+	}
+	return end.Sub(began), after - before, checkCompleted(ctx, s, n)
 }
 
 // insertAndWork times s in steady mode: producers enqueue n jobs one at a
 // time while its worker runs them, from the first enqueue to the last
 // completion stored. It returns the sorted latencies of the enqueues.
-func insertAndWork(ctx context.Context, s queueSide, n int) (time.Duration, []time.Duration, error) {
+func insertAndWork(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (time.Duration, []time.Duration, int64, error) {
+	before, err := settledCommits(ctx, obs, s)
+	if err != nil {
+		return 0, nil, 0, err
+	}
 	jobs := newCountdown(n)
 	stop, err := s.startWorkers(ctx, jobs.ran)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: start: %w", s.name(), err)
+		return 0, nil, 0, fmt.Errorf("%s: start: %w", s.name(), err)
 	}
 	latencies := make([]time.Duration, n)
 	var next atomic.Int64
@@ -372,17 +405,76 @@ func insertAndWork(ctx context.Context, s queueSide, n int) (time.Duration, []ti
 	close(errs)
 	if err := <-errs; err != nil {
 		_ = stop(ctx)
-		return 0, nil, fmt.Errorf("%s: enqueue: %w", s.name(), err)
+		return 0, nil, 0, fmt.Errorf("%s: enqueue: %w", s.name(), err)
 	}
 	if err := waitFor(ctx, jobs.done, stop); err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", s.name(), err)
+		return 0, nil, 0, fmt.Errorf("%s: %w", s.name(), err)
 	}
 	end, err := finish(ctx, s, jobs, stop)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, 0, err
+	}
+	after, err := settledCommits(ctx, obs, s)
+	if err != nil {
+		return 0, nil, 0, err
 	}
 	slices.Sort(latencies)
-	return end.Sub(began), latencies, checkCompleted(ctx, s, n)
+	return end.Sub(began), latencies, after - before, checkCompleted(ctx, s, n)
+}
+
+// settledCommits closes every connection to s's database, waits for the
+// backends to exit (which publishes their counts) and returns the
+// database's xact_commit, read through obs (another database). It then
+// opens s's pools again, every connection, so the timed part that follows
+// does not pay for connecting.
+func settledCommits(ctx context.Context, obs *pgxpool.Pool, s queueSide) (int64, error) {
+	db := s.db()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		// Again at each turn: a connection taken after a Reset (dlq's
+		// notifier sends its NOTIFY from a goroutine of its own) goes back
+		// to the pool open.
+		for _, p := range append(s.pools(), db.Admin, db.Owner, db.App, db.System) {
+			p.Reset()
+		}
+		var open int
+		if err := obs.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", db.Name).Scan(&open); err != nil {
+			return 0, fmt.Errorf("%s: backends: %w", s.name(), err)
+		}
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s: %d connections still open", s.name(), open)
+		}
+	}
+	var commits int64
+	if err := obs.QueryRow(ctx, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", db.Name).Scan(&commits); err != nil {
+		return 0, fmt.Errorf("%s: xact_commit: %w", s.name(), err)
+	}
+	for _, p := range s.pools() {
+		if err := warm(ctx, p); err != nil {
+			return 0, fmt.Errorf("%s: connect: %w", s.name(), err)
+		}
+	}
+	return commits, nil
+}
+
+// warm opens every connection of p.
+func warm(ctx context.Context, p *pgxpool.Pool) error {
+	conns := make([]*pgxpool.Conn, 0, p.Config().MaxConns)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	for range p.Config().MaxConns {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	return nil
 }
 
 // waitFor waits until every job has run, or stops the worker when ctx
@@ -416,13 +508,12 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 
 // sides makes both libraries on one fresh database; order alternates with
 // round so neither side always runs on a warmer server.
-func sides(tb testing.TB, round int64) []queueSide {
-	db := pgtest.New(tb)
-	both := []queueSide{newDLQSide(tb, db), newRiverSide(tb, db)}
+func sides(tb testing.TB, round int64) ([]queueSide, *pgxpool.Pool) {
+	both := []queueSide{newDLQSide(tb, pgtest.New(tb)), newRiverSide(tb, pgtest.New(tb))}
 	if round%2 == 1 {
 		slices.Reverse(both)
 	}
-	return both
+	return both, pgtest.New(tb).Admin
 }
 
 // logRound states the order of one round and, on the first, each side's
@@ -442,55 +533,73 @@ func jobsPerSecond(jobs int, took time.Duration) float64 {
 
 // BenchmarkQueueWorkDown works down 50,000 (-queue-jobs) no-op jobs
 // inserted in bulk beforehand, once per side per iteration, and reports
-// each side's jobs/s and their ratio (dlq / River).
+// each side's jobs/s, their ratio (dlq / River) and each side's commits
+// per job. The figures (median of three runs, the machine shared by no
+// other benchmark):
 //
-//	cd bench && go test -run '^$' -bench BenchmarkQueue -benchtime 1x -count 4 -v
+//	cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench 'BenchmarkQueue(WorkDown|InsertAndWork)' -benchtime 1x -count 3 -v
+//
+// While developing, -args -queue-jobs=10000 runs each in seconds.
 func BenchmarkQueueWorkDown(b *testing.B) {
 	ctx := context.Background()
 	n := *queueJobs
 	took := map[string]time.Duration{}
+	commits := map[string]int64{}
 	for b.Loop() {
 		round := workDownRounds.Add(1) - 1
-		both := sides(b, round)
+		both, obs := sides(b, round)
 		logRound(b, round, both, n)
 		for _, s := range both {
-			d, err := workDown(ctx, s, n)
+			d, c, err := workDown(ctx, obs, s, n)
 			if err != nil {
 				b.Fatal(err)
 			}
 			took[s.name()] += d
+			commits[s.name()] += c
 		}
 	}
 	reportPair(b, took["dlq"], took["river"], b.N*n)
+	reportCommits(b, commits, b.N*n)
 }
 
 // BenchmarkQueueInsertAndWork is the steady mode: 8 producers enqueue
 // 50,000 (-queue-jobs) jobs one at a time while a worker runs them, once
 // per side per iteration; it reports each side's end-to-end jobs/s, their
-// ratio (dlq / River) and each side's enqueue latency p50 and p99.
+// ratio (dlq / River), each side's enqueue latency p50 and p99 and its
+// commits per job. Command: see BenchmarkQueueWorkDown.
 func BenchmarkQueueInsertAndWork(b *testing.B) {
 	ctx := context.Background()
 	n := *queueJobs
 	took := map[string]time.Duration{}
 	latencies := map[string][]time.Duration{}
+	commits := map[string]int64{}
 	for b.Loop() {
 		round := insertAndWorkRounds.Add(1) - 1
-		both := sides(b, round)
+		both, obs := sides(b, round)
 		logRound(b, round, both, n)
 		for _, s := range both {
-			d, lat, err := insertAndWork(ctx, s, n)
+			d, lat, c, err := insertAndWork(ctx, obs, s, n)
 			if err != nil {
 				b.Fatal(err)
 			}
 			took[s.name()] += d
+			commits[s.name()] += c
 			latencies[s.name()] = append(latencies[s.name()], lat...)
 		}
 	}
 	reportPair(b, took["dlq"], took["river"], b.N*n)
+	reportCommits(b, commits, b.N*n)
 	for name, lat := range latencies {
 		slices.Sort(lat)
 		b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, name+"-p50-enqueue-ms")
 		b.ReportMetric(float64(percentile(lat, 99).Microseconds())/1000, name+"-p99-enqueue-ms")
+	}
+}
+
+// reportCommits reports each side's commits per job.
+func reportCommits(b *testing.B, commits map[string]int64, jobs int) {
+	for name, c := range commits {
+		b.ReportMetric(float64(c)/float64(jobs), name+"-commits/job")
 	}
 }
 
@@ -508,16 +617,22 @@ func TestQueuesCompleteEveryJob(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	const n = 2_000
-	for _, s := range sides(t, 0) {
+	both, obs := sides(t, 0)
+	for _, s := range both {
 		t.Run(s.name()+"/work-down", func(t *testing.T) {
-			if _, err := workDown(ctx, s, n); err != nil {
+			_, commits, err := workDown(ctx, obs, s, n)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if commits <= 0 {
+				t.Fatalf("%d commits counted for %d jobs", commits, n)
 			}
 		})
 	}
-	for _, s := range sides(t, 1) {
+	both, obs = sides(t, 1)
+	for _, s := range both {
 		t.Run(s.name()+"/insert-and-work", func(t *testing.T) {
-			_, lat, err := insertAndWork(ctx, s, n)
+			_, lat, _, err := insertAndWork(ctx, obs, s, n)
 			if err != nil {
 				t.Fatal(err)
 			}

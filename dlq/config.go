@@ -39,8 +39,11 @@ type Config struct {
 	// FetchCooldown is the least time between a fetch that found a queue
 	// drained and the next fetch of that queue, so that jobs arriving in a
 	// steady trickle are fetched in batches. It delays a job on an idle
-	// queue by at most this much after the queue's last fetch. Default
-	// 10ms.
+	// queue by at most this much after the queue's last fetch. It also
+	// spaces the wake-up notifications of this client's Enqueue,
+	// EnqueueMany and …ForTenant calls: the enqueues of one FetchCooldown
+	// share one NOTIFY (EnqueueTx notifies at the caller's commit).
+	// Default 10ms.
 	FetchCooldown time.Duration
 	// LeaseGrace is added to a queue's Timeout to make the lease of a
 	// running job: once the lease expires the job is rescued. Default 30s.

@@ -37,8 +37,9 @@
 // A client started with queues fetches available jobs with FOR UPDATE SKIP
 // LOCKED, in batches up to each queue's free concurrency, leases them, and
 // runs their handlers. A LISTEN connection wakes a queue as soon as a job is
-// committed to it; polling covers scheduled jobs, retries and a lost
-// connection.
+// committed to it (a client's own enqueues share one notification per
+// Config.FetchCooldown, the least pause between a queue's fetches anyway);
+// polling covers scheduled jobs, retries and a lost connection.
 //
 //	worker, _ := dlq.NewClient(systemPool, dlq.Config{
 //		Queues: map[string]dlq.QueueConfig{

@@ -217,7 +217,19 @@ ORDER BY u.ord`
 // rls.Query.
 type queryFunc func(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 
+// insertOneSQL is insertSQL for a single job: a plain VALUES row, which
+// PostgreSQL plans and runs for less than the arrays of insertSQL. A
+// duplicate returns no row.
+const insertOneSQL = `
+INSERT INTO platform.dlq_jobs (tenant_id, queue, kind, payload, priority, max_attempts, run_at, dedup_key, created_at)
+VALUES ($1::uuid, $2, $3, $4::text::jsonb, $5, $6, coalesce($7::timestamptz, now()), NULLIF($8, ''), now())
+ON CONFLICT (tenant_id, queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+RETURNING id`
+
 func insert(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]Inserted, error) {
+	if len(r.queue) == 1 {
+		return insertOne(ctx, query, tenant, r)
+	}
 	rows, err := query(ctx, insertSQL, tenant, r.queue, r.kind, r.payload, r.priority, r.maxAttempts, r.runAt, r.dedupKey)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: enqueue: %w", err)
@@ -244,6 +256,25 @@ func insert(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]I
 		if err := resolveDuplicates(ctx, query, tenant, r, res, dupes); err != nil {
 			return nil, err
 		}
+	}
+	return res, nil
+}
+
+func insertOne(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]Inserted, error) {
+	rows, err := query(ctx, insertOneSQL, tenant, r.queue[0], r.kind[0], r.payload[0], r.priority[0], r.maxAttempts[0], r.runAt[0], r.dedupKey[0])
+	if err != nil {
+		return nil, fmt.Errorf("dlq: enqueue: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("dlq: enqueue: %w", err)
+	}
+	if len(ids) == 1 {
+		return []Inserted{{ID: ids[0]}}, nil
+	}
+	res := []Inserted{{Duplicate: true}}
+	if err := resolveDuplicates(ctx, query, tenant, r, res, []int{0}); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

@@ -28,8 +28,22 @@ var attempts = func() metric.Int64Counter {
 	return c
 }()
 
-func recordAttempt(ctx context.Context, queue, outcome string) {
-	attempts.Add(ctx, 1, metric.WithAttributes(attribute.String("queue", queue), attribute.String("outcome", outcome)))
+// attemptAttrs are a queue's attribute sets, one per outcome, built once
+// when the queue's loop starts: building a set per attempt (sorting and
+// copying its attributes) took a quarter of the worker's CPU time in a
+// profile of no-op jobs.
+type attemptAttrs map[string]metric.AddOption
+
+func newAttemptAttrs(queue string) attemptAttrs {
+	a := attemptAttrs{}
+	for _, o := range []string{outcomeCompleted, outcomeRetried, outcomeDead, outcomeSnoozed, outcomeReleased} {
+		a[o] = metric.WithAttributeSet(attribute.NewSet(attribute.String("queue", queue), attribute.String("outcome", o)))
+	}
+	return a
+}
+
+func (a attemptAttrs) record(ctx context.Context, outcome string) {
+	attempts.Add(ctx, 1, a[outcome])
 }
 
 // ObserveQueues publishes, from Stats at each collection, the gauges

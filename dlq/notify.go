@@ -17,7 +17,11 @@ const notifySQL = `SELECT pg_notify('` + notifyChannel + `', q) FROM unnest($1::
 // of transactions that NOTIFY (one lock per database, held through the
 // commit's WAL flush), so notifying in every enqueue transaction would cap
 // enqueues at one per disk flush; a notification outside them costs one
-// small statement per burst instead.
+// small statement per burst instead. Bursts are at least FetchCooldown
+// apart, as River paces its insert notifications: a queue that was just
+// fetched waits out its cooldown before fetching again anyway, so a
+// notification sooner than that would only cost a commit and wake no one
+// earlier.
 type notifier struct {
 	c *Client
 
@@ -62,6 +66,8 @@ func (n *notifier) flush() {
 			n.c.cfg.Logger.Warn("dlq: notify failed; workers will find the jobs by polling", slog.Any("queues", queues), "err", err)
 		}
 		cancel()
+		// The enqueues of the next FetchCooldown share one notification.
+		time.Sleep(n.c.cfg.FetchCooldown)
 	}
 }
 

@@ -46,9 +46,10 @@ type runner struct {
 }
 
 type queueRunner struct {
-	name string
-	cfg  QueueConfig
-	wake chan struct{} // a notification or a freed slot; capacity 1
+	name  string
+	cfg   QueueConfig
+	wake  chan struct{} // a notification or a freed slot; capacity 1
+	attrs attemptAttrs  // the attempts counter's attributes
 
 	mu    sync.Mutex
 	inUse int // jobs of this queue running in this client
@@ -80,7 +81,7 @@ func (c *Client) Start(ctx context.Context) error {
 	r.jobsCtx, r.cancelJobs = context.WithCancel(base)
 	r.completer = newCompleter(r)
 	for name, cfg := range c.cfg.Queues {
-		r.queues[name] = &queueRunner{name: name, cfg: cfg, wake: make(chan struct{}, 1)}
+		r.queues[name] = &queueRunner{name: name, cfg: cfg, wake: make(chan struct{}, 1), attrs: newAttemptAttrs(name)}
 	}
 	for _, q := range r.queues {
 		r.goLoop(func() { r.work(q) })
@@ -278,7 +279,7 @@ func (r *runner) start(q *queueRunner, job *Job) {
 		// unrun rather than start work that is about to be cancelled.
 		go func() {
 			defer r.jobs.Done()
-			recordAttempt(context.Background(), q.name, outcomeReleased)
+			q.attrs.record(context.Background(), outcomeReleased)
 			r.persist(func(ctx context.Context) error { return r.c.release(ctx, job, 0) })
 		}()
 		return
@@ -329,7 +330,7 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 	log := r.c.cfg.Logger
 	ctx := context.WithoutCancel(r.jobsCtx)
 	if err == nil {
-		recordAttempt(ctx, q.name, outcomeCompleted)
+		q.attrs.record(ctx, outcomeCompleted)
 		r.completer.add(job)
 		return
 	}
@@ -337,11 +338,11 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 	var snooze *snoozeError
 	switch {
 	case r.hard.Load():
-		recordAttempt(ctx, q.name, outcomeReleased)
+		q.attrs.record(ctx, outcomeReleased)
 		log.Info("dlq: job released at shutdown", "queue", q.name, "job", job.ID, "err", err)
 		write = func(ctx context.Context) error { return r.c.release(ctx, job, 0) }
 	case errors.As(err, &snooze):
-		recordAttempt(ctx, q.name, outcomeSnoozed)
+		q.attrs.record(ctx, outcomeSnoozed)
 		write = func(ctx context.Context) error { return r.c.release(ctx, job, snooze.after) }
 	default:
 		var discard *discardError
@@ -350,7 +351,7 @@ func (r *runner) record(q *queueRunner, job *Job, err error) {
 		if dead {
 			level, outcome = "dead", outcomeDead
 		}
-		recordAttempt(ctx, q.name, outcome)
+		q.attrs.record(ctx, outcome)
 		log.Warn("dlq: job failed", "queue", q.name, "job", job.ID, "attempt", job.Attempt, "outcome", level, "err", err)
 		write = func(ctx context.Context) error { return r.c.fail(ctx, job, err, dead) }
 	}
@@ -393,19 +394,20 @@ const minOutcomeBudget = 30 * time.Second
 func micros(d time.Duration) int64 { return d.Microseconds() }
 
 // fetchSQL claims jobs: due by the database's clock, leased until the
-// database's now() plus the lease, and each claim counted.
+// database's now() plus the lease, and each claim counted. The picked ids
+// reach the UPDATE as an array, so it finds its rows through the primary
+// key: joined to a CTE instead, the planner hashes the whole table (a
+// sequential scan whose cost grows with every finished job kept).
 const fetchSQL = `
-WITH picked AS (
+UPDATE platform.dlq_jobs j
+SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
+    lease_until = now() + $3::bigint * interval '1 microsecond'
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM platform.dlq_jobs
     WHERE state = 'available' AND queue = $1 AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE platform.dlq_jobs j
-SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
-    lease_until = now() + $3::bigint * interval '1 microsecond'
-FROM picked WHERE j.id = picked.id
+    FOR UPDATE SKIP LOCKED))
 RETURNING j.id, j.tenant_id::text, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
           j.created_at, j.errors, j.claims`
 
