@@ -7,16 +7,16 @@ package querycheck
 var Exceptions = []Exception{
 	// The library: background work across tenants, by a global id.
 	{
-		Match:  "WITH picked AS ( SELECT id FROM platform.dlq_jobs WHERE state = 'available' AND queue = $1",
+		Match:  "WHERE j.id = ANY(ARRAY( SELECT id FROM platform.dlq_jobs WHERE state = 'available' AND queue = $1",
 		Who:    "dlq worker fetch (dlq/worker.go), system role",
 		Reason: "the claim takes a queue's next due jobs across all tenants, by priority, run_at and the global id, FOR UPDATE SKIP LOCKED: there is no tenant to name",
 		Citus:  "a multi-shard SELECT … FOR UPDATE is refused: claim per shard (workers on each node, or a loop over a small coordinator table of tenants with due work), or keep dlq_jobs local on the coordinator (then an EnqueueTx in a request transaction commits by two-phase commit)",
 	},
 	{
-		Match:  "UPDATE platform.dlq_jobs j SET state = 'completed', finalized_at = now(), lease_until = NULL FROM unnest($1::bigint[], $2::bigint[])",
+		Match:  "UPDATE platform.dlq_jobs j SET state = 'completed', finalized_at = now(), lease_until = NULL WHERE j.id = ANY($1::bigint[])",
 		Who:    "dlq completer (dlq/completer.go), system role",
 		Reason: "completions are batched by the job's global id and claim count",
-		Citus:  "the key becomes (tenant_id, id): the worker knows each job's tenant, so the batch passes it too (unnest($1::uuid[], $2::bigint[], $3::bigint[]) … WHERE j.tenant_id = d.tenant_id AND j.id = d.id), a library change in dlq",
+		Citus:  "the key becomes (tenant_id, id): the worker knows each job's tenant, so the batch passes it too (WHERE (j.tenant_id, j.id) IN (SELECT * FROM unnest($3::uuid[], $1::bigint[]))), a library change in dlq",
 	},
 	{
 		Match:  "UPDATE platform.dlq_jobs SET state = $3, lease_until = NULL, run_at = now() + $4::bigint * interval '1 microsecond'",
