@@ -17,7 +17,11 @@
 //     written. NewStore takes a DB of the app role (*pgxpool.Pool).
 //   - Middleware wraps handlers (Handler(http.Handler) http.Handler).
 //   - Sweeper deletes expired entries in batches, as the system role:
-//     SweepOnce once, Run at an interval.
+//     SweepOnce once, Run at an interval. Each batch is one short
+//     transaction (SweeperConfig.BatchSize rows, default 1000) that starts
+//     at the expiry where the one before ended, so a backlog of a million
+//     entries is swept in time linear in its size and never under one
+//     long lock.
 //   - Migrate creates the table.
 //
 // ErrNoTenant, ErrInvalidTenant, ErrInvalidConfig and ErrTenantMismatch

@@ -73,7 +73,7 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 	b.BeginTx(pgx.TxOptions{})
 	b.Queue(rls.SetTenantSQL, tenant)
 	b.Queue(lockAndLookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-		return r.Scan(row.dest(true)...)
+		return r.Scan(row.scanner(true))
 	})
 	br := conn.SendBatch(ctx, &b)
 	rt.tx = br.Tx()

@@ -204,7 +204,7 @@ func (s *Store) claimOnce(ctx context.Context, tenant, key string, fp Fingerprin
 			return err
 		})
 		b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-			return r.Scan(row.dest(false)...)
+			return r.Scan(row.scanner(false))
 		})
 	}, nil)
 	if err != nil {
@@ -250,7 +250,7 @@ func (s *Store) ClaimTx(ctx context.Context, tx pgx.Tx, key string, fp Fingerpri
 	}
 	ctxTenant, _ := tenancy.TenantFrom(ctx)
 	var row scopedRow
-	if err := tx.QueryRow(ctx, lockAndLookupSQL, ctxTenant, key).Scan(row.dest(true)...); err != nil {
+	if err := tx.QueryRow(ctx, lockAndLookupSQL, ctxTenant, key).Scan(row.scanner(true)); err != nil {
 		return Claim{}, fmt.Errorf("idempotency: lock key: %w", err)
 	}
 	tenant, err := checkScope(ctxTenant, row.tenant)
@@ -337,7 +337,7 @@ func (s *Store) claim(ctx context.Context, tx pgx.Tx, tenant, key string, fp Fin
 			return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 		}
 		var row scopedRow
-		if err := tx.QueryRow(ctx, lookupSQL, tenant, key).Scan(row.dest(false)...); err != nil {
+		if err := tx.QueryRow(ctx, lookupSQL, tenant, key).Scan(row.scanner(false)); err != nil {
 			return Claim{}, fmt.Errorf("idempotency: look up: %w", err)
 		}
 		entry, err := s.decode(row, tenant, key, false)
@@ -373,7 +373,7 @@ func (s *Store) Lookup(ctx context.Context, key string) (Entry, error) {
 	var row scopedRow
 	err = rls.Batch(ctx, s.db, tenant, func(b *pgx.Batch) {
 		b.Queue(lookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-			return r.Scan(row.dest(false)...)
+			return r.Scan(row.scanner(false))
 		})
 	}, nil)
 	if err != nil {
@@ -391,7 +391,7 @@ func (s *Store) LookupTx(ctx context.Context, tx pgx.Tx, key string) (Entry, err
 	}
 	ctxTenant, _ := tenancy.TenantFrom(ctx)
 	var row scopedRow
-	if err := tx.QueryRow(ctx, lookupSQL, ctxTenant, key).Scan(row.dest(false)...); err != nil {
+	if err := tx.QueryRow(ctx, lookupSQL, ctxTenant, key).Scan(row.scanner(false)); err != nil {
 		return Entry{}, fmt.Errorf("idempotency: look up: %w", err)
 	}
 	tenant, err := checkScope(ctxTenant, row.tenant)
@@ -460,6 +460,47 @@ type scopedRow struct {
 	now    time.Time
 	locked *bool
 	entryRow
+}
+
+// scanner returns what scans a row of lookupSQL (or, withLock, of
+// lockAndLookupSQL) into r, as one pgx.RowScanner: a key without an entry,
+// every first request, decodes only the tenant, the time and the lock, and
+// leaves the entry's nine NULL columns unscanned (pgx would otherwise plan
+// and run a scan for each).
+func (r *scopedRow) scanner(withLock bool) scopedScanner {
+	return scopedScanner{row: r, withLock: withLock}
+}
+
+type scopedScanner struct {
+	row      *scopedRow
+	withLock bool
+}
+
+// ScanRow implements pgx.RowScanner.
+func (s scopedScanner) ScanRow(rows pgx.Rows) error {
+	values := rows.RawValues()
+	const stateColumn = 3 // after tenant, now and fingerprint
+	if len(values) <= stateColumn || values[stateColumn] != nil {
+		return rows.Scan(s.row.dest(s.withLock)...) // an entry (or an unexpected shape: let Scan say so)
+	}
+	m := rows.Conn().TypeMap()
+	fields := rows.FieldDescriptions()
+	scan := func(i int, dst any) error {
+		if err := m.Scan(fields[i].DataTypeOID, fields[i].Format, values[i], dst); err != nil {
+			return pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
+		}
+		return nil
+	}
+	if err := scan(0, &s.row.tenant); err != nil {
+		return err
+	}
+	if err := scan(1, &s.row.now); err != nil {
+		return err
+	}
+	if s.withLock {
+		return scan(len(values)-1, &s.row.locked)
+	}
+	return nil
 }
 
 func (r *scopedRow) dest(withLock bool) []any {

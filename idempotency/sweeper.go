@@ -7,8 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/dealix/platform/internal/dbx"
 	"github.com/dealix/platform/internal/errs"
 	"github.com/dealix/platform/internal/sweep"
 )
@@ -20,11 +19,10 @@ const (
 	DefaultSweepInterval = time.Minute
 )
 
-// Execer runs a statement: all a Sweeper needs. *pgxpool.Pool, *pgx.Conn,
-// pgx.Tx and every package's DB satisfy it.
-type Execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+// Execer runs statements and reads their rows: all a Sweeper needs. It is
+// the library's shared executor interface (Exec, Query, QueryRow);
+// *pgxpool.Pool, *pgx.Conn, pgx.Tx and every package's DB satisfy it.
+type Execer = dbx.Execer
 
 // SweeperConfig configures a Sweeper. The zero value is usable: every field
 // documents its default.
@@ -63,26 +61,49 @@ func NewSweeper(db Execer, cfg SweeperConfig) (*Sweeper, error) {
 }
 
 // sweepSQL deletes up to $1 entries whose expiry has passed by the
-// database's clock. SKIP LOCKED: an entry being claimed again right now is
-// left to the next sweep rather than waited for. An in-progress entry whose
-// lease is live is never taken: Renew keeps such an entry's expiry at or
-// after its lease's end, and this guard holds the promise even for a row
-// written otherwise.
+// database's clock, oldest first, from expiry $2 on (NULL: from the
+// oldest), and returns how many it deleted and the latest expiry among
+// them. SKIP LOCKED: an entry being claimed again right now is left to the
+// next sweep rather than waited for. An in-progress entry whose lease is
+// live is never taken: Renew keeps such an entry's expiry at or after its
+// lease's end, and this guard holds the promise even for a row written
+// otherwise.
+//
+// The cursor ($2) is what keeps a large backlog linear: the entries a
+// batch deletes stay in the expiry index as dead entries until VACUUM, so
+// a batch that started from the oldest expiry again would step over all
+// that the sweep had deleted so far, and each batch of a backlog of a
+// million would be slower than the one before.
 const sweepSQL = `
-DELETE FROM platform.idempotency_keys k
-USING (SELECT tenant_id, key FROM platform.idempotency_keys
-       WHERE expires_at <= now()
-         AND NOT (state = 'in_progress' AND lease_until > now())
-       ORDER BY expires_at LIMIT $1
-       FOR UPDATE SKIP LOCKED) due
-WHERE k.tenant_id = due.tenant_id AND k.key = due.key`
+WITH due AS (
+    SELECT tenant_id, key FROM platform.idempotency_keys
+    WHERE expires_at <= now() AND expires_at >= coalesce($2::timestamptz, '-infinity')
+      AND NOT (state = 'in_progress' AND lease_until > now())
+    ORDER BY expires_at LIMIT $1
+    FOR UPDATE SKIP LOCKED),
+gone AS (
+    DELETE FROM platform.idempotency_keys k USING due
+    WHERE k.tenant_id = due.tenant_id AND k.key = due.key
+    RETURNING k.expires_at)
+SELECT count(*), max(expires_at) FROM gone`
 
 // SweepOnce deletes every entry whose expiry has passed, in batches of
-// BatchSize (each its own transaction), and returns how many it deleted.
+// BatchSize (each its own transaction, each starting where the one before
+// ended), and returns how many it deleted.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
+	var after *time.Time // the latest expiry deleted so far
 	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
-		tag, err := s.db.Exec(ctx, sweepSQL, s.cfg.BatchSize)
-		return tag.RowsAffected(), err
+		var (
+			n      int64
+			latest *time.Time
+		)
+		if err := s.db.QueryRow(ctx, sweepSQL, s.cfg.BatchSize, after).Scan(&n, &latest); err != nil {
+			return 0, err
+		}
+		if latest != nil {
+			after = latest
+		}
+		return n, nil
 	})
 	if err != nil {
 		return total, fmt.Errorf("idempotency: sweep: %w", err)

@@ -67,3 +67,36 @@ func TestSweeperRunStopsWithItsContext(t *testing.T) {
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
 }
+
+// Each batch starts at the latest expiry the one before deleted; entries
+// that share that expiry across a batch boundary are deleted too, and an
+// unexpired entry among them stays.
+func TestSweeperBatchesResumeAtTheLastExpiry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 6 {
+		key := fmt.Sprintf("same-%d", i)
+		claim, err := b.store.Claim(tenantCtx(t, tenantA), key, fpOf("a"))
+		require.NoError(t, err)
+		require.NoError(t, b.store.Complete(tenantCtx(t, tenantA), key, claim.Token, idempotency.Response{Status: 201}))
+	}
+	_, err := b.store.Claim(tenantCtx(t, tenantB), "live", fpOf("a"))
+	require.NoError(t, err)
+	// Five entries expired at the same instant, one an hour earlier.
+	_, err = b.db.System.Exec(context.Background(), `
+		UPDATE platform.idempotency_keys
+		SET created_at = now() - interval '2 days', completed_at = now() - interval '2 days',
+		    expires_at = CASE WHEN key = 'same-0' THEN now() - interval '1 day 1 hour'
+		                      ELSE now() - interval '1 day' END
+		WHERE key LIKE 'same-%'`)
+	require.NoError(t, err)
+
+	sweeper, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 2})
+	require.NoError(t, err)
+	n, err := sweeper.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 6, n)
+	require.Equal(t, 1, countKeys(t, b.db))
+	_, err = b.store.Lookup(tenantCtx(t, tenantB), "live")
+	require.NoError(t, err, "the unexpired claim stays")
+}

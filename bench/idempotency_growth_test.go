@@ -1,0 +1,417 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dealix/platform/idempotency"
+	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/tenancy"
+)
+
+// idemTenant is the tenant the growth benchmark claims keys for; the
+// stored entries are spread over 100 tenants, this one among them.
+const idemTenant = "00000007-0000-4000-8000-000000000000"
+
+// idemClients is the number of concurrent clients of the throughput
+// figures, as in the idempotency package's own benchmarks.
+const idemClients = 16
+
+// BenchmarkIdempotencyGrowth measures how idempotency's costs grow with
+// the entries stored in platform.idempotency_keys:
+//
+//   - claim latency (p50, p99) of Store.Claim for a new key from one
+//     client, and claims per second (Claim then Complete) from 16 clients,
+//     with 0, 100k and 1M completed, unexpired entries already stored
+//     (spread over 100 tenants; the measured claims add about 18k more at
+//     each size); the claim statement's plan (EXPLAIN
+//     ANALYZE of the statement the store sends, captured by a pgx tracer)
+//     is printed at each size;
+//   - the Sweeper's time to expire 100k and 1M entries (SweepOnce on the
+//     system role, default batch size: one DELETE of up to 1000 rows per
+//     transaction);
+//   - what the sweeper costs while requests run: claims per second from 16
+//     clients with 1M expired entries stored, in windows alternating
+//     between the sweeper idle and the sweeper draining the backlog.
+//
+// Each size is measured three times; the curves give the median and the
+// spread. Configuration: one database on the shared PostgreSQL 15 server
+// (fsync and synchronous_commit off here), the app role through a pool of
+// 32 connections, the store's defaults (TTL 24 h, lease 1 min), the
+// table filled with generate_series and then VACUUM ANALYZE. Run the long
+// form by hand (a few minutes; it writes results/idempotency-*.json):
+//
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkIdempotencyGrowth -benchtime 1x -timeout 30m -v
+//
+// With -short (the CI smoke form) it uses 0 and 1000 entries, a few
+// hundred claims, and writes nothing.
+func BenchmarkIdempotencyGrowth(b *testing.B) {
+	cfg := growthConfig{
+		sizes: []int{0, 100_000, 1_000_000}, sweepSizes: []int{100_000, 1_000_000}, costBacklog: 1_000_000,
+		runs: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
+	}
+	if testing.Short() {
+		cfg = growthConfig{
+			sizes: []int{0, 1000}, sweepSizes: []int{1000}, costBacklog: 2000,
+			runs: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
+		}
+	}
+	for range b.N {
+		g := newGrowthDB(b)
+		claimLatency, claimRate := g.claimCurves(b, cfg)
+		sweep := g.sweepCurve(b, cfg)
+		cost := g.sweepCostCurve(b, cfg)
+		if !testing.Short() {
+			for _, c := range []Curve{claimLatency, claimRate, sweep, cost} {
+				require.NoError(b, WriteCurve("results", c))
+			}
+		}
+	}
+}
+
+type growthConfig struct {
+	sizes, sweepSizes []int
+	costBacklog       int
+	runs              int
+	latencyClaims     int
+	throughputClaims  int
+	window            time.Duration
+}
+
+const growthCommand = "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkIdempotencyGrowth -benchtime 1x -timeout 30m -v"
+
+const growthConfigText = "idempotency.Store defaults (TTL 24h, lease 1m) on the app role, pool of 32 connections; " +
+	"PostgreSQL 15 on the same 2-core machine (fsync=off, synchronous_commit=off); entries filled with generate_series " +
+	"over 100 tenants, then VACUUM ANALYZE; median of 3 runs, bars = min..max"
+
+// growthDB is one database with the idempotency table, an app-role store
+// whose claim statement a tracer captures, and the system role's pool.
+type growthDB struct {
+	db     *pgtest.DB
+	pool   *pgxpool.Pool
+	store  *idempotency.Store
+	ctx    context.Context
+	seq    atomic.Int64
+	tracer *claimTracer
+}
+
+func newGrowthDB(b *testing.B) *growthDB {
+	ctx := context.Background()
+	db := pgtest.New(b)
+	require.NoError(b, idempotency.Migrate(ctx, db.Owner))
+	_, err := db.Owner.Exec(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE ON platform.idempotency_keys TO "+
+		pgtest.AppRole+", "+pgtest.SystemRole)
+	require.NoError(b, err)
+	pcfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
+	require.NoError(b, err)
+	pcfg.MaxConns = 2 * idemClients
+	tracer := &claimTracer{}
+	pcfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	require.NoError(b, err)
+	b.Cleanup(pool.Close)
+	store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
+	require.NoError(b, err)
+	tctx, err := tenancy.WithTenant(ctx, idemTenant)
+	require.NoError(b, err)
+	return &growthDB{db: db, pool: pool, store: store, ctx: tctx, tracer: tracer}
+}
+
+// fill adds n entries numbered from first, completed and unexpired, or
+// expired when expired is set, then vacuums and analyzes the table.
+func (g *growthDB) fill(b *testing.B, first, n int, expired bool) {
+	if n <= 0 {
+		return
+	}
+	ctx := context.Background()
+	created := "now() - ((i % 86400) * interval '1 second')" // over the last day
+	expires := created + " + interval '1 day'"
+	if expired {
+		created = "now() - interval '2 days' - ((i % 86400) * interval '1 second')"
+		expires = created + " + interval '1 day'"
+	}
+	// The superuser bypasses row-level security, so one statement fills
+	// every tenant.
+	_, err := g.db.Admin.Exec(ctx, `
+		INSERT INTO platform.idempotency_keys
+		    (tenant_id, key, fingerprint, state, response_status, response_headers, response_body,
+		     body_omitted, created_at, completed_at, expires_at)
+		SELECT (lpad(to_hex(i % 100), 8, '0') || '-0000-4000-8000-000000000000')::uuid,
+		       'fill-' || i, sha256(i::text::bytea), 'completed', 201,
+		       '{"Content-Type":["application/json"],"Location":["/orders/1"]}', '\x7b226964223a317d', false,
+		       `+created+`, `+created+`, `+expires+`
+		FROM generate_series($1::bigint, $2::bigint) AS i`, first, first+n-1)
+	require.NoError(b, err)
+	_, err = g.db.Admin.Exec(ctx, "VACUUM ANALYZE platform.idempotency_keys")
+	require.NoError(b, err)
+}
+
+func (g *growthDB) count(b *testing.B) int {
+	var n int
+	require.NoError(b, g.db.System.QueryRow(context.Background(), "SELECT count(*) FROM platform.idempotency_keys").Scan(&n))
+	return n
+}
+
+var growthFP = idempotency.FingerprintRequest(http.MethodPost, "/orders", "application/json", []byte(`{"sku":"x"}`))
+
+func (g *growthDB) newKey() string { return "growth-" + strconv.FormatInt(g.seq.Add(1), 10) }
+
+// claimAndComplete claims a new key and completes it, returning the
+// claim's duration.
+func (g *growthDB) claimAndComplete(b *testing.B) time.Duration {
+	key := g.newKey()
+	start := time.Now()
+	claim, err := g.store.Claim(g.ctx, key, growthFP)
+	took := time.Since(start)
+	require.NoError(b, err)
+	require.NotEmpty(b, claim.Token)
+	require.NoError(b, g.store.Complete(g.ctx, key, claim.Token, idempotency.Response{
+		Status: http.StatusCreated, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"id":1}`),
+	}))
+	return took
+}
+
+// claimsPerSecond runs n claims (each with its Complete) from idemClients
+// goroutines, or as many as fit in window when n is 0, and returns the
+// rate.
+func (g *growthDB) claimsPerSecond(b *testing.B, n int, window time.Duration) float64 {
+	var (
+		done  atomic.Int64
+		wg    sync.WaitGroup
+		start = time.Now()
+	)
+	for range idemClients {
+		wg.Go(func() {
+			for {
+				if n > 0 && done.Add(1) > int64(n) {
+					return
+				}
+				if n == 0 && time.Since(start) >= window {
+					return
+				}
+				g.claimAndComplete(b)
+				if n == 0 {
+					done.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	total := done.Load()
+	if n > 0 {
+		total = int64(n)
+	}
+	return float64(total) / elapsed.Seconds()
+}
+
+func (g *growthDB) claimCurves(b *testing.B, cfg growthConfig) (latency, rate Curve) {
+	p50 := Series{Name: "p50 claim (ms)"}
+	p99 := Series{Name: "p99 claim (ms)"}
+	perSec := Series{Name: "claims/s (Claim+Complete, 16 clients)"}
+	stored := 0
+	for _, size := range cfg.sizes {
+		g.fill(b, stored, size-stored, false)
+		stored = size
+		for range 50 { // warm the pool's connections and statements
+			g.claimAndComplete(b)
+		}
+		g.explainClaim(b, size)
+		var p50s, p99s, rates []float64
+		for range cfg.runs {
+			lat := make([]time.Duration, 0, cfg.latencyClaims)
+			for range cfg.latencyClaims {
+				lat = append(lat, g.claimAndComplete(b))
+			}
+			slices.Sort(lat)
+			p50s = append(p50s, ms(lat[len(lat)/2]))
+			p99s = append(p99s, ms(lat[len(lat)*99/100]))
+			rates = append(rates, g.claimsPerSecond(b, cfg.throughputClaims, 0))
+		}
+		p50.Points = append(p50.Points, point(size, p50s))
+		p99.Points = append(p99.Points, point(size, p99s))
+		perSec.Points = append(perSec.Points, point(size, rates))
+		b.Logf("idempotency claim with %d stored entries (%d in the table): p50 %.3f ms %v, p99 %.3f ms %v, %.0f claims/s %v",
+			size, g.count(b), median(p50s), p50s, median(p99s), p99s, median(rates), rates)
+	}
+	b.ReportMetric(p99.Points[len(p99.Points)-1].Y/p99.Points[0].Y, "p99-largest/empty")
+	b.ReportMetric(perSec.Points[len(perSec.Points)-1].Y/perSec.Points[0].Y, "claims/s-largest/empty")
+	latency = Curve{
+		Name: "idempotency-claim-latency", Title: "idempotency: claim latency vs stored entries",
+		XLabel: "stored entries", YLabel: "ms per Store.Claim (one client)", LogX: true,
+		Config: growthConfigText, Command: growthCommand, Series: []Series{p50, p99},
+	}
+	rate = Curve{
+		Name: "idempotency-claim-throughput", Title: "idempotency: claims per second vs stored entries",
+		XLabel: "stored entries", YLabel: "claims/s", LogX: true,
+		Config: growthConfigText, Command: growthCommand, Series: []Series{perSec},
+	}
+	return latency, rate
+}
+
+// explainClaim prints the plan of the claim statement the store sends, as
+// the tracer captured it, run with its arguments for a new key in a
+// transaction scoped to the tenant and rolled back.
+func (g *growthDB) explainClaim(b *testing.B, size int) {
+	sql, args := g.tracer.captured()
+	require.NotEmpty(b, sql, "the tracer saw no claim statement")
+	args = slices.Clone(args)
+	args[1] = "explain-" + strconv.Itoa(size) // a new key, as the measured claims
+	ctx := context.Background()
+	var plan []string
+	err := tenancy.InTx(g.ctx, g.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY OFF) "+sql, args...)
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		return errRollback
+	})
+	require.ErrorIs(b, err, errRollback)
+	b.Logf("EXPLAIN claim with %d stored entries:\n%s", size, strings.Join(plan, "\n"))
+}
+
+var errRollback = fmt.Errorf("rollback")
+
+func (g *growthDB) sweepCurve(b *testing.B, cfg growthConfig) Curve {
+	ctx := context.Background()
+	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{})
+	require.NoError(b, err)
+	// Start from an empty table: the claims of the previous measurement
+	// are not expired and would stay.
+	_, err = g.db.Admin.Exec(ctx, "TRUNCATE platform.idempotency_keys")
+	require.NoError(b, err)
+	secs := Series{Name: "seconds to sweep (batches of 1000)"}
+	next := 0
+	for _, size := range cfg.sweepSizes {
+		var took []float64
+		for range cfg.runs {
+			g.fill(b, next, size, true)
+			next += size
+			start := time.Now()
+			n, err := sweeper.SweepOnce(ctx)
+			elapsed := time.Since(start)
+			require.NoError(b, err)
+			require.EqualValues(b, size, n)
+			took = append(took, elapsed.Seconds())
+		}
+		secs.Points = append(secs.Points, point(size, took))
+		b.Logf("idempotency sweeper: %d expired entries swept in %.2f s %v (%.0f entries/s)", size, median(took), took, float64(size)/median(took))
+	}
+	return Curve{
+		Name: "idempotency-sweeper", Title: "idempotency: time for the Sweeper to expire entries",
+		XLabel: "expired entries", YLabel: "seconds (SweepOnce)", LogX: true,
+		Config:  growthConfigText + "; Sweeper on the system role, default BatchSize 1000 (one DELETE per transaction)",
+		Command: growthCommand, Series: []Series{secs},
+	}
+}
+
+// sweepCostCurve measures claims per second with a backlog of expired
+// entries, in windows that alternate between the sweeper idle and the
+// sweeper draining the backlog (Run, which sweeps at once).
+func (g *growthDB) sweepCostCurve(b *testing.B, cfg growthConfig) Curve {
+	ctx := context.Background()
+	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	_, err = g.db.Admin.Exec(ctx, "TRUNCATE platform.idempotency_keys")
+	require.NoError(b, err)
+	g.fill(b, 0, cfg.costBacklog, true)
+	var without, with []float64
+	for run := range 2 * cfg.runs {
+		if run%2 == 0 {
+			without = append(without, g.claimsPerSecond(b, 0, cfg.window))
+			continue
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); _ = sweeper.Run(sctx) }()
+		with = append(with, g.claimsPerSecond(b, 0, cfg.window))
+		cancel()
+		<-stopped
+	}
+	left := g.count(b)
+	b.Logf("idempotency sweeper cost: %.0f claims/s %v without it, %.0f %v while it sweeps (%d expired at the start, %d rows left)",
+		median(without), without, median(with), with, cfg.costBacklog, left)
+	b.ReportMetric(median(with)/median(without), "claims/s-sweeping/idle")
+	return Curve{
+		Name: "idempotency-sweeper-cost", Title: "idempotency: claims/s while the Sweeper drains a backlog",
+		XLabel: "expired entries at the start", YLabel: "claims/s (Claim+Complete, 16 clients)",
+		Config: growthConfigText + "; windows of " + cfg.window.String() +
+			" alternating sweeper idle / sweeper draining (Run, default BatchSize 1000)",
+		Command: growthCommand,
+		Series: []Series{
+			{Name: "sweeper idle", Points: []Point{point(cfg.costBacklog, without)}},
+			{Name: "sweeper draining", Points: []Point{point(cfg.costBacklog, with)}},
+		},
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func point(x int, ys []float64) Point {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, y := range ys {
+		lo, hi = min(lo, y), max(hi, y)
+	}
+	return Point{X: float64(x), Y: median(ys), Lo: lo, Hi: hi}
+}
+
+// claimTracer remembers the last claim statement (the INSERT into the
+// idempotency table) a pool sent in a batch, with its arguments.
+type claimTracer struct {
+	mu   sync.Mutex
+	sql  string
+	args []any
+}
+
+func (t *claimTracer) captured() (string, []any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sql, t.args
+}
+
+func (t *claimTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (t *claimTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (t *claimTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (t *claimTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if strings.Contains(data.SQL, "INSERT INTO platform.idempotency_keys") && strings.Contains(data.SQL, "in_progress") {
+		t.mu.Lock()
+		t.sql, t.args = data.SQL, data.Args
+		t.mu.Unlock()
+	}
+}
+
+func (t *claimTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
