@@ -43,7 +43,7 @@ var Exceptions = []Exception{
 		Citus:  "a multi-shard DELETE whose LIMIT subquery Citus plans through the coordinator: run the batch per shard",
 	},
 	{
-		Match:  "DELETE FROM platform.idempotency_keys k USING (SELECT tenant_id, key FROM platform.idempotency_keys WHERE expires_at <= now()",
+		Match:  "WITH due AS ( SELECT tenant_id, key FROM platform.idempotency_keys WHERE expires_at <= now()",
 		Who:    "idempotency sweeper (idempotency/sweeper.go), system role",
 		Reason: "deletes expired keys of every tenant (FOR UPDATE SKIP LOCKED in the subquery)",
 		Citus:  "multi-shard FOR UPDATE is refused: run the sweep per shard (on each node)",
