@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/durable"
@@ -41,6 +42,43 @@ func (l *latencies) add(d time.Duration) {
 type side struct {
 	took     time.Duration
 	p50, p99 float64 // milliseconds per workflow
+	commits  int64   // transactions the side's database committed, timed part and shutdown
+}
+
+// xactCommits reads pg_stat_database.xact_commit of database name through
+// a connection to the server's administrative database, so that reading
+// it commits nothing in name.
+func xactCommits(tb testing.TB, name string) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(tb, err)
+	defer conn.Close(ctx)
+	var n int64
+	require.NoError(tb, conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = $1`, name).Scan(&n))
+	return n
+}
+
+// commitsSince closes the side's connections (a backend flushes its
+// statistics when it exits; an idle one may hold them for up to 10 s),
+// waits until no backend is left on database name and returns how many
+// transactions it committed since before.
+func commitsSince(tb testing.TB, name string, before int64, closeSide func()) int64 {
+	tb.Helper()
+	closeSide()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(tb, err)
+	defer conn.Close(ctx)
+	for range 500 {
+		var backends int
+		require.NoError(tb, conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&backends))
+		if backends == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return xactCommits(tb, name) - before
 }
 
 // fanOut runs one workflow b.N times from 16 goroutines, timing only
@@ -132,8 +170,10 @@ func BenchmarkThreeSteps(b *testing.B) {
 		b.ReportMetric(3*rate(name), name+"-steps/s")
 		b.ReportMetric(got[name].p50, name+"-p50-ms")
 		b.ReportMetric(got[name].p99, name+"-p99-ms")
+		b.ReportMetric(float64(got[name].commits)/float64(b.N), name+"-commits/wf")
 	}
 	b.ReportMetric(rate("durable")/rate("dbos"), "durable/dbos")
+	b.ReportMetric(got["dbos"].p99/got["durable"].p99, "dbos-p99/durable-p99")
 	b.ReportMetric(dbosConns, "conns-each")
 	b.ReportMetric(durableFirst, "durable-first")
 }
@@ -157,9 +197,20 @@ func benchDurable(b *testing.B) side {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	stopped := false
+	closeSide := func() {
+		if !stopped {
+			stopped = true
+			stop()
+			<-done
+			app.Close()
+			system.Close()
+		}
+	}
+	defer closeSide()
 	ctx := context.Background()
-	return fanOut(b, func(i int) error {
+	before := xactCommits(b, db.Name)
+	s := fanOut(b, func(i int) error {
 		run, err := wf.StartForTenant(ctx, tenant, i)
 		if err != nil {
 			return err
@@ -170,6 +221,8 @@ func benchDurable(b *testing.B) side {
 		}
 		return err
 	})
+	s.commits = commitsSince(b, db.Name, before, closeSide)
+	return s
 }
 
 func benchDBOS(b *testing.B) side {
@@ -189,8 +242,17 @@ func benchDBOS(b *testing.B) side {
 	}
 	dbos.RegisterWorkflow(dctx, three)
 	require.NoError(b, dbos.Launch(dctx))
-	defer func() { _ = dbos.Shutdown(dctx, 10*time.Second) }()
-	return fanOut(b, func(i int) error {
+	stopped := false
+	closeSide := func() {
+		if !stopped {
+			stopped = true
+			_ = dbos.Shutdown(dctx, 10*time.Second)
+			pool.Close()
+		}
+	}
+	defer closeSide()
+	before := xactCommits(b, db.Name)
+	s := fanOut(b, func(i int) error {
 		h, err := dbos.RunWorkflow(dctx, three, i)
 		if err != nil {
 			return err
@@ -201,4 +263,6 @@ func benchDBOS(b *testing.B) side {
 		}
 		return err
 	})
+	s.commits = commitsSince(b, db.Name, before, closeSide)
+	return s
 }
