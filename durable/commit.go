@@ -36,8 +36,8 @@ type commitRequest struct {
 	tenant string
 	sql    string
 	args   []any
-	dest   []any // when set, the statement returns at most one row, scanned here
-	rows   int64 // rows affected (or returned, with dest)
+	scan   func(rowScanner) error // when set, the statement returns at most one row, scanned by it
+	rows   int64                  // rows affected (or returned, with scan)
 	err    error
 	done   chan bool // receives true to lead the next batch, false when committed
 }
@@ -49,10 +49,10 @@ func (g *groupCommit) exec(ctx context.Context, rt *Runtime, tenant, sql string,
 }
 
 // queryRow runs sql, which returns at most one row, in tenant's scope in
-// the next batch, scans the row into dest and returns 1, or 0 without a
+// the next batch, scans the row with scan and returns 1, or 0 without a
 // row.
-func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, dest []any, sql string, args ...any) (int64, error) {
-	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, dest: dest})
+func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, scan func(rowScanner) error, sql string, args ...any) (int64, error) {
+	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, scan: scan})
 }
 
 func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
@@ -158,11 +158,11 @@ func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
 }
 
 func read(br pgx.BatchResults, req *commitRequest) (int64, error) {
-	if req.dest == nil {
+	if req.scan == nil {
 		tag, err := br.Exec()
 		return tag.RowsAffected(), err
 	}
-	switch err := br.QueryRow().Scan(req.dest...); {
+	switch err := req.scan(br.QueryRow()); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, nil
 	case err != nil:

@@ -71,8 +71,13 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		free := pool.reserve(rt.cfg.Concurrency)
 		claimed := 0
 		if free > 0 {
+			// Cleared before the claim, so that a wake during it counts.
+			rt.backlog.Store(false)
 			var err error
 			claimed, err = rt.claimAndExecute(pool, free)
+			if claimed == free || err != nil {
+				rt.backlog.Store(true) // there may be more
+			}
 			if err != nil && !pool.stopping() {
 				rt.cfg.Logger.ErrorContext(ctx, "durable: claim runs", "error", err)
 			}
@@ -181,9 +186,14 @@ func (p *workerPool) spawn(rt *Runtime, c claimed) {
 	rt.waitMu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		defer func() { p.unreserve(1); rt.wake() }()
-		rt.execute(p, c)
-		rt.notifyEnded(key)
+		final := rt.execute(p, c)
+		// The slot is free before the run's Wait calls wake, so that a
+		// caller starting its next run at once finds it free.
+		p.unreserve(1)
+		rt.notifyEnded(key, final)
+		if rt.backlog.Load() {
+			rt.wake() // runs may be waiting for this slot
+		}
 	}()
 }
 
@@ -280,8 +290,9 @@ func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 }
 
 // execute runs one claimed run to its end, its parking, its stop or the
-// loss of its lease.
-func (rt *Runtime) execute(pool *workerPool, c claimed) {
+// loss of its lease. It returns the run as its end stored it, or nil when
+// the run did not end here.
+func (rt *Runtime) execute(pool *workerPool, c claimed) *Run {
 	parent := pool.ctx
 	ctx, span := rt.cfg.tracer().Start(parent, "durable.run "+c.workflow, trace.WithAttributes(
 		attribute.String("durable.workflow", c.workflow),
@@ -310,7 +321,7 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) {
 			rt.cfg.Logger.ErrorContext(ctx, "durable: load checkpoints", "run", c.id, "error", err)
 		}
 		rt.release(parent, rs.tenant, rs.id, rs.attempt)
-		return
+		return nil
 	}
 	rs.recorded = make(map[int]StepRecord, len(steps))
 	for _, s := range steps {
@@ -320,7 +331,7 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) {
 	stopHeartbeat := rt.heartbeat(ctx, rs)
 	output, runErr := rt.callWorkflow(context.WithValue(ctx, stateKey{}, rs), rs, c)
 	stopHeartbeat()
-	rt.settle(parent, ctx, span, rs, output, runErr)
+	return rt.settle(parent, ctx, span, rs, output, runErr)
 }
 
 // callWorkflow runs the workflow function, turning a panic into an error.
@@ -337,21 +348,22 @@ func (rt *Runtime) callWorkflow(ctx context.Context, rs *runState, c claimed) (o
 	return def.exec(ctx, c.input)
 }
 
-// settle records what the workflow's return means for the run.
-func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runState, output json.RawMessage, runErr error) {
+// settle records what the workflow's return means for the run, and
+// returns the run as stored when it ended here (nil otherwise).
+func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runState, output json.RawMessage, runErr error) *Run {
 	stop, fatalErr := rs.outcome()
 	switch {
 	case errors.Is(stop, ErrSuspended):
 		span.SetAttributes(attribute.String("durable.outcome", "parked"))
 		recordRunOutcome(ctx, rs.workflow, "parked")
-		return
+		return nil
 	case stop != nil:
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
 		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(stop, ErrLeaseLost) {
 			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
-		return
+		return nil
 	case runErr != nil && fatalErr == nil && ctx.Err() != nil:
 		// Shut down (or lease lost) while the workflow ran: the error is
 		// likely the cancellation's, not the workflow's outcome.
@@ -360,7 +372,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
 			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
-		return
+		return nil
 	}
 	if fatalErr != nil {
 		runErr = fatalErr
@@ -371,13 +383,13 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		span.RecordError(runErr)
 		span.SetStatus(codes.Error, errText)
 	}
-	err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText)
+	final, err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText)
 	if pgErr, refused := refusedValue(err); refused && status == StatusCompleted {
 		// The output was refused after all: the run fails with the reason
 		// rather than being replayed forever.
 		status, errText = StatusFailed, cleanError(fmt.Sprintf("%v: output refused by PostgreSQL: %s", ErrEncode, pgErr.Message))
 		span.SetStatus(codes.Error, errText)
-		err = rt.finish(context.WithoutCancel(parent), rs, status, nil, errText)
+		final, err = rt.finish(context.WithoutCancel(parent), rs, status, nil, errText)
 	}
 	span.SetAttributes(attribute.String("durable.outcome", string(status)))
 	if err != nil {
@@ -386,24 +398,32 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 			level = slog.LevelInfo
 		}
 		rt.cfg.Logger.Log(ctx, level, "durable: record run outcome", "run", rs.id, "status", status, "error", err)
-		return
+		return nil
 	}
 	recordRunOutcome(ctx, rs.workflow, string(status))
 	rt.cfg.Logger.DebugContext(ctx, "durable: run finished", "run", rs.id, "workflow", rs.workflow, "status", status)
+	return &final
 }
 
 const finishSQL = `
 UPDATE platform.durable_runs
 SET status = $4, output = $5, error = NULLIF($6, ''), finished_at = now(), updated_at = now(), owner = NULL,
     lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
-WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'`
+WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'
+RETURNING ` + runColumns
 
-func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) error {
-	n, err := rt.commits.exec(ctx, rt, rs.tenant, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
+// finish records the run's outcome and returns the run as stored, which
+// this process's Wait calls for it receive instead of reading it again.
+func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) (Run, error) {
+	var run Run
+	n, err := rt.commits.queryRow(ctx, rt, rs.tenant, func(row rowScanner) (err error) {
+		run, err = scanRun(row)
+		return err
+	}, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
 	if err == nil && n == 0 {
 		err = ErrLeaseLost
 	}
-	return err
+	return run, err
 }
 
 const releaseSQL = `
