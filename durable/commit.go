@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,20 +128,31 @@ func (rt *Runtime) flush(ctx context.Context, batch []*commitRequest) {
 	}
 }
 
-// send sends reqs as one implicit transaction, each statement after
-// setting its tenant, and records each one's rows. On error every request
-// of reqs gets it.
+// send sends reqs as one implicit transaction, the statements of each
+// tenant after setting it once, and records each one's rows. On error
+// every request of reqs gets it.
 func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
+	if len(reqs) > 1 {
+		// The requests of one tenant go together, so that one set_config
+		// serves them all; the members are independent, so their order
+		// does not matter.
+		reqs = slices.Clone(reqs)
+		slices.SortStableFunc(reqs, func(a, b *commitRequest) int { return strings.Compare(a.tenant, b.tenant) })
+	}
 	b := &pgx.Batch{}
-	for _, req := range reqs {
-		b.Queue(rls.SetTenantSQL, req.tenant)
+	for i, req := range reqs {
+		if i == 0 || req.tenant != reqs[i-1].tenant {
+			b.Queue(rls.SetTenantSQL, req.tenant)
+		}
 		b.Queue(req.sql, req.args...)
 	}
 	br := rt.cfg.App.SendBatch(ctx, b)
 	var err error
-	for _, req := range reqs {
-		if _, err = br.Exec(); err != nil {
-			break
+	for i, req := range reqs {
+		if i == 0 || req.tenant != reqs[i-1].tenant {
+			if _, err = br.Exec(); err != nil {
+				break
+			}
 		}
 		if req.rows, err = read(br, req); err != nil {
 			break
