@@ -71,8 +71,8 @@
 // (BYPASSRLS) across tenants, and each step's checkpoint and TxStep
 // transaction run on the App pool scoped to the run's tenant again.
 //
-// A running run is owned through a lease (owner, expiry) renewed by every
-// checkpoint and by a heartbeat. Runtimes claim runs whose lease expired
+// A running run is owned through a lease (owner, expiry) renewed by a
+// heartbeat and by any checkpoint that finds it older than a heartbeat. Runtimes claim runs whose lease expired
 // with FOR UPDATE SKIP LOCKED; every claim bumps the run's attempt, and
 // every write of an execution is fenced on the attempt it claimed, so a
 // worker that lost its lease (paused, partitioned, cancelled) can never
