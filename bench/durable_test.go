@@ -84,21 +84,28 @@ func commitsSince(tb testing.TB, name string, before int64, closeSide func()) in
 // fanOut runs one workflow b.N times from 16 goroutines, timing only
 // that.
 func fanOut(b *testing.B, one func(i int) error) side {
+	b.StartTimer()
+	s := fanOutN(b, b.N, one)
+	b.StopTimer()
+	return s
+}
+
+// fanOutN runs one workflow n times from 16 goroutines.
+func fanOutN(tb testing.TB, n int, one func(i int) error) side {
 	var next atomic.Int64
 	lat := &latencies{}
 	var wg sync.WaitGroup
-	b.StartTimer()
 	began := time.Now()
 	for range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= b.N {
+				if i >= n {
 					return
 				}
 				start := time.Now()
 				if err := one(i); err != nil {
-					b.Error(err)
+					tb.Error(err)
 					return
 				}
 				lat.add(time.Since(start))
@@ -107,7 +114,6 @@ func fanOut(b *testing.B, one func(i int) error) side {
 	}
 	wg.Wait()
 	took := time.Since(began)
-	b.StopTimer()
 	slices.Sort(lat.all)
 	pct := func(p float64) float64 {
 		if len(lat.all) == 0 {
