@@ -62,6 +62,11 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	db := pgtest.New(b)
 	g := newGrowth(b, db)
 
+	// A warm-up, so that the first size measured does not also pay for
+	// a cold server and fresh connections.
+	g.claimLatency(b)
+	g.stepsPerSecond(b, workflows)
+
 	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
 	steps := Series{Name: "three-step workflows, 16 goroutines"}
 	filled := 0
