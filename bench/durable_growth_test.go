@@ -23,15 +23,18 @@ import (
 // with 0, 100k and 1M completed runs (each with three checkpoints) in the
 // tables, and what the retention Sweeper costs while work runs.
 //
-// Configuration: one database; the completed runs are spread over 50
-// tenants and finished 40 days ago (so the default 30-day retention has
-// expired them all), written with generate_series and then VACUUM
-// ANALYZEd, as autovacuum would. At each size, three rounds of:
+// Configuration: one database per size; the completed runs are spread
+// over 50 tenants and finished 40 days ago (so the default 30-day
+// retention has expired them all), written with generate_series. Three
+// rounds visit the sizes in turn (each round starting at the next size,
+// so the machine's drift does not pass for growth); each visit VACUUM
+// ANALYZEs the tables (as autovacuum keeps them), starts a runtime, warms
+// it up (400 workflows) and measures:
 //
 //   - claim latency: the workers' claim query (as durable/worker.go sends
 //     it, for up to 16 runs) against 200 pending runs of one workflow,
 //     100 times, each in a transaction rolled back so the same runs stay
-//     pending; the median of the 100 is the round's figure. Its plan
+//     pending; the median of the 100 is the visit's figure. Its plan
 //     (EXPLAIN ANALYZE) is logged once per size.
 //   - steps/s: 2,000 three-step workflows (no-op steps) from 16
 //     goroutines, as BenchmarkThreeSteps runs durable: Concurrency 16,
@@ -39,13 +42,13 @@ import (
 //
 // Then, at 1M, the sweeper's cost: three rounds of 2,000 workflows each
 // without and with a Sweeper (BatchSize 1000, default 30-day retention,
-// its own System pool of 1 connection) deleting the expired runs
-// meanwhile, alternating.
+// its own System connection) deleting the expired runs meanwhile,
+// alternating.
 //
 // Each point is the median of its three rounds, with their spread (min,
 // max). Long form (writes results/durable-claim-latency.json,
 // results/durable-steps-per-s.json and results/durable-sweeper-cost.json;
-// takes a few minutes, mostly filling):
+// about a minute and a half, half of it filling):
 //
 //	cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
 //
@@ -59,33 +62,50 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	}
 	const rounds = 3
 	ctx := context.Background()
-	db := pgtest.New(b)
-	g := newGrowth(b, db)
-
-	// A warm-up, so that the first size measured does not also pay for
-	// a cold server and fresh connections.
-	g.claimLatency(b)
-	g.stepsPerSecond(b, workflows)
-
-	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
-	steps := Series{Name: "three-step workflows, 16 goroutines"}
-	filled := 0
-	for _, size := range sizes {
-		g.fill(b, filled, size)
-		filled = size
-		b.Logf("claim plan with %d completed runs:\n%s", size, g.explainClaim(b))
-		var lat, rate []float64
-		for range rounds {
-			lat = append(lat, g.claimLatency(b))
-			rate = append(rate, g.stepsPerSecond(b, workflows))
-		}
-		b.Logf("%d completed runs: claim ms %.3f, steps/s %.0f", size, lat, rate)
-		claimLat.Points = append(claimLat.Points, point(float64(size), lat))
-		steps.Points = append(steps.Points, point(float64(size), rate))
+	dbs := make([]*pgtest.DB, len(sizes))
+	for i, size := range sizes {
+		dbs[i] = pgtest.New(b)
+		fill(b, dbs[i], size)
 	}
 
-	// The sweeper's cost, against the expired runs of the largest size.
-	sweepPool := newPool(b, db, pgtest.RoleSystem, 1)
+	// Rounds visit the sizes in turn, each round starting at the next
+	// size, so that the machine's drift over the run does not pass for
+	// growth.
+	lat := make([][]float64, len(sizes))
+	rate := make([][]float64, len(sizes))
+	for r := range rounds {
+		for k := range sizes {
+			i := (r + k) % len(sizes)
+			// Statistics as autovacuum keeps them: without, the first
+			// size's tables, analyzed empty, would be planned as empty
+			// while the rounds fill them.
+			analyze(b, dbs[i])
+			g := newGrowth(b, dbs[i])
+			g.claimLatency(b) // warm-up
+			g.stepsPerSecond(b, warmUp)
+			if r == 0 {
+				b.Logf("claim plan with %d completed runs:\n%s", sizes[i], g.explainClaim(b))
+			}
+			lat[i] = append(lat[i], g.claimLatency(b))
+			rate[i] = append(rate[i], g.stepsPerSecond(b, workflows))
+			g.close()
+		}
+	}
+	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
+	steps := Series{Name: "three-step workflows, 16 goroutines"}
+	for i, size := range sizes {
+		b.Logf("%d completed runs: claim ms %.3f, steps/s %.0f", size, lat[i], rate[i])
+		claimLat.Points = append(claimLat.Points, point(float64(size), lat[i]))
+		steps.Points = append(steps.Points, point(float64(size), rate[i]))
+	}
+
+	// The sweeper's cost, against the expired runs of the largest size,
+	// in alternating rounds.
+	largest := dbs[len(dbs)-1]
+	g := newGrowth(b, largest)
+	defer g.close()
+	g.stepsPerSecond(b, warmUp)
+	sweepPool := newPool(b, largest, pgtest.RoleSystem, 1)
 	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(b, err)
@@ -115,8 +135,9 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		return
 	}
 	config := fmt.Sprintf("durable: Concurrency %d, PollInterval 10ms, App pool %d + System pool %d connections; "+
-		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series, then VACUUM ANALYZE; "+
-		"%d rounds per size, median and min-max", workers, durableAppConns, durableSystemConns, rounds)
+		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series; "+
+		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
+		workers, durableAppConns, durableSystemConns, warmUp, rounds)
 	command := "cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
 	for _, c := range []Curve{{
 		Name: "durable-claim-latency", Title: "durable: claim latency as completed runs grow",
@@ -140,11 +161,11 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	}
 }
 
-// growth is the durable side the growth benchmark keeps across sizes.
+// growth is a durable runtime on one of the growth benchmark's databases.
 type growth struct {
-	system *pgxpool.Pool // BYPASSRLS: fills, claims and counts
-	admin  *pgxpool.Pool // the superuser: VACUUM
+	system *pgxpool.Pool // BYPASSRLS: claims and counts
 	wf     *durable.Workflow[int, int]
+	close  func()
 }
 
 func newGrowth(b *testing.B, db *pgtest.DB) *growth {
@@ -165,36 +186,47 @@ func newGrowth(b *testing.B, db *pgtest.DB) *growth {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(runCtx) }()
-	b.Cleanup(func() { stop(); <-done })
-	return &growth{system: newPool(b, db, pgtest.RoleSystem, 2), admin: newPool(b, db, pgtest.RoleAdmin, 1), wf: wf}
+	claims := newPool(b, db, pgtest.RoleSystem, 2)
+	return &growth{system: claims, wf: wf, close: func() {
+		stop()
+		<-done
+		app.Close()
+		system.Close()
+		claims.Close()
+	}}
 }
 
-// fill adds completed runs from..to-1, each with three checkpoints, in
+// fill writes size completed runs, each with three checkpoints, in
 // chunks of 100k, and vacuums.
-func (g *growth) fill(b *testing.B, from, to int) {
+func fill(b *testing.B, db *pgtest.DB, size int) {
 	ctx := context.Background()
 	began := time.Now()
-	for lo := from; lo < to; lo += 100_000 {
-		hi := min(lo+100_000, to) - 1
-		_, err := g.system.Exec(ctx, `
+	system := newPool(b, db, pgtest.RoleSystem, 1)
+	defer system.Close()
+	for lo := 0; lo < size; lo += 100_000 {
+		hi := min(lo+100_000, size) - 1
+		_, err := system.Exec(ctx, `
 INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, output, attempt, created_at, updated_at, finished_at)
 SELECT ('7a1c1a8e-0000-4000-8000-' || lpad(to_hex(i % 50), 12, '0'))::uuid, 'done-' || i, 'three', 'completed',
        '1', '1', 1, now() - interval '40 days', now() - interval '40 days', now() - interval '40 days'
 FROM generate_series($1::int, $2::int) AS i`, lo, hi)
 		require.NoError(b, err)
-		_, err = g.system.Exec(ctx, `
+		_, err = system.Exec(ctx, `
 INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, attempts, created_at)
 SELECT ('7a1c1a8e-0000-4000-8000-' || lpad(to_hex(i % 50), 12, '0'))::uuid, 'done-' || i, s, 'step',
        (ARRAY['a', 'b', 'c'])[s], 'completed', '1', 1, now() - interval '40 days'
 FROM generate_series($1::int, $2::int) AS i, generate_series(1, 3) AS s`, lo, hi)
 		require.NoError(b, err)
 	}
+	analyze(b, db)
+	b.Logf("filled %d completed runs in %v", size, time.Since(began).Round(time.Millisecond))
+}
+
+// analyze vacuums and analyzes durable's tables.
+func analyze(b *testing.B, db *pgtest.DB) {
 	for _, table := range []string{"durable_runs", "durable_steps", "durable_signals"} {
-		_, err := g.admin.Exec(ctx, "VACUUM ANALYZE platform."+table)
+		_, err := db.Admin.Exec(context.Background(), "VACUUM ANALYZE platform."+table)
 		require.NoError(b, err)
-	}
-	if to > from {
-		b.Logf("filled %d..%d completed runs in %v", from, to, time.Since(began).Round(time.Millisecond))
 	}
 }
 
