@@ -214,7 +214,7 @@ func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, 
 	}
 	// When this runtime's workers have a free slot the run is inserted
 	// already claimed by them and executed at once, skipping the poll.
-	pool := rt.reserveLocal()
+	pool := rt.reserveLocal(ctx)
 	run := Run{Tenant: tenant, ID: runID, Workflow: workflow, Status: StatusPending, Input: encoded}
 	sql, args := startPendingSQL, []any{tenant, runID, workflow, encoded}
 	if pool != nil {

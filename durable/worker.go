@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,6 +69,8 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		if pool.stopping() { // the select may have picked another ready case
 			return nil
 		}
+		claiming := make(chan struct{})
+		pool.claiming.Store(&claiming)
 		free := pool.reserve(rt.cfg.Concurrency)
 		claimed := 0
 		if free > 0 {
@@ -83,6 +86,8 @@ func (rt *Runtime) Run(ctx context.Context) error {
 			}
 			pool.unreserve(free - claimed)
 		}
+		pool.claiming.Store(nil)
+		close(claiming)
 		if claimed == free && free > 0 {
 			// There may be more: look again as soon as a slot frees.
 			timer.Reset(0)
@@ -141,6 +146,9 @@ type workerPool struct {
 	done     chan struct{} // closed once Run returned
 	closed   bool          // under Runtime.workMu: Run is waiting for its runs
 	slots    chan struct{}
+	// claiming is closed once the claim in progress, which holds the
+	// slots it may fill, has given back those it did not fill.
+	claiming atomic.Pointer[chan struct{}]
 	wg       sync.WaitGroup
 }
 
@@ -204,8 +212,32 @@ func (p *workerPool) cancelReservation() {
 }
 
 // reserveLocal reserves a slot of the active Run for a run started in this
-// process, or returns nil.
-func (rt *Runtime) reserveLocal() *workerPool {
+// process, or returns nil. When a claim in progress holds the free slots,
+// it waits for the claim to give back those it did not fill (one round
+// trip), rather than leave the run to the next poll.
+func (rt *Runtime) reserveLocal(ctx context.Context) *workerPool {
+	if pool := rt.tryReserveLocal(); pool != nil {
+		return pool
+	}
+	rt.workMu.Lock()
+	pool := rt.pool
+	rt.workMu.Unlock()
+	if pool == nil {
+		return nil
+	}
+	claiming := pool.claiming.Load()
+	if claiming == nil {
+		return nil
+	}
+	select {
+	case <-*claiming:
+		return rt.tryReserveLocal()
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (rt *Runtime) tryReserveLocal() *workerPool {
 	rt.workMu.Lock()
 	defer rt.workMu.Unlock()
 	if rt.pool == nil || rt.pool.closed || rt.pool.stopping() || rt.pool.reserve(1) == 0 {
