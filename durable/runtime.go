@@ -450,9 +450,9 @@ func (rt *Runtime) loadSteps(ctx context.Context, tenant, runID string) ([]StepR
 }
 
 // Wait waits until the run runID of the tenant ctx carries is final and
-// returns it. Runs this runtime finishes wake it at once; others are
-// polled for, at most every PollInterval. It returns early with ctx's
-// error.
+// returns it. Runs this runtime executes wake it at their end (and are
+// looked at every Heartbeat meanwhile); others are polled for, at most
+// every PollInterval. It returns early with ctx's error.
 func (rt *Runtime) Wait(ctx context.Context, runID string) (Run, error) {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -484,7 +484,14 @@ func (rt *Runtime) WaitForTenant(ctx context.Context, tenant, runID string) (Run
 			}
 		}
 		skipLook = false
-		timer := time.NewTimer(delay)
+		wait := delay
+		if rt.executing(key) {
+			// Its end here wakes this call; until then a look only finds
+			// what the execution itself notices within a heartbeat (a
+			// cancellation, a lost lease).
+			wait = max(delay, rt.cfg.Heartbeat)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
