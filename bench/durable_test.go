@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/durable"
@@ -41,26 +42,74 @@ func (l *latencies) add(d time.Duration) {
 type side struct {
 	took     time.Duration
 	p50, p99 float64 // milliseconds per workflow
+	// commits counts the transactions the side's database committed
+	// during its warm-up, its timed part and its shutdown: statistics a
+	// busy backend has not flushed yet (it flushes at most once a second)
+	// are only certain to be counted once it exits.
+	commits int64
+}
+
+// xactCommits reads pg_stat_database.xact_commit of database name through
+// a connection to the server's administrative database, so that reading
+// it commits nothing in name.
+func xactCommits(tb testing.TB, name string) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(tb, err)
+	defer conn.Close(ctx)
+	var n int64
+	require.NoError(tb, conn.QueryRow(ctx, `SELECT xact_commit FROM pg_stat_database WHERE datname = $1`, name).Scan(&n))
+	return n
+}
+
+// commitsSince closes the side's connections (a backend flushes its
+// statistics when it exits; an idle one may hold them for up to 10 s),
+// waits until no backend is left on database name and returns how many
+// transactions it committed since before.
+func commitsSince(tb testing.TB, name string, before int64, closeSide func()) int64 {
+	tb.Helper()
+	closeSide()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(tb, err)
+	defer conn.Close(ctx)
+	for range 500 {
+		var backends int
+		require.NoError(tb, conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&backends))
+		if backends == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return xactCommits(tb, name) - before
 }
 
 // fanOut runs one workflow b.N times from 16 goroutines, timing only
 // that.
 func fanOut(b *testing.B, one func(i int) error) side {
+	b.StartTimer()
+	s := fanOutN(b, b.N, one)
+	b.StopTimer()
+	return s
+}
+
+// fanOutN runs one workflow n times from 16 goroutines.
+func fanOutN(tb testing.TB, n int, one func(i int) error) side {
 	var next atomic.Int64
 	lat := &latencies{}
 	var wg sync.WaitGroup
-	b.StartTimer()
 	began := time.Now()
 	for range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= b.N {
+				if i >= n {
 					return
 				}
 				start := time.Now()
 				if err := one(i); err != nil {
-					b.Error(err)
+					tb.Error(err)
 					return
 				}
 				lat.add(time.Since(start))
@@ -69,7 +118,6 @@ func fanOut(b *testing.B, one func(i int) error) side {
 	}
 	wg.Wait()
 	took := time.Since(began)
-	b.StopTimer()
 	slices.Sort(lat.all)
 	pct := func(p float64) float64 {
 		if len(lat.all) == 0 {
@@ -80,12 +128,17 @@ func fanOut(b *testing.B, one func(i int) error) side {
 	return side{took: took, p50: pct(0.5), p99: pct(0.99)}
 }
 
+// warmUp is how many workflows each side runs before its timed part, so
+// that neither is timed opening connections and preparing statements.
+const warmUp = 400
+
 // The workflow comparison's configuration, stated with its figures:
 //
 //   - both sides: 16 client goroutines, each starting a workflow of three
 //     no-op steps and waiting for its result, every checkpoint committed
 //     before the next step; a fresh database of the same server per side;
-//     20 database connections in all per side.
+//     20 database connections in all per side; 400 untimed workflows
+//     first (warm-up), then b.N timed.
 //   - durable: Concurrency 16, PollInterval 10ms; an App pool of 16
 //     connections (serving role, under RLS: starts, checkpoints, results)
 //     and a System pool of 4 (BYPASSRLS: claims, lease renewal); starts
@@ -93,6 +146,19 @@ func fanOut(b *testing.B, one func(i int) error) side {
 //     checkpoints of runs executing together share a commit.
 //   - DBOS Go SDK v1.8.0: RunWorkflow on one SystemDBPool of 20
 //     connections (the superuser, as DBOS creates its own schema).
+//
+// Commits per workflow: pg_stat_database.xact_commit of the side's own
+// database, read (from another database) before the warm-up and again
+// once the side stopped and its connections closed (a backend flushes its
+// statistics at most once a second while busy, and surely when it exits),
+// divided by the workflows run (warm-up and timed). Everything the side's
+// database committed counts: starts, checkpoints, results, polls, and
+// DBOS's own bookkeeping.
+//
+// Run it (the figures of one run are side by side; report the median of
+// three):
+//
+//	cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkThreeSteps -benchtime 2000x -count 3
 const (
 	durableAppConns    = 16
 	durableSystemConns = 4
@@ -106,9 +172,10 @@ var threeStepsRuns atomic.Int64
 
 // BenchmarkThreeSteps runs a workflow of three no-op steps b.N times from
 // 16 goroutines with each library, one after the other in the same run,
-// and reports each side's workflows/s, steps/s and p50/p99 per workflow, their
-// ratio (durable/dbos, of workflows/s), the connections each side had and
-// which side ran first (durable-first: 1 or 0).
+// and reports each side's workflows/s, steps/s, p50/p99 per workflow and
+// commits per workflow, the ratios durable/dbos (of workflows/s) and
+// dbos-p99/durable-p99, the connections each side had and which side ran
+// first (durable-first: 1 or 0).
 func BenchmarkThreeSteps(b *testing.B) {
 	b.StopTimer()
 	sides := []struct {
@@ -132,8 +199,10 @@ func BenchmarkThreeSteps(b *testing.B) {
 		b.ReportMetric(3*rate(name), name+"-steps/s")
 		b.ReportMetric(got[name].p50, name+"-p50-ms")
 		b.ReportMetric(got[name].p99, name+"-p99-ms")
+		b.ReportMetric(float64(got[name].commits)/float64(warmUp+b.N), name+"-commits/wf")
 	}
 	b.ReportMetric(rate("durable")/rate("dbos"), "durable/dbos")
+	b.ReportMetric(got["dbos"].p99/got["durable"].p99, "dbos-p99/durable-p99")
 	b.ReportMetric(dbosConns, "conns-each")
 	b.ReportMetric(durableFirst, "durable-first")
 }
@@ -157,9 +226,19 @@ func benchDurable(b *testing.B) side {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	stopped := false
+	closeSide := func() {
+		if !stopped {
+			stopped = true
+			stop()
+			<-done
+			app.Close()
+			system.Close()
+		}
+	}
+	defer closeSide()
 	ctx := context.Background()
-	return fanOut(b, func(i int) error {
+	one := func(i int) error {
 		run, err := wf.StartForTenant(ctx, tenant, i)
 		if err != nil {
 			return err
@@ -169,7 +248,12 @@ func benchDurable(b *testing.B) side {
 			err = fmt.Errorf("run %d returned %d", i, out)
 		}
 		return err
-	})
+	}
+	before := xactCommits(b, db.Name)
+	fanOutN(b, warmUp, one)
+	s := fanOut(b, one)
+	s.commits = commitsSince(b, db.Name, before, closeSide)
+	return s
 }
 
 func benchDBOS(b *testing.B) side {
@@ -189,8 +273,16 @@ func benchDBOS(b *testing.B) side {
 	}
 	dbos.RegisterWorkflow(dctx, three)
 	require.NoError(b, dbos.Launch(dctx))
-	defer func() { _ = dbos.Shutdown(dctx, 10*time.Second) }()
-	return fanOut(b, func(i int) error {
+	stopped := false
+	closeSide := func() {
+		if !stopped {
+			stopped = true
+			_ = dbos.Shutdown(dctx, 10*time.Second)
+			pool.Close()
+		}
+	}
+	defer closeSide()
+	one := func(i int) error {
 		h, err := dbos.RunWorkflow(dctx, three, i)
 		if err != nil {
 			return err
@@ -200,5 +292,10 @@ func benchDBOS(b *testing.B) side {
 			err = fmt.Errorf("run %d returned %d", i, out)
 		}
 		return err
-	})
+	}
+	before := xactCommits(b, db.Name)
+	fanOutN(b, warmUp, one)
+	s := fanOut(b, one)
+	s.commits = commitsSince(b, db.Name, before, closeSide)
+	return s
 }

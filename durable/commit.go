@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,10 +16,10 @@ import (
 )
 
 // groupCommit commits the checkpoints of concurrently executing runs
-// together: while one batch is in flight, the checkpoints that arrive
-// queue up and go as the next batch, one round trip and one commit (one
-// WAL flush) for all of them. A lone checkpoint goes at once, so nothing
-// waits for a batch to fill. Each caller returns only after the batch
+// together: while maxInFlight batches are in flight, the checkpoints that
+// arrive queue up and go as the next batch, one round trip and one commit
+// (one WAL flush) for all of them. A checkpoint arriving while fewer are
+// in flight goes at once, so nothing waits for a batch to fill. Each caller returns only after the batch
 // holding its checkpoint committed.
 //
 // The members of a batch may belong to different runs and tenants, so one
@@ -27,19 +29,25 @@ import (
 // sent again on its own and gets its own outcome.
 type groupCommit struct {
 	mu       sync.Mutex
-	queue    []*commitRequest
-	flushing bool // a batch is in flight
+	queue    []*commitRequest // waiting for a batch to end; empty while fewer than maxInFlight are in flight
+	inFlight int              // batches being sent
 }
+
+// maxInFlight is how many batches may be in flight at once. With two, the
+// server executes one batch while the next is being sent and the
+// previous one's members go on, instead of idling between batches.
+const maxInFlight = 2
 
 // commitRequest is one statement run in its tenant's scope.
 type commitRequest struct {
 	tenant string
 	sql    string
 	args   []any
-	dest   []any // when set, the statement returns at most one row, scanned here
-	rows   int64 // rows affected (or returned, with dest)
+	scan   func(rowScanner) error // when set, the statement returns at most one row, scanned by it
+	rows   int64                  // rows affected (or returned, with scan)
 	err    error
-	done   chan bool // receives true to lead the next batch, false when committed
+	done   chan bool        // receives true to lead the next batch, false when committed
+	batch  []*commitRequest // the batch to lead, set before true is sent on done
 }
 
 // exec runs sql in tenant's scope in the next batch and returns the number
@@ -49,34 +57,37 @@ func (g *groupCommit) exec(ctx context.Context, rt *Runtime, tenant, sql string,
 }
 
 // queryRow runs sql, which returns at most one row, in tenant's scope in
-// the next batch, scans the row into dest and returns 1, or 0 without a
+// the next batch, scans the row with scan and returns 1, or 0 without a
 // row.
-func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, dest []any, sql string, args ...any) (int64, error) {
-	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, dest: dest})
+func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, scan func(rowScanner) error, sql string, args ...any) (int64, error) {
+	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, scan: scan})
 }
 
 func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
 	req.done = make(chan bool, 1)
 	g.mu.Lock()
-	g.queue = append(g.queue, req)
-	if g.flushing {
+	if g.inFlight < maxInFlight {
+		g.inFlight++
+		g.mu.Unlock()
+		req.batch = []*commitRequest{req}
+	} else {
+		g.queue = append(g.queue, req)
 		g.mu.Unlock()
 		if lead := <-req.done; !lead {
 			return req.rows, req.err
 		}
-	} else {
-		g.flushing = true
-		g.mu.Unlock()
 	}
-	g.lead(ctx, rt)
+	g.lead(ctx, rt, req.batch)
 	return req.rows, req.err
 }
 
-// lead flushes the queue (which holds the leader's own request) and hands
-// the lead to the first request that queued meanwhile.
-func (g *groupCommit) lead(ctx context.Context, rt *Runtime) {
+// lead flushes batch (which holds the leader's own request), together
+// with whatever queued since it was handed over, and then hands the
+// requests queued meanwhile to the first of them to lead as the next
+// batch.
+func (g *groupCommit) lead(ctx context.Context, rt *Runtime, batch []*commitRequest) {
 	g.mu.Lock()
-	batch := g.queue
+	batch = append(batch, g.queue...)
 	g.queue = nil
 	g.mu.Unlock()
 
@@ -89,9 +100,13 @@ func (g *groupCommit) lead(ctx context.Context, rt *Runtime) {
 	g.mu.Lock()
 	var next *commitRequest
 	if len(g.queue) > 0 {
+		// Taken here, under the lock, so that no two ending batches hand
+		// the same requests over.
 		next = g.queue[0]
+		next.batch = g.queue
+		g.queue = nil
 	} else {
-		g.flushing = false
+		g.inFlight--
 	}
 	g.mu.Unlock()
 	for _, req := range batch {
@@ -126,20 +141,31 @@ func (rt *Runtime) flush(ctx context.Context, batch []*commitRequest) {
 	}
 }
 
-// send sends reqs as one implicit transaction, each statement after
-// setting its tenant, and records each one's rows. On error every request
-// of reqs gets it.
+// send sends reqs as one implicit transaction, the statements of each
+// tenant after setting it once, and records each one's rows. On error
+// every request of reqs gets it.
 func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
+	if len(reqs) > 1 {
+		// The requests of one tenant go together, so that one set_config
+		// serves them all; the members are independent, so their order
+		// does not matter.
+		reqs = slices.Clone(reqs)
+		slices.SortStableFunc(reqs, func(a, b *commitRequest) int { return strings.Compare(a.tenant, b.tenant) })
+	}
 	b := &pgx.Batch{}
-	for _, req := range reqs {
-		b.Queue(rls.SetTenantSQL, req.tenant)
+	for i, req := range reqs {
+		if i == 0 || req.tenant != reqs[i-1].tenant {
+			b.Queue(rls.SetTenantSQL, req.tenant)
+		}
 		b.Queue(req.sql, req.args...)
 	}
 	br := rt.cfg.App.SendBatch(ctx, b)
 	var err error
-	for _, req := range reqs {
-		if _, err = br.Exec(); err != nil {
-			break
+	for i, req := range reqs {
+		if i == 0 || req.tenant != reqs[i-1].tenant {
+			if _, err = br.Exec(); err != nil {
+				break
+			}
 		}
 		if req.rows, err = read(br, req); err != nil {
 			break
@@ -158,11 +184,11 @@ func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
 }
 
 func read(br pgx.BatchResults, req *commitRequest) (int64, error) {
-	if req.dest == nil {
+	if req.scan == nil {
 		tag, err := br.Exec()
 		return tag.RowsAffected(), err
 	}
-	switch err := br.QueryRow().Scan(req.dest...); {
+	switch err := req.scan(br.QueryRow()); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return 0, nil
 	case err != nil:

@@ -47,8 +47,10 @@ type Config struct {
 	// another runtime may take a run over once its lease expired. Leases
 	// are counted on the database's clock. Default 30s; at least 100ms.
 	Lease time.Duration
-	// Heartbeat is how often a running run's lease is renewed. Default
-	// Lease/3; must be shorter than Lease.
+	// Heartbeat is how often a running run's lease is renewed. A
+	// checkpoint renews it too once it is older than Heartbeat (a younger
+	// lease is left as it is, which lets the checkpoint update the run's
+	// row in place). Default Lease/3; must be shorter than Lease.
 	Heartbeat time.Duration
 	// PollInterval is how often the workers look for claimable runs.
 	// Default 1s. Starts through this runtime wake its workers at once.

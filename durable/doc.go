@@ -71,8 +71,8 @@
 // (BYPASSRLS) across tenants, and each step's checkpoint and TxStep
 // transaction run on the App pool scoped to the run's tenant again.
 //
-// A running run is owned through a lease (owner, expiry) renewed by every
-// checkpoint and by a heartbeat. Runtimes claim runs whose lease expired
+// A running run is owned through a lease (owner, expiry) renewed by a
+// heartbeat and by any checkpoint that finds it older than a heartbeat. Runtimes claim runs whose lease expired
 // with FOR UPDATE SKIP LOCKED; every claim bumps the run's attempt, and
 // every write of an execution is fenced on the attempt it claimed, so a
 // worker that lost its lease (paused, partitioned, cancelled) can never
@@ -98,15 +98,19 @@
 //
 // Every checkpoint is committed before its step returns. The checkpoints,
 // starts and outcomes of the runs executing at the same moment in one
-// runtime are committed together (group commit: one round trip and one WAL
-// flush per batch, no waiting for a batch to fill), so throughput grows
-// with concurrency instead of stopping at the server's commit rate. One
+// runtime are committed together (group commit: one round trip, one
+// tenant scope per tenant and one WAL flush per batch, no waiting for a
+// batch to fill), so throughput grows with concurrency instead of
+// stopping at the server's commit rate. A checkpoint changes no indexed
+// column of its run (the lease is renewed at most once per Heartbeat), so
+// PostgreSQL updates the run's row in place. One
 // member's failure never becomes another's: values are checked before they
 // are queued, and when PostgreSQL still refuses a statement (which rolls
 // back the whole batch) every member is committed again on its own, so only
 // the run whose value was refused fails, with the reason. A run started
 // through a runtime whose workers have a free slot executes there at once,
-// and Wait on such a run is woken by its end instead of polling.
+// and Wait (and Result) on such a run is woken by its end and returns the
+// run as that end stored it, without polling or reading it again.
 //
 // # Signals
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -31,9 +32,21 @@ type Runtime struct {
 	workMu sync.Mutex
 	pool   *workerPool // set while Run is active
 
+	// backlog is set when runs may be waiting to be claimed (a start
+	// found no free slot, a claim filled every slot it had): a slot that
+	// frees then makes the workers look at once instead of at their next
+	// poll.
+	backlog atomic.Bool
+
 	waitMu  sync.Mutex
-	waiters map[string][]chan struct{} // by runKey: Wait calls in this process
-	active  map[string]bool            // by runKey: runs executing here
+	waiters map[string][]*waiter // by runKey: Wait calls in this process
+	active  map[string]bool      // by runKey: runs executing here
+}
+
+// waiter is one Wait call waiting for a run this runtime executes.
+type waiter struct {
+	ended chan struct{} // closed when the execution here ended
+	final *Run          // the run as its end stored it, set before ended is closed; nil when it did not end
 }
 
 // workflowDef executes one registered workflow on raw JSON.
@@ -48,7 +61,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{cfg: cfg, workflows: map[string]*workflowDef{}, poke: make(chan struct{}, 1), waiters: map[string][]chan struct{}{}, active: map[string]bool{}}, nil
+	return &Runtime{cfg: cfg, workflows: map[string]*workflowDef{}, poke: make(chan struct{}, 1), waiters: map[string][]*waiter{}, active: map[string]bool{}}, nil
 }
 
 // Workflow is a registered workflow with typed input and output.
@@ -201,7 +214,7 @@ func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, 
 	}
 	// When this runtime's workers have a free slot the run is inserted
 	// already claimed by them and executed at once, skipping the poll.
-	pool := rt.reserveLocal()
+	pool := rt.reserveLocal(ctx)
 	run := Run{Tenant: tenant, ID: runID, Workflow: workflow, Status: StatusPending, Input: encoded}
 	sql, args := startPendingSQL, []any{tenant, runID, workflow, encoded}
 	if pool != nil {
@@ -209,7 +222,7 @@ func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, 
 		sql, args = startClaimedSQL, []any{tenant, runID, workflow, encoded, rt.cfg.WorkerID, micros(rt.cfg.Lease)}
 	}
 	// Committed together with other starts and checkpoints in flight.
-	inserted, err := rt.commits.queryRow(ctx, rt, tenant, []any{&run.CreatedAt}, sql, args...)
+	inserted, err := rt.commits.queryRow(ctx, rt, tenant, func(row rowScanner) error { return row.Scan(&run.CreatedAt) }, sql, args...)
 	run.UpdatedAt = run.CreatedAt
 	if pool != nil {
 		if err == nil && inserted == 1 {
@@ -356,6 +369,7 @@ func (rt *Runtime) workflow(name string) *workflowDef {
 
 // wake makes the workers poll now instead of at their next interval.
 func (rt *Runtime) wake() {
+	rt.backlog.Store(true)
 	select {
 	case rt.poke <- struct{}{}:
 	default:
@@ -436,9 +450,9 @@ func (rt *Runtime) loadSteps(ctx context.Context, tenant, runID string) ([]StepR
 }
 
 // Wait waits until the run runID of the tenant ctx carries is final and
-// returns it. Runs this runtime finishes wake it at once; others are
-// polled for, at most every PollInterval. It returns early with ctx's
-// error.
+// returns it. Runs this runtime executes wake it at their end (and are
+// looked at every Heartbeat meanwhile); others are polled for, at most
+// every PollInterval. It returns early with ctx's error.
 func (rt *Runtime) Wait(ctx context.Context, runID string) (Run, error) {
 	tenant, err := tenantFrom(ctx)
 	if err != nil {
@@ -454,7 +468,7 @@ func (rt *Runtime) WaitForTenant(ctx context.Context, tenant, runID string) (Run
 		return Run{}, err
 	}
 	key := runKey(tenant, runID)
-	finished, unsubscribe := rt.subscribe(key)
+	w, unsubscribe := rt.subscribe(key)
 	defer func() { unsubscribe() }()
 	delay := 10 * time.Millisecond
 	// A run this runtime executes ends with a notification: no need to
@@ -470,16 +484,29 @@ func (rt *Runtime) WaitForTenant(ctx context.Context, tenant, runID string) (Run
 			}
 		}
 		skipLook = false
-		timer := time.NewTimer(delay)
+		wait := delay
+		if rt.executing(key) {
+			// Its end here wakes this call; until then a look only finds
+			// what the execution itself notices within a heartbeat (a
+			// cancellation, a lost lease).
+			wait = max(delay, rt.cfg.Heartbeat)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return run, ctx.Err()
-		case <-finished:
-			// The execution here ended: look at the outcome, and subscribe
-			// again in case the run was only parked.
+		case <-w.ended:
+			timer.Stop()
+			if w.final != nil {
+				// The run ended here: its end was committed and is
+				// returned as stored, without reading it again.
+				return *w.final, nil
+			}
+			// Parked or stopped: look at the run, and subscribe again in
+			// case it resumes here.
 			unsubscribe()
-			finished, unsubscribe = rt.subscribe(key)
+			w, unsubscribe = rt.subscribe(key)
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -489,18 +516,19 @@ func (rt *Runtime) WaitForTenant(ctx context.Context, tenant, runID string) (Run
 
 func runKey(tenant, runID string) string { return tenant + "/" + runID }
 
-// subscribe returns a channel closed when this runtime finishes the run.
-func (rt *Runtime) subscribe(key string) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
+// subscribe returns a waiter whose channel is closed when this runtime's
+// execution of the run ends.
+func (rt *Runtime) subscribe(key string) (*waiter, func()) {
+	w := &waiter{ended: make(chan struct{})}
 	rt.waitMu.Lock()
-	rt.waiters[key] = append(rt.waiters[key], ch)
+	rt.waiters[key] = append(rt.waiters[key], w)
 	rt.waitMu.Unlock()
-	return ch, func() {
+	return w, func() {
 		rt.waitMu.Lock()
 		defer rt.waitMu.Unlock()
 		list := rt.waiters[key]
 		for i, c := range list {
-			if c == ch {
+			if c == w {
 				list = append(list[:i], list[i+1:]...)
 				break
 			}
@@ -521,14 +549,16 @@ func (rt *Runtime) executing(key string) bool {
 }
 
 // notifyEnded wakes this process's Wait calls for the run whose execution
-// here ended (finished, parked or stopped).
-func (rt *Runtime) notifyEnded(key string) {
+// here ended (finished, parked or stopped), handing them final, the run as
+// its end stored it (nil when it did not end).
+func (rt *Runtime) notifyEnded(key string, final *Run) {
 	rt.waitMu.Lock()
 	list := rt.waiters[key]
 	delete(rt.waiters, key)
 	delete(rt.active, key)
 	rt.waitMu.Unlock()
-	for _, ch := range list {
-		close(ch)
+	for _, w := range list {
+		w.final = final
+		close(w.ended)
 	}
 }

@@ -332,12 +332,34 @@ SET status = $4::text, owner = CASE WHEN $4::text = 'running' THEN owner END,
     wait_signal = $7, wait_seq = $8, updated_at = now()
 WHERE tenant_id = $1::uuid AND id = $2 AND attempt = $3 AND status = 'running'`
 
+// renewSQL is fenceSQL for a run that stays running, with the same
+// parameters ($5 being the renewal threshold instead of a due time). It
+// renews the lease only once the lease is older than a heartbeat (less
+// than $5 of it left), so that most checkpoints change no indexed column
+// and PostgreSQL updates the row in place (a HOT update: no index entry
+// written, no index to clean up later).
+const renewSQL = `
+UPDATE platform.durable_runs
+SET lease_until = CASE WHEN lease_until < now() + $5::bigint * interval '1 microsecond'
+                       THEN now() + $6::bigint * interval '1 microsecond' ELSE lease_until END,
+    ready_at = CASE WHEN lease_until < now() + $5::bigint * interval '1 microsecond'
+                    THEN now() + $6::bigint * interval '1 microsecond' ELSE ready_at END,
+    wake_at = NULL, wait_signal = $7::text, wait_seq = $8::integer, updated_at = now()
+WHERE tenant_id = $1::uuid AND id = $2 AND attempt = $3 AND status = $4::text`
+
 // recordSQL records a checkpoint with the fence. A sleep's output, its
 // wake-up time, is computed from the database's clock ($16, the sleep's
 // length) in the same statement that parks the run until then.
 const recordSQL = `
 WITH fence AS (` + fenceSQL + ` RETURNING 1)
-INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, error, attempts, created_at)
+` + insertStepSQL
+
+// recordRunningSQL is recordSQL for a run that stays running.
+const recordRunningSQL = `
+WITH fence AS (` + renewSQL + ` RETURNING 1)
+` + insertStepSQL
+
+const insertStepSQL = `INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, error, attempts, created_at)
 SELECT $1::uuid, $2, $9, $10, $11, $12,
        coalesce($13::jsonb, to_jsonb(now() + $16::bigint * interval '1 microsecond')), NULLIF($14, ''), $15, now()
 FROM fence`
@@ -345,8 +367,9 @@ FROM fence`
 // fenceArgs are the arguments of fenceSQL: the run stays running with a
 // renewed lease, or is parked.
 func (rs *runState) fenceArgs(park *parking) []any {
-	if park == nil {
-		return []any{rs.tenant, rs.id, rs.attempt, string(StatusRunning), nil, micros(rs.rt.cfg.Lease), nil, nil}
+	if park == nil { // renewSQL's
+		return []any{rs.tenant, rs.id, rs.attempt, string(StatusRunning),
+			micros(rs.rt.cfg.Lease - rs.rt.cfg.Heartbeat), micros(rs.rt.cfg.Lease), nil, nil}
 	}
 	var dueIn *int64
 	if park.dueIn != nil {
@@ -392,8 +415,13 @@ func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parki
 }
 
 func (rs *runState) checkpointStatement(rec *StepRecord, park *parking) (string, []any) {
-	if rec == nil {
+	switch {
+	case rec == nil && park == nil:
+		return renewSQL, rs.fenceArgs(park)
+	case rec == nil:
 		return fenceSQL, rs.fenceArgs(park)
+	case park == nil:
+		return recordRunningSQL, recordArgs(rs.fenceArgs(park), rec, park)
 	}
 	return recordSQL, recordArgs(rs.fenceArgs(park), rec, park)
 }

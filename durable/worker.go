@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,16 +69,25 @@ func (rt *Runtime) Run(ctx context.Context) error {
 		if pool.stopping() { // the select may have picked another ready case
 			return nil
 		}
+		claiming := make(chan struct{})
+		pool.claiming.Store(&claiming)
 		free := pool.reserve(rt.cfg.Concurrency)
 		claimed := 0
 		if free > 0 {
+			// Cleared before the claim, so that a wake during it counts.
+			rt.backlog.Store(false)
 			var err error
 			claimed, err = rt.claimAndExecute(pool, free)
+			if claimed == free || err != nil {
+				rt.backlog.Store(true) // there may be more
+			}
 			if err != nil && !pool.stopping() {
 				rt.cfg.Logger.ErrorContext(ctx, "durable: claim runs", "error", err)
 			}
 			pool.unreserve(free - claimed)
 		}
+		pool.claiming.Store(nil)
+		close(claiming)
 		if claimed == free && free > 0 {
 			// There may be more: look again as soon as a slot frees.
 			timer.Reset(0)
@@ -136,6 +146,9 @@ type workerPool struct {
 	done     chan struct{} // closed once Run returned
 	closed   bool          // under Runtime.workMu: Run is waiting for its runs
 	slots    chan struct{}
+	// claiming is closed once the claim in progress, which holds the
+	// slots it may fill, has given back those it did not fill.
+	claiming atomic.Pointer[chan struct{}]
 	wg       sync.WaitGroup
 }
 
@@ -181,9 +194,14 @@ func (p *workerPool) spawn(rt *Runtime, c claimed) {
 	rt.waitMu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		defer func() { p.unreserve(1); rt.wake() }()
-		rt.execute(p, c)
-		rt.notifyEnded(key)
+		final := rt.execute(p, c)
+		// The slot is free before the run's Wait calls wake, so that a
+		// caller starting its next run at once finds it free.
+		p.unreserve(1)
+		rt.notifyEnded(key, final)
+		if rt.backlog.Load() {
+			rt.wake() // runs may be waiting for this slot
+		}
 	}()
 }
 
@@ -194,8 +212,32 @@ func (p *workerPool) cancelReservation() {
 }
 
 // reserveLocal reserves a slot of the active Run for a run started in this
-// process, or returns nil.
-func (rt *Runtime) reserveLocal() *workerPool {
+// process, or returns nil. When a claim in progress holds the free slots,
+// it waits for the claim to give back those it did not fill (one round
+// trip), rather than leave the run to the next poll.
+func (rt *Runtime) reserveLocal(ctx context.Context) *workerPool {
+	if pool := rt.tryReserveLocal(); pool != nil {
+		return pool
+	}
+	rt.workMu.Lock()
+	pool := rt.pool
+	rt.workMu.Unlock()
+	if pool == nil {
+		return nil
+	}
+	claiming := pool.claiming.Load()
+	if claiming == nil {
+		return nil
+	}
+	select {
+	case <-*claiming:
+		return rt.tryReserveLocal()
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (rt *Runtime) tryReserveLocal() *workerPool {
 	rt.workMu.Lock()
 	defer rt.workMu.Unlock()
 	if rt.pool == nil || rt.pool.closed || rt.pool.stopping() || rt.pool.reserve(1) == 0 {
@@ -280,8 +322,9 @@ func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 }
 
 // execute runs one claimed run to its end, its parking, its stop or the
-// loss of its lease.
-func (rt *Runtime) execute(pool *workerPool, c claimed) {
+// loss of its lease. It returns the run as its end stored it, or nil when
+// the run did not end here.
+func (rt *Runtime) execute(pool *workerPool, c claimed) *Run {
 	parent := pool.ctx
 	ctx, span := rt.cfg.tracer().Start(parent, "durable.run "+c.workflow, trace.WithAttributes(
 		attribute.String("durable.workflow", c.workflow),
@@ -310,7 +353,7 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) {
 			rt.cfg.Logger.ErrorContext(ctx, "durable: load checkpoints", "run", c.id, "error", err)
 		}
 		rt.release(parent, rs.tenant, rs.id, rs.attempt)
-		return
+		return nil
 	}
 	rs.recorded = make(map[int]StepRecord, len(steps))
 	for _, s := range steps {
@@ -320,7 +363,7 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) {
 	stopHeartbeat := rt.heartbeat(ctx, rs)
 	output, runErr := rt.callWorkflow(context.WithValue(ctx, stateKey{}, rs), rs, c)
 	stopHeartbeat()
-	rt.settle(parent, ctx, span, rs, output, runErr)
+	return rt.settle(parent, ctx, span, rs, output, runErr)
 }
 
 // callWorkflow runs the workflow function, turning a panic into an error.
@@ -337,21 +380,22 @@ func (rt *Runtime) callWorkflow(ctx context.Context, rs *runState, c claimed) (o
 	return def.exec(ctx, c.input)
 }
 
-// settle records what the workflow's return means for the run.
-func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runState, output json.RawMessage, runErr error) {
+// settle records what the workflow's return means for the run, and
+// returns the run as stored when it ended here (nil otherwise).
+func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runState, output json.RawMessage, runErr error) *Run {
 	stop, fatalErr := rs.outcome()
 	switch {
 	case errors.Is(stop, ErrSuspended):
 		span.SetAttributes(attribute.String("durable.outcome", "parked"))
 		recordRunOutcome(ctx, rs.workflow, "parked")
-		return
+		return nil
 	case stop != nil:
 		span.SetAttributes(attribute.String("durable.outcome", "stopped"))
 		recordRunOutcome(ctx, rs.workflow, "stopped")
 		if !errors.Is(stop, ErrLeaseLost) {
 			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
-		return
+		return nil
 	case runErr != nil && fatalErr == nil && ctx.Err() != nil:
 		// Shut down (or lease lost) while the workflow ran: the error is
 		// likely the cancellation's, not the workflow's outcome.
@@ -360,7 +404,7 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		if !errors.Is(context.Cause(ctx), ErrLeaseLost) {
 			rt.release(parent, rs.tenant, rs.id, rs.attempt)
 		}
-		return
+		return nil
 	}
 	if fatalErr != nil {
 		runErr = fatalErr
@@ -371,13 +415,13 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 		span.RecordError(runErr)
 		span.SetStatus(codes.Error, errText)
 	}
-	err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText)
+	final, err := rt.finish(context.WithoutCancel(parent), rs, status, output, errText)
 	if pgErr, refused := refusedValue(err); refused && status == StatusCompleted {
 		// The output was refused after all: the run fails with the reason
 		// rather than being replayed forever.
 		status, errText = StatusFailed, cleanError(fmt.Sprintf("%v: output refused by PostgreSQL: %s", ErrEncode, pgErr.Message))
 		span.SetStatus(codes.Error, errText)
-		err = rt.finish(context.WithoutCancel(parent), rs, status, nil, errText)
+		final, err = rt.finish(context.WithoutCancel(parent), rs, status, nil, errText)
 	}
 	span.SetAttributes(attribute.String("durable.outcome", string(status)))
 	if err != nil {
@@ -386,24 +430,32 @@ func (rt *Runtime) settle(parent, ctx context.Context, span trace.Span, rs *runS
 			level = slog.LevelInfo
 		}
 		rt.cfg.Logger.Log(ctx, level, "durable: record run outcome", "run", rs.id, "status", status, "error", err)
-		return
+		return nil
 	}
 	recordRunOutcome(ctx, rs.workflow, string(status))
 	rt.cfg.Logger.DebugContext(ctx, "durable: run finished", "run", rs.id, "workflow", rs.workflow, "status", status)
+	return &final
 }
 
 const finishSQL = `
 UPDATE platform.durable_runs
 SET status = $4, output = $5, error = NULLIF($6, ''), finished_at = now(), updated_at = now(), owner = NULL,
     lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
-WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'`
+WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'
+RETURNING ` + runColumns
 
-func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) error {
-	n, err := rt.commits.exec(ctx, rt, rs.tenant, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
+// finish records the run's outcome and returns the run as stored, which
+// this process's Wait calls for it receive instead of reading it again.
+func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) (Run, error) {
+	var run Run
+	n, err := rt.commits.queryRow(ctx, rt, rs.tenant, func(row rowScanner) (err error) {
+		run, err = scanRun(row)
+		return err
+	}, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
 	if err == nil && n == 0 {
 		err = ErrLeaseLost
 	}
-	return err
+	return run, err
 }
 
 const releaseSQL = `

@@ -1,0 +1,336 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dealix/platform/durable"
+	"github.com/dealix/platform/internal/pgtest"
+)
+
+// BenchmarkDurableGrowth measures how durable's costs grow with the runs
+// it already finished: claim latency and three-step workflow throughput
+// with 0, 100k and 1M completed runs (each with three checkpoints) in the
+// tables, and what the retention Sweeper costs while work runs.
+//
+// Configuration: one database per size; the completed runs are spread
+// over 50 tenants and finished 40 days ago (so the default 30-day
+// retention has expired them all), written with generate_series. Three
+// rounds visit the sizes in turn (each round starting at the next size,
+// so the machine's drift does not pass for growth); each visit VACUUM
+// ANALYZEs the tables (as autovacuum keeps them), starts a runtime, warms
+// it up (400 workflows) and measures:
+//
+//   - claim latency: the workers' claim query (as durable/worker.go sends
+//     it, for up to 16 runs) against 200 pending runs of one workflow,
+//     100 times, each in a transaction rolled back so the same runs stay
+//     pending; the median of the 100 is the visit's figure. Its plan
+//     (EXPLAIN ANALYZE) is logged once per size.
+//   - steps/s: 2,000 three-step workflows (no-op steps) from 16
+//     goroutines, as BenchmarkThreeSteps runs durable: Concurrency 16,
+//     PollInterval 10ms, App pool 16 connections, System pool 4.
+//
+// Then, at 1M, the sweeper's cost: three rounds of 2,000 workflows each
+// without and with a Sweeper (BatchSize 1000, default 30-day retention,
+// its own System connection) deleting the expired runs meanwhile,
+// alternating.
+//
+// Each point is the median of its three rounds, with their spread (min,
+// max). Long form (writes results/durable-claim-latency.json,
+// results/durable-steps-per-s.json and results/durable-sweeper-cost.json;
+// about a minute and a half, half of it filling):
+//
+//	cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
+//
+// With -short it uses 0 and 1,000 runs and 200 workflows per round and
+// writes nothing (the CI smoke form).
+func BenchmarkDurableGrowth(b *testing.B) {
+	b.StopTimer()
+	sizes, workflows := []int{0, 100_000, 1_000_000}, 2000
+	if testing.Short() {
+		sizes, workflows = []int{0, 1000}, 200
+	}
+	const rounds = 3
+	ctx := context.Background()
+	dbs := make([]*pgtest.DB, len(sizes))
+	for i, size := range sizes {
+		dbs[i] = pgtest.New(b)
+		fill(b, dbs[i], size)
+	}
+
+	// Rounds visit the sizes in turn, each round starting at the next
+	// size, so that the machine's drift over the run does not pass for
+	// growth.
+	lat := make([][]float64, len(sizes))
+	rate := make([][]float64, len(sizes))
+	for r := range rounds {
+		for k := range sizes {
+			i := (r + k) % len(sizes)
+			// Statistics as autovacuum keeps them: without, the first
+			// size's tables, analyzed empty, would be planned as empty
+			// while the rounds fill them.
+			analyze(b, dbs[i])
+			g := newGrowth(b, dbs[i])
+			g.claimLatency(b) // warm-up
+			g.stepsPerSecond(b, warmUp)
+			if r == 0 {
+				b.Logf("claim plan with %d completed runs:\n%s", sizes[i], g.explainClaim(b))
+			}
+			lat[i] = append(lat[i], g.claimLatency(b))
+			rate[i] = append(rate[i], g.stepsPerSecond(b, workflows))
+			g.close()
+		}
+	}
+	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
+	steps := Series{Name: "three-step workflows, 16 goroutines"}
+	for i, size := range sizes {
+		b.Logf("%d completed runs: claim ms %.3f, steps/s %.0f", size, lat[i], rate[i])
+		claimLat.Points = append(claimLat.Points, point(float64(size), lat[i]))
+		steps.Points = append(steps.Points, point(float64(size), rate[i]))
+	}
+
+	// The sweeper's cost, against the expired runs of the largest size,
+	// in alternating rounds.
+	largest := dbs[len(dbs)-1]
+	g := newGrowth(b, largest)
+	defer g.close()
+	g.stepsPerSecond(b, warmUp)
+	sweepPool := newPool(b, largest, pgtest.RoleSystem, 1)
+	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(b, err)
+	var without, with []float64
+	for range rounds {
+		without = append(without, g.stepsPerSecond(b, workflows))
+		sweepCtx, stopSweep := context.WithCancel(ctx)
+		swept := make(chan struct{})
+		go func() { defer close(swept); _ = sweeper.Run(sweepCtx) }()
+		time.Sleep(100 * time.Millisecond) // the sweep under way
+		with = append(with, g.stepsPerSecond(b, workflows))
+		stopSweep()
+		<-swept
+	}
+	var left int64
+	require.NoError(b, g.system.QueryRow(ctx, `SELECT count(*) FROM platform.durable_runs`).Scan(&left))
+	b.Logf("sweeper: steps/s without %.0f, with %.0f; %d runs left", without, with, left)
+	last := float64(sizes[len(sizes)-1])
+
+	b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
+	b.ReportMetric(claimLat.Points[len(sizes)-1].Y, "claim-ms-largest")
+	b.ReportMetric(steps.Points[0].Y, "steps/s-empty")
+	b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
+	b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
+	b.ReportMetric(median(with)/median(without), "with-sweeper/without")
+	if testing.Short() {
+		return
+	}
+	config := fmt.Sprintf("durable: Concurrency %d, PollInterval 10ms, App pool %d + System pool %d connections; "+
+		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series; "+
+		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
+		workers, durableAppConns, durableSystemConns, warmUp, rounds)
+	command := "cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
+	for _, c := range []Curve{{
+		Name: "durable-claim-latency", Title: "durable: claim latency as completed runs grow",
+		XLabel: "completed runs in the table", YLabel: "claim latency, ms (median of 100)", LogX: true,
+		Config: config + "; claim query for up to 16 of 200 pending runs, in a transaction rolled back",
+		Series: []Series{claimLat},
+	}, {
+		Name: "durable-steps-per-s", Title: "durable: steps/s as completed runs grow",
+		XLabel: "completed runs in the table", YLabel: "steps/s", LogX: true,
+		Config: config + fmt.Sprintf("; %d three-step workflows from %d goroutines per round", workflows, workers),
+		Series: []Series{steps},
+	}, {
+		Name: "durable-sweeper-cost", Title: "durable: steps/s with and without the retention sweeper",
+		XLabel: "expired runs in the table at the start", YLabel: "steps/s", LogX: true,
+		Config: config + "; Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile; rounds alternate",
+		Series: []Series{{Name: "without sweeper", Points: []Point{point(last, without)}},
+			{Name: "with sweeper", Points: []Point{point(last, with)}}},
+	}} {
+		c.Command = command
+		require.NoError(b, WriteCurve("results", c))
+	}
+}
+
+// growth is a durable runtime on one of the growth benchmark's databases.
+type growth struct {
+	system *pgxpool.Pool // BYPASSRLS: claims and counts
+	wf     *durable.Workflow[int, int]
+	close  func()
+}
+
+func newGrowth(b *testing.B, db *pgtest.DB) *growth {
+	app := newPool(b, db, pgtest.RoleApp, durableAppConns)
+	system := newPool(b, db, pgtest.RoleSystem, durableSystemConns)
+	rt, err := durable.New(durable.Config{App: app, System: system, Concurrency: workers,
+		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(b, err)
+	wf, err := durable.Register(rt, "three", func(ctx context.Context, in int) (int, error) {
+		for _, name := range []string{"a", "b", "c"} {
+			if _, err := durable.Step(ctx, name, noop); err != nil {
+				return 0, err
+			}
+		}
+		return in, nil
+	})
+	require.NoError(b, err)
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(runCtx) }()
+	claims := newPool(b, db, pgtest.RoleSystem, 2)
+	return &growth{system: claims, wf: wf, close: func() {
+		stop()
+		<-done
+		app.Close()
+		system.Close()
+		claims.Close()
+	}}
+}
+
+// fill writes size completed runs, each with three checkpoints, in
+// chunks of 100k, and vacuums.
+func fill(b *testing.B, db *pgtest.DB, size int) {
+	ctx := context.Background()
+	began := time.Now()
+	system := newPool(b, db, pgtest.RoleSystem, 1)
+	defer system.Close()
+	for lo := 0; lo < size; lo += 100_000 {
+		hi := min(lo+100_000, size) - 1
+		_, err := system.Exec(ctx, `
+INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, output, attempt, created_at, updated_at, finished_at)
+SELECT ('7a1c1a8e-0000-4000-8000-' || lpad(to_hex(i % 50), 12, '0'))::uuid, 'done-' || i, 'three', 'completed',
+       '1', '1', 1, now() - interval '40 days', now() - interval '40 days', now() - interval '40 days'
+FROM generate_series($1::int, $2::int) AS i`, lo, hi)
+		require.NoError(b, err)
+		_, err = system.Exec(ctx, `
+INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, attempts, created_at)
+SELECT ('7a1c1a8e-0000-4000-8000-' || lpad(to_hex(i % 50), 12, '0'))::uuid, 'done-' || i, s, 'step',
+       (ARRAY['a', 'b', 'c'])[s], 'completed', '1', 1, now() - interval '40 days'
+FROM generate_series($1::int, $2::int) AS i, generate_series(1, 3) AS s`, lo, hi)
+		require.NoError(b, err)
+	}
+	analyze(b, db)
+	b.Logf("filled %d completed runs in %v", size, time.Since(began).Round(time.Millisecond))
+}
+
+// analyze vacuums and analyzes durable's tables.
+func analyze(b *testing.B, db *pgtest.DB) {
+	for _, table := range []string{"durable_runs", "durable_steps", "durable_signals"} {
+		_, err := db.Admin.Exec(context.Background(), "VACUUM ANALYZE platform."+table)
+		require.NoError(b, err)
+	}
+}
+
+// growthClaimSQL is the workers' claim query as durable/worker.go sends
+// it (claimSQL), so that its plan and latency are the ones measured.
+const growthClaimSQL = `
+WITH due AS (
+    SELECT tenant_id, id FROM platform.durable_runs
+    WHERE ready_at <= now() AND status IN ('pending', 'running', 'sleeping', 'waiting') AND workflow = ANY($1)
+    ORDER BY ready_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE platform.durable_runs r
+SET status = 'running', owner = $3, attempt = r.attempt + 1,
+    lease_until = now() + $4::bigint * interval '1 microsecond',
+    ready_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
+FROM due WHERE r.tenant_id = due.tenant_id AND r.id = due.id
+RETURNING r.tenant_id::text, r.id, r.workflow, r.input, r.attempt, r.wait_seq, r.wake_at, now()`
+
+// claimWorkflow names the pending runs the claim is measured on; no
+// runtime executes it.
+const claimWorkflow = "claimed-by-nobody"
+
+// withPending runs fn with 200 pending runs of claimWorkflow in the table.
+func (g *growth) withPending(b *testing.B, fn func()) {
+	ctx := context.Background()
+	_, err := g.system.Exec(ctx, `
+INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, ready_at, created_at, updated_at)
+SELECT $1::uuid, 'pending-' || i, $2, 'pending', '1', now(), now(), now() FROM generate_series(1, 200) AS i`, tenant, claimWorkflow)
+	require.NoError(b, err)
+	defer func() {
+		_, err := g.system.Exec(ctx, `DELETE FROM platform.durable_runs WHERE workflow = $1`, claimWorkflow)
+		require.NoError(b, err)
+	}()
+	fn()
+}
+
+// claimLatency is the median time of 100 claims, in milliseconds.
+func (g *growth) claimLatency(b *testing.B) float64 {
+	ctx := context.Background()
+	var all []float64
+	g.withPending(b, func() {
+		for range 100 {
+			tx, err := g.system.Begin(ctx)
+			require.NoError(b, err)
+			start := time.Now()
+			rows, err := tx.Query(ctx, growthClaimSQL, []string{claimWorkflow}, workers, "bench", int64(30_000_000))
+			require.NoError(b, err)
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			require.NoError(b, rows.Err())
+			all = append(all, float64(time.Since(start).Microseconds())/1000)
+			require.Equal(b, workers, n)
+			require.NoError(b, tx.Rollback(ctx))
+		}
+	})
+	return median(all)
+}
+
+// explainClaim is the claim's plan, executed and rolled back, trimmed of
+// blank lines.
+func (g *growth) explainClaim(b *testing.B) string {
+	ctx := context.Background()
+	var plan []string
+	g.withPending(b, func() {
+		tx, err := g.system.Begin(ctx)
+		require.NoError(b, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+growthClaimSQL,
+			[]string{claimWorkflow}, workers, "bench", int64(30_000_000))
+		require.NoError(b, err)
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(b, err)
+	})
+	return strings.Join(plan, "\n")
+}
+
+// stepsPerSecond runs n three-step workflows from 16 goroutines.
+func (g *growth) stepsPerSecond(b *testing.B, n int) float64 {
+	ctx := context.Background()
+	s := fanOutN(b, n, func(i int) error {
+		run, err := g.wf.StartForTenant(ctx, tenant, i)
+		if err != nil {
+			return err
+		}
+		out, err := g.wf.ResultForTenant(ctx, tenant, run.ID)
+		if err == nil && out != i {
+			err = fmt.Errorf("run %d returned %d", i, out)
+		}
+		return err
+	})
+	return 3 * float64(n) / s.took.Seconds()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// point is the median of ys at x, with their spread.
+func point(x float64, ys []float64) Point {
+	return Point{X: x, Y: median(ys), Lo: slices.Min(ys), Hi: slices.Max(ys)}
+}
