@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -322,15 +321,4 @@ func (g *growth) stepsPerSecond(b *testing.B, n int) float64 {
 		return err
 	})
 	return 3 * float64(n) / s.took.Seconds()
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-// point is the median of ys at x, with their spread.
-func point(x float64, ys []float64) Point {
-	return Point{X: x, Y: median(ys), Lo: slices.Min(ys), Hi: slices.Max(ys)}
 }

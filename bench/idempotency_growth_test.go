@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -60,12 +59,12 @@ const idemClients = 16
 // With -short (the CI smoke form) it uses 0 and 1000 entries, a few
 // hundred claims, and writes nothing.
 func BenchmarkIdempotencyGrowth(b *testing.B) {
-	cfg := growthConfig{
+	cfg := idemGrowthConfig{
 		sizes: []int{0, 100_000, 1_000_000}, sweepSizes: []int{100_000, 1_000_000}, costBacklog: 1_000_000,
 		runs: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
 	}
 	if testing.Short() {
-		cfg = growthConfig{
+		cfg = idemGrowthConfig{
 			sizes: []int{0, 1000}, sweepSizes: []int{1000}, costBacklog: 2000,
 			runs: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
 		}
@@ -83,7 +82,7 @@ func BenchmarkIdempotencyGrowth(b *testing.B) {
 	}
 }
 
-type growthConfig struct {
+type idemGrowthConfig struct {
 	sizes, sweepSizes []int
 	costBacklog       int
 	runs              int
@@ -219,7 +218,7 @@ func (g *growthDB) claimsPerSecond(b *testing.B, n int, window time.Duration) fl
 	return float64(total) / elapsed.Seconds()
 }
 
-func (g *growthDB) claimCurves(b *testing.B, cfg growthConfig) (latency, rate Curve) {
+func (g *growthDB) claimCurves(b *testing.B, cfg idemGrowthConfig) (latency, rate Curve) {
 	p50 := Series{Name: "p50 claim (ms)"}
 	p99 := Series{Name: "p99 claim (ms)"}
 	perSec := Series{Name: "claims/s (Claim+Complete, 16 clients)"}
@@ -242,9 +241,9 @@ func (g *growthDB) claimCurves(b *testing.B, cfg growthConfig) (latency, rate Cu
 			p99s = append(p99s, ms(lat[len(lat)*99/100]))
 			rates = append(rates, g.claimsPerSecond(b, cfg.throughputClaims, 0))
 		}
-		p50.Points = append(p50.Points, point(size, p50s))
-		p99.Points = append(p99.Points, point(size, p99s))
-		perSec.Points = append(perSec.Points, point(size, rates))
+		p50.Points = append(p50.Points, point(float64(size), p50s))
+		p99.Points = append(p99.Points, point(float64(size), p99s))
+		perSec.Points = append(perSec.Points, point(float64(size), rates))
 		b.Logf("idempotency claim with %d stored entries (%d in the table): p50 %.3f ms %v, p99 %.3f ms %v, %.0f claims/s %v",
 			size, g.count(b), median(p50s), p50s, median(p99s), p99s, median(rates), rates)
 	}
@@ -290,7 +289,7 @@ func (g *growthDB) explainClaim(b *testing.B, size int) {
 
 var errRollback = fmt.Errorf("rollback")
 
-func (g *growthDB) sweepCurve(b *testing.B, cfg growthConfig) Curve {
+func (g *growthDB) sweepCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
 	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{})
 	require.NoError(b, err)
@@ -312,7 +311,7 @@ func (g *growthDB) sweepCurve(b *testing.B, cfg growthConfig) Curve {
 			require.EqualValues(b, size, n)
 			took = append(took, elapsed.Seconds())
 		}
-		secs.Points = append(secs.Points, point(size, took))
+		secs.Points = append(secs.Points, point(float64(size), took))
 		b.Logf("idempotency sweeper: %d expired entries swept in %.2f s %v (%.0f entries/s)", size, median(took), took, float64(size)/median(took))
 	}
 	return Curve{
@@ -326,7 +325,7 @@ func (g *growthDB) sweepCurve(b *testing.B, cfg growthConfig) Curve {
 // sweepCostCurve measures claims per second with a backlog of expired
 // entries, in windows that alternate between the sweeper idle and the
 // sweeper draining the backlog (Run, which sweeps at once).
-func (g *growthDB) sweepCostCurve(b *testing.B, cfg growthConfig) Curve {
+func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
 	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(b, err)
@@ -357,30 +356,13 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg growthConfig) Curve {
 			" alternating sweeper idle / sweeper draining (Run, default BatchSize 1000)",
 		Command: growthCommand,
 		Series: []Series{
-			{Name: "sweeper idle", Points: []Point{point(cfg.costBacklog, without)}},
-			{Name: "sweeper draining", Points: []Point{point(cfg.costBacklog, with)}},
+			{Name: "sweeper idle", Points: []Point{point(float64(cfg.costBacklog), without)}},
+			{Name: "sweeper draining", Points: []Point{point(float64(cfg.costBacklog), with)}},
 		},
 	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func point(x int, ys []float64) Point {
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, y := range ys {
-		lo, hi = min(lo, y), max(hi, y)
-	}
-	return Point{X: float64(x), Y: median(ys), Lo: lo, Hi: hi}
-}
 
 // claimTracer remembers the last claim statement (the INSERT into the
 // idempotency table) a pool sent in a batch, with its arguments.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,13 +195,6 @@ func explainClaim(ctx context.Context, admin *pgxpool.Pool) (string, error) {
 		lines = append(lines, line)
 	}
 	return strings.Join(lines, "\n"), rows.Err()
-}
-
-// point is the median of ys with their spread.
-func point(x float64, ys []float64) Point {
-	s := slices.Clone(ys)
-	slices.Sort(s)
-	return Point{X: x, Y: s[len(s)/2], Lo: s[0], Hi: s[len(s)-1]}
 }
 
 // growthSizes are the rows already in the table; scheduled is the number

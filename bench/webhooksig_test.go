@@ -8,7 +8,6 @@ import (
 	"errors"
 	"hash"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,18 +300,5 @@ func interleaveSides(b *testing.B, block int, sides []benchSide) {
 		if i > 0 {
 			b.ReportMetric(median(ratios[i]), s.name+"/"+sides[0].name)
 		}
-	}
-}
-
-// median returns the median of xs (which it sorts), or 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	slices.Sort(xs)
-	if n := len(xs); n%2 == 1 {
-		return xs[n/2]
-	} else {
-		return (xs[n/2-1] + xs[n/2]) / 2
 	}
 }
