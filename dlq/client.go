@@ -34,6 +34,7 @@ type Client struct {
 	db       DB
 	cfg      Config
 	notifier notifier
+	txNotify txNotifyLimiter
 
 	mu     sync.Mutex
 	runner *runner

@@ -42,7 +42,9 @@ type Config struct {
 	// queue by at most this much after the queue's last fetch. It also
 	// spaces the wake-up notifications of this client's Enqueue,
 	// EnqueueMany and …ForTenant calls: the enqueues of one FetchCooldown
-	// share one NOTIFY (EnqueueTx notifies at the caller's commit).
+	// share one NOTIFY. EnqueueTx notifies at the caller's commit, each
+	// queue at most once per FetchCooldown, so transactions that enqueue
+	// do not queue up behind the database's notify lock at commit.
 	// Default 10ms.
 	FetchCooldown time.Duration
 	// LeaseGrace is added to a queue's Timeout to make the lease of a

@@ -99,9 +99,12 @@ func (c *Client) EnqueueManyTx(ctx context.Context, tx pgx.Tx, params []JobParam
 	if err != nil {
 		return nil, err
 	}
-	// Notified at the caller's commit, and not at all on rollback.
-	if _, err := tx.Exec(ctx, notifySQL, uniq(rows.queue)); err != nil {
-		return nil, fmt.Errorf("dlq: enqueue: notify: %w", err)
+	// Notified at the caller's commit, and not at all on rollback; each
+	// queue at most once per FetchCooldown (see txNotifyLimiter).
+	if queues := c.txNotify.due(rows.queue, time.Now(), c.cfg.FetchCooldown); len(queues) > 0 {
+		if _, err := tx.Exec(ctx, notifySQL, queues); err != nil {
+			return nil, fmt.Errorf("dlq: enqueue: notify: %w", err)
+		}
 	}
 	return res, nil
 }

@@ -71,6 +71,40 @@ func (n *notifier) flush() {
 	}
 }
 
+// txNotifyLimiter decides which queues an EnqueueTx notifies in the
+// caller's transaction: each queue at most once per FetchCooldown, as
+// River limits its insert notifications. Every transaction that NOTIFYs
+// takes the database's notify lock at commit, so a request path that
+// enqueues in each of its transactions would otherwise run its commits one
+// at a time. A job whose transaction skipped the NOTIFY is still found by
+// the next fetch of its queue: a worker's queue loop fetches again after
+// every notification and every job it finishes, and at the latest after
+// PollInterval (the bound when the notifying transaction rolled back, or
+// the skipped one committed long after it).
+type txNotifyLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// due returns the queues of queues (sorted, without repeats) not notified
+// in the last every, and marks them notified at now.
+func (l *txNotifyLimiter) due(queues []string, now time.Time, every time.Duration) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	var out []string
+	for _, q := range uniq(queues) {
+		if t, ok := l.last[q]; ok && now.Sub(t) < every {
+			continue
+		}
+		l.last[q] = now
+		out = append(out, q)
+	}
+	return out
+}
+
 func uniq(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
