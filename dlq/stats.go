@@ -28,7 +28,10 @@ type QueueStats struct {
 }
 
 // statsSQL splits due from scheduled jobs, and ages the oldest due one,
-// by the database's clock, which also set their run_at.
+// by the database's clock, which also set their run_at. Waiting jobs
+// (available and dead) are read through the tenant index, running ones
+// through the lease index: each index holds only its own states, so that
+// a claim and a completion write as few index entries as they can.
 var statsSQL = `
 SELECT queue,
        count(*) FILTER (WHERE state = 'available' AND run_at <= now()),
@@ -37,8 +40,13 @@ SELECT queue,
        count(*) FILTER (WHERE state = 'available' AND run_at > now() AND attempt > 0),
        count(*) FILTER (WHERE state = 'dead'),
        (extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'available' AND run_at <= now())) * 1e6)::bigint
-FROM platform.dlq_jobs
-WHERE state IN ('available', 'running', 'dead') AND ` + tenantSQL(1) + `
+FROM (
+    SELECT queue, state, run_at, attempt FROM platform.dlq_jobs
+    WHERE state IN ('available', 'dead') AND ` + tenantSQL(1) + `
+    UNION ALL
+    SELECT queue, state, run_at, attempt FROM platform.dlq_jobs
+    WHERE state = 'running' AND ` + tenantSQL(1) + `
+) j
 GROUP BY queue`
 
 // Stats returns the depth of every queue that has jobs or that the client
