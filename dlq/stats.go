@@ -32,7 +32,7 @@ type QueueStats struct {
 // (available and dead) are read through the tenant index, running ones
 // through the lease index: each index holds only its own states, so that
 // a claim and a completion write as few index entries as they can.
-var statsSQL = `
+var statsSQL = forms(`
 SELECT queue,
        count(*) FILTER (WHERE state = 'available' AND run_at <= now()),
        count(*) FILTER (WHERE state = 'running'),
@@ -42,12 +42,12 @@ SELECT queue,
        (extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'available' AND run_at <= now())) * 1e6)::bigint
 FROM (
     SELECT queue, state, run_at, attempt FROM platform.dlq_jobs
-    WHERE state IN ('available', 'dead') AND ` + tenantSQL(1) + `
+    WHERE state IN ('available', 'dead') AND {tenant $1}
     UNION ALL
     SELECT queue, state, run_at, attempt FROM platform.dlq_jobs
-    WHERE state = 'running' AND ` + tenantSQL(1) + `
+    WHERE state = 'running' AND {tenant $1}
 ) j
-GROUP BY queue`
+GROUP BY queue`)
 
 // Stats returns the depth of every queue that has jobs or that the client
 // works, sorted by name. With no tenant in ctx it counts every tenant's
@@ -55,7 +55,7 @@ GROUP BY queue`
 // security); with a tenant in ctx, that tenant's.
 func (c *Client) Stats(ctx context.Context) ([]QueueStats, error) {
 	s := c.scope(ctx)
-	rows, err := s.query(ctx, statsSQL, s.tenant)
+	rows, err := s.query(ctx, s.sql(statsSQL), s.tenant)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: stats: %w", err)
 	}
