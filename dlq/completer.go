@@ -35,8 +35,12 @@ func (c *completer) close() {
 
 func (c *completer) loop() {
 	defer c.done.Done()
+	// seen holds the batch's tenants, each named once in the statement.
+	seen := map[string]bool{}
 	for job := range c.in {
-		ids, claims := []int64{job.ID}, []int64{job.claims}
+		ids, claims, tenants := []int64{job.ID}, []int64{job.claims}, []string{job.Tenant}
+		clear(seen)
+		seen[job.Tenant] = true
 	drain:
 		for len(ids) < completeBatch {
 			select {
@@ -45,11 +49,15 @@ func (c *completer) loop() {
 					break drain
 				}
 				ids, claims = append(ids, job.ID), append(claims, job.claims)
+				if !seen[job.Tenant] {
+					seen[job.Tenant] = true
+					tenants = append(tenants, job.Tenant)
+				}
 			default:
 				break drain
 			}
 		}
-		c.r.persist(func(ctx context.Context) error { return c.r.c.complete(ctx, ids, claims) })
+		c.r.persist(func(ctx context.Context) error { return c.r.c.complete(ctx, ids, claims, tenants) })
 	}
 }
 
@@ -61,14 +69,17 @@ func (c *completer) loop() {
 // for each element of the batch — seconds per batch with a few thousand
 // running. lease_until IS NOT NULL is the running state (a CHECK ties
 // them), written so that no partial index on state offers the planner
-// that scan.
+// that scan. The batch also names its jobs' tenants (each once), so a
+// database distributed by tenant_id sends it to those tenants' shards
+// only; the primary key still finds the rows.
 const completeSQL = `
 UPDATE platform.dlq_jobs j
 SET state = 'completed', finalized_at = now(), lease_until = NULL
 WHERE j.id = ANY($1::bigint[]) AND j.lease_until IS NOT NULL
-  AND j.claims = ($2::bigint[])[array_position($1::bigint[], j.id)]`
+  AND j.claims = ($2::bigint[])[array_position($1::bigint[], j.id)]
+  AND j.tenant_id = ANY($3::uuid[])`
 
-func (c *Client) complete(ctx context.Context, ids, claims []int64) error {
-	_, err := c.db.Exec(ctx, completeSQL, ids, claims)
+func (c *Client) complete(ctx context.Context, ids, claims []int64, tenants []string) error {
+	_, err := c.db.Exec(ctx, completeSQL, ids, claims, tenants)
 	return err
 }

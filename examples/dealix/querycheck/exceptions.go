@@ -13,18 +13,6 @@ var Exceptions = []Exception{
 		Citus:  "a multi-shard SELECT … FOR UPDATE is refused: claim per shard (workers on each node, or a loop over a small coordinator table of tenants with due work), or keep dlq_jobs local on the coordinator (then an EnqueueTx in a request transaction commits by two-phase commit)",
 	},
 	{
-		Match:  "UPDATE platform.dlq_jobs j SET state = 'completed', finalized_at = now(), lease_until = NULL WHERE j.id = ANY($1::bigint[])",
-		Who:    "dlq completer (dlq/completer.go), system role",
-		Reason: "completions are batched by the job's global id and claim count",
-		Citus:  "the key becomes (tenant_id, id): the worker knows each job's tenant, so the batch passes it too (WHERE (j.tenant_id, j.id) IN (SELECT * FROM unnest($3::uuid[], $1::bigint[]))), a library change in dlq",
-	},
-	{
-		Match:  "UPDATE platform.dlq_jobs SET state = $3, lease_until = NULL, run_at = now() + $4::bigint * interval '1 microsecond'",
-		Who:    "dlq worker retry or dead-letter (dlq/worker.go), system role",
-		Reason: "a failed attempt is recorded by the job's global id (and its claim)",
-		Citus:  "add tenant_id = $n with the job's tenant, which the worker holds, so the update is routed to one shard (a library change in dlq)",
-	},
-	{
 		Match:  "WITH expired AS ( SELECT id FROM platform.dlq_jobs WHERE state = 'running' AND lease_until < now()",
 		Who:    "dlq lease rescue (dlq/maintain.go), system role",
 		Reason: "the sweep returns jobs whose lease ran out, whatever their tenant",
