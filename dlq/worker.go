@@ -70,7 +70,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	sweeper, err := NewSweeper(c.db, SweeperConfig{
 		Retention: c.cfg.Retention, DeadRetention: c.cfg.DeadRetention,
-		Interval: c.cfg.CleanupInterval, Logger: c.cfg.Logger,
+		Interval: c.cfg.CleanupInterval, BatchPause: c.cfg.CleanupBatchPause, Logger: c.cfg.Logger,
 	})
 	if err != nil {
 		return err
