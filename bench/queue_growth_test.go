@@ -32,8 +32,10 @@ import (
 //   - sweeper cost: completed jobs finalized two days ago (past the 24h
 //     retention), worked with the client's sweeper on (Retention 24h,
 //     the default: it sweeps at Start, 5,000 rows per statement) and off
-//     (Retention ten years: its sweep deletes nothing). The table is
-//     filled again before each run the sweeper emptied.
+//     (Retention ten years: its sweep deletes nothing), and on with
+//     CleanupBatchPause (-growth-sweep-pause, 50ms) between its delete
+//     batches. The table is filled again before each run the sweeper
+//     emptied.
 //
 // Each point has a table of its own (in a database of its own). After each
 // run its jobs are deleted and the table vacuumed and analyzed, so every
@@ -54,6 +56,7 @@ import (
 var (
 	growthJobs = flag.Int("growth-jobs", 20_000, "jobs worked down at each point of the queue growth benchmarks")
 	growthRuns = flag.Int("growth-runs", 3, "runs of each point of the queue growth benchmarks")
+	sweepPause = flag.Duration("growth-sweep-pause", 50*time.Millisecond, "the paced sweeper's CleanupBatchPause in the queue growth benchmark")
 )
 
 // claimSQL is dlq's fetch statement (dlq/worker.go, fetchSQL), explained at
@@ -121,7 +124,7 @@ func (g *growthTable) vacuum(ctx context.Context) error {
 // run inserts jobs, logs the claim's plan when explain is set, works them
 // down with the sweeper's retention and returns the jobs/s; then it
 // deletes the run's jobs (those above the fill's highest id) and vacuums.
-func (g *growthTable) run(ctx context.Context, tb testing.TB, jobs int, retention time.Duration, explain string) (float64, error) {
+func (g *growthTable) run(ctx context.Context, tb testing.TB, jobs int, retention, pause time.Duration, explain string) (float64, error) {
 	var fillMax int64
 	if err := g.db.Admin.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM platform.dlq_jobs").Scan(&fillMax); err != nil {
 		return 0, err
@@ -142,6 +145,8 @@ func (g *growthTable) run(ctx context.Context, tb testing.TB, jobs int, retentio
 		PollInterval:  pollInterval,
 		FetchCooldown: fetchCooldown,
 		Retention:     retention,
+		// The sweeper's pause between delete batches (0: none).
+		CleanupBatchPause: pause,
 		Queues: map[string]dlq.QueueConfig{queueName: {
 			Concurrency: benchWorkers,
 			Handler:     dlq.HandlerFunc(func(context.Context, *dlq.Job) error { done.ran(); return nil }),
@@ -230,6 +235,7 @@ func BenchmarkQueueGrowth(b *testing.B) {
 			x         int
 			fill      func(*pgxpool.Pool) error
 			retention time.Duration
+			pause     time.Duration
 			refill    bool
 			table     *growthTable
 			ys        []float64
@@ -238,6 +244,7 @@ func BenchmarkQueueGrowth(b *testing.B) {
 		withScheduled := Series{Name: fmt.Sprintf("finished jobs + %d scheduled", scheduled)}
 		sweeperOff := Series{Name: "sweeper off"}
 		sweeperOn := Series{Name: "sweeper on (deleting the expired rows)"}
+		sweeperPaced := Series{Name: fmt.Sprintf("sweeper on, %s between delete batches", *sweepPause)}
 		var cells []*cell
 		for _, n := range sizes {
 			cells = append(cells,
@@ -254,6 +261,9 @@ func BenchmarkQueueGrowth(b *testing.B) {
 					return fillFinished(ctx, db, n, twoDays)
 				}},
 				&cell{series: &sweeperOn, label: "expired, sweeper on", x: n, refill: true, fill: func(db *pgxpool.Pool) error {
+					return fillFinished(ctx, db, n, twoDays)
+				}},
+				&cell{series: &sweeperPaced, label: "expired, sweeper paced", x: n, refill: true, pause: *sweepPause, fill: func(db *pgxpool.Pool) error {
 					return fillFinished(ctx, db, n, twoDays)
 				}},
 			)
@@ -278,7 +288,7 @@ func BenchmarkQueueGrowth(b *testing.B) {
 				if i == 0 && !testing.Short() {
 					explain = fmt.Sprintf("%s, %d rows", c.label, c.x)
 				}
-				y, err := c.table.run(ctx, b, jobs, c.retention, explain)
+				y, err := c.table.run(ctx, b, jobs, c.retention, c.pause, explain)
 				if err != nil {
 					b.Fatalf("%s at %d rows: %v", c.label, c.x, err)
 				}
@@ -290,14 +300,14 @@ func BenchmarkQueueGrowth(b *testing.B) {
 			b.Logf("%s, %d rows: median %.0f jobs/s (%.0f to %.0f, %d runs)", c.label, c.x, p.Y, p.Lo, p.Hi, runs)
 			c.series.Points = append(c.series.Points, p)
 		}
-		for _, s := range []Series{finished, withScheduled, sweeperOff, sweeperOn} {
+		for _, s := range []Series{finished, withScheduled, sweeperOff, sweeperOn, sweeperPaced} {
 			last, first := s.Points[len(s.Points)-1].Y, s.Points[0].Y
 			b.ReportMetric(last/first, strings.ReplaceAll(s.Name, " ", "_")+"-largest/empty")
 		}
 		if testing.Short() {
 			continue
 		}
-		command := fmt.Sprintf("cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=%d -growth-jobs=%d", runs, jobs)
+		command := fmt.Sprintf("cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=%d -growth-jobs=%d -growth-sweep-pause=%s", runs, jobs, *sweepPause)
 		for _, c := range []Curve{{
 			Name:   "dlq-throughput-growth",
 			Title:  "dlq fetch-and-complete throughput as finished jobs accumulate",
@@ -307,12 +317,12 @@ func BenchmarkQueueGrowth(b *testing.B) {
 			Series: []Series{finished, withScheduled},
 		}, {
 			Name:   "dlq-sweeper-cost",
-			Title:  "dlq throughput with a table full of expired jobs, retention sweeper on and off",
+			Title:  "dlq throughput with a table full of expired jobs, retention sweeper off, on, and on with a pause between batches",
 			XLabel: "expired completed jobs in the table",
 			YLabel: "jobs/s (median, spread of runs)",
-			LogX:   true, Config: cfg + "; sweeper: Retention 24h, 5000 rows per DELETE, sweeping at Start (off: Retention ten years)",
+			LogX:   true, Config: cfg + fmt.Sprintf("; sweeper: Retention 24h, 5000 rows per DELETE, sweeping at Start (off: Retention ten years; paced: CleanupBatchPause %s)", *sweepPause),
 			Command: command,
-			Series:  []Series{sweeperOff, sweeperOn},
+			Series:  []Series{sweeperOff, sweeperOn, sweeperPaced},
 		}} {
 			if err := WriteCurve("results", c); err != nil {
 				b.Fatal(err)

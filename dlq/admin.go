@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,10 +69,33 @@ func (s scope) queryRow(ctx context.Context, sql string, args []any, dest ...any
 	return rows.Err()
 }
 
-// tenantSQL restricts a statement to the tenant in parameter $n ("" for
-// every tenant).
-func tenantSQL(n int) string {
-	return fmt.Sprintf("($%[1]d = '' OR tenant_id = NULLIF($%[1]d, '')::uuid)", n)
+// tenantForms is one administration statement in its two forms: [0] for
+// every tenant (the system role's operator call), [1] restricted to the
+// tenant in its parameter by tenant_id = $n, a predicate a database
+// distributed by tenant_id routes to the tenant's shard (one statement
+// that tests for an empty parameter OR tenant_id is not routed). Both forms
+// take the same parameters, so the arguments do not depend on the form.
+type tenantForms [2]string
+
+// tenantMark is where a statement template names the call's tenant.
+var tenantMark = regexp.MustCompile(`\{tenant \$(\d+)\}`)
+
+// forms expands every {tenant $n} of sql: a test that parameter $n is
+// empty (true: the call has no tenant) in the all-tenant form,
+// "tenant_id = $n::uuid" in the routed one.
+func forms(sql string) tenantForms {
+	return tenantForms{
+		tenantMark.ReplaceAllString(sql, "$$${1}::text = ''"),
+		tenantMark.ReplaceAllString(sql, "tenant_id = $$${1}::uuid"),
+	}
+}
+
+// sql is the form of f for the call's scope.
+func (s scope) sql(f tenantForms) string {
+	if s.tenant == "" {
+		return f[0]
+	}
+	return f[1]
 }
 
 // Filter selects dead jobs for RedriveWhere and Purge. Empty fields match
@@ -103,14 +127,14 @@ func (f Filter) validate() error {
 
 // filterSQL matches dead jobs by a Filter in parameters $2–$7 and the
 // call's scope in $8.
-var filterSQL = `state = 'dead'
+const filterSQL = `state = 'dead'
   AND ($2 = '' OR queue = $2)
   AND ($3 = '' OR kind = $3)
   AND ($4 = '' OR tenant_id = NULLIF($4, '')::uuid)
   AND ($5::timestamptz IS NULL OR finalized_at >= $5)
   AND ($6::timestamptz IS NULL OR finalized_at < $6)
   AND ($7 = '' OR strpos(errors -> -1 ->> 'error', $7) > 0)
-  AND ` + tenantSQL(8)
+  AND {tenant $8}`
 
 func (f Filter) args(s scope) []any {
 	return []any{f.Queue, f.Kind, f.Tenant, nullTime(f.DeadAfter), nullTime(f.DeadBefore), f.ErrorContains, s.tenant}
@@ -123,12 +147,12 @@ func nullTime(t time.Time) *time.Time {
 	return &t
 }
 
-var redriveSQL = `
+var redriveSQL = forms(`
 WITH j AS (
     UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL
-    WHERE id = $1 AND state = 'dead' AND ` + tenantSQL(2) + ` RETURNING queue
+    WHERE id = $1 AND state = 'dead' AND {tenant $2} RETURNING queue
 )
-SELECT count(*) FROM j CROSS JOIN LATERAL (SELECT pg_notify('` + notifyChannel + `', j.queue)) n`
+SELECT count(*) FROM j CROSS JOIN LATERAL (SELECT pg_notify('` + notifyChannel + `', j.queue)) n`)
 
 // Redrive puts one dead job back to available, due now, its attempts
 // reset and its error history kept. Its claim count is not reset, so a
@@ -149,12 +173,12 @@ func (c *Client) RedriveTx(ctx context.Context, tx pgx.Tx, id int64) error {
 	return c.onDeadJob(ctx, s, id, redriveSQL)
 }
 
-var discardSQL = `
+var discardSQL = forms(`
 WITH j AS (
     UPDATE platform.dlq_jobs SET state = 'discarded', finalized_at = now()
-    WHERE id = $1 AND state = 'dead' AND ` + tenantSQL(2) + ` RETURNING 1
+    WHERE id = $1 AND state = 'dead' AND {tenant $2} RETURNING 1
 )
-SELECT count(*) FROM j`
+SELECT count(*) FROM j`)
 
 // DiscardJob moves one dead job to the discarded state: it leaves the
 // dead-letter queue and is swept after the retention. It returns
@@ -175,18 +199,20 @@ func (c *Client) DiscardJobTx(ctx context.Context, tx pgx.Tx, id int64) error {
 	return c.onDeadJob(ctx, s, id, discardSQL)
 }
 
+var stateSQL = forms(`SELECT state FROM platform.dlq_jobs WHERE id = $1 AND {tenant $2}`)
+
 // onDeadJob runs an update of one dead job whose query returns the number
 // of rows changed, and explains a zero.
-func (c *Client) onDeadJob(ctx context.Context, s scope, id int64, sql string) error {
+func (c *Client) onDeadJob(ctx context.Context, s scope, id int64, sql tenantForms) error {
 	var n int
-	if err := s.queryRow(ctx, sql, []any{id, s.tenant}, &n); err != nil {
+	if err := s.queryRow(ctx, s.sql(sql), []any{id, s.tenant}, &n); err != nil {
 		return fmt.Errorf("dlq: job %d: %w", id, err)
 	}
 	if n > 0 {
 		return nil
 	}
 	var state string
-	err := s.queryRow(ctx, "SELECT state FROM platform.dlq_jobs WHERE id = $1 AND "+tenantSQL(2), []any{id, s.tenant}, &state)
+	err := s.queryRow(ctx, s.sql(stateSQL), []any{id, s.tenant}, &state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %d", ErrJobNotFound, id)
 	}
@@ -196,14 +222,14 @@ func (c *Client) onDeadJob(ctx context.Context, s scope, id int64, sql string) e
 	return fmt.Errorf("%w: job %d is %s", ErrNotDead, id, state)
 }
 
-var redriveWhereSQL = `
+var redriveWhereSQL = forms(`
 WITH redriven AS (
     UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL
     WHERE $1::int IS NULL AND ` + filterSQL + ` RETURNING queue
 ), notified AS (
     SELECT pg_notify('` + notifyChannel + `', queue) FROM (SELECT DISTINCT queue FROM redriven) q
 )
-SELECT (SELECT count(*) FROM redriven), (SELECT count(*) FROM notified)`
+SELECT (SELECT count(*) FROM redriven), (SELECT count(*) FROM notified)`)
 
 // RedriveWhere puts every dead job f matches back to available, attempts
 // reset, and returns how many.
@@ -228,15 +254,15 @@ func (c *Client) redriveWhere(ctx context.Context, s scope, f Filter) (int64, er
 		return 0, err
 	}
 	var n, notified int64
-	if err := s.queryRow(ctx, redriveWhereSQL, append([]any{nil}, f.args(s)...), &n, &notified); err != nil {
+	if err := s.queryRow(ctx, s.sql(redriveWhereSQL), append([]any{nil}, f.args(s)...), &n, &notified); err != nil {
 		return 0, fmt.Errorf("dlq: redrive: %w", err)
 	}
 	return n, nil
 }
 
-var purgeSQL = `
+var purgeSQL = forms(`
 WITH purged AS (DELETE FROM platform.dlq_jobs WHERE $1::int IS NULL AND ` + filterSQL + ` RETURNING 1)
-SELECT count(*) FROM purged`
+SELECT count(*) FROM purged`)
 
 // Purge deletes every dead job f matches and returns how many.
 func (c *Client) Purge(ctx context.Context, f Filter) (int64, error) {
@@ -260,11 +286,16 @@ func (c *Client) purge(ctx context.Context, s scope, f Filter) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	if err := s.queryRow(ctx, purgeSQL, append([]any{nil}, f.args(s)...), &n); err != nil {
+	if err := s.queryRow(ctx, s.sql(purgeSQL), append([]any{nil}, f.args(s)...), &n); err != nil {
 		return 0, fmt.Errorf("dlq: purge: %w", err)
 	}
 	return n, nil
 }
+
+var getJobSQL = forms(`
+SELECT id, tenant_id::text, queue, kind, payload, priority, attempt, max_attempts, created_at, errors,
+       state, run_at, coalesce(dedup_key, ''), finalized_at
+FROM platform.dlq_jobs WHERE id = $1 AND {tenant $2}`)
 
 // GetJob returns one job in any state with its history, or ErrJobNotFound.
 func (c *Client) GetJob(ctx context.Context, id int64) (*JobInfo, error) {
@@ -272,10 +303,7 @@ func (c *Client) GetJob(ctx context.Context, id int64) (*JobInfo, error) {
 	var state string
 	var payload, history []byte
 	s := c.scope(ctx)
-	err := s.queryRow(ctx, `
-SELECT id, tenant_id::text, queue, kind, payload, priority, attempt, max_attempts, created_at, errors,
-       state, run_at, coalesce(dedup_key, ''), finalized_at
-FROM platform.dlq_jobs WHERE id = $1 AND `+tenantSQL(2), []any{id, s.tenant},
+	err := s.queryRow(ctx, s.sql(getJobSQL), []any{id, s.tenant},
 		&info.ID, &info.Tenant, &info.Queue, &info.Kind, &payload,
 		&info.Priority, &info.Attempt, &info.MaxAttempts, &info.CreatedAt, &history,
 		&state, &info.RunAt, &info.DedupKey, &info.FinalizedAt)

@@ -284,3 +284,49 @@ func TestAdminCallsFollowTheTenantConventions(t *testing.T) {
 	require.NoError(t, rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error { return calls["RedriveTx"](asA, tx) }))
 	require.Equal(t, dlq.StateAvailable, jobInfo(t, sys, ids[1]).State)
 }
+
+// Running jobs are counted through the lease index (the tenant index
+// holds waiting jobs only): across tenants by the system role, and per
+// tenant in the routed form.
+func TestStatsCountRunningJobs(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	app := newClient(t, db.App, dlq.Config{})
+	sys := newClient(t, db.System, dlq.Config{})
+	ctx := context.Background()
+	lease := func(tenant string, queue string) {
+		res, err := app.EnqueueForTenant(ctx, tenant, dlq.JobParams{Queue: queue})
+		require.NoError(t, err)
+		_, err = db.System.Exec(ctx, `UPDATE platform.dlq_jobs SET state = 'running', attempt = 1, claims = 1,
+			attempted_at = now(), lease_until = now() + interval '1 hour' WHERE id = $1`, res.ID)
+		require.NoError(t, err)
+	}
+	lease(tenantA, "email")
+	lease(tenantA, "email")
+	lease(tenantB, "email")
+	lease(tenantB, "crm")
+	_, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "email"})
+	require.NoError(t, err)
+	seedDead(t, db, app, tenantJob{tenantB, dlq.JobParams{Queue: "crm"}})
+
+	count := func(stats []dlq.QueueStats) map[string][2]int64 {
+		m := map[string][2]int64{}
+		for _, q := range stats {
+			m[q.Queue] = [2]int64{q.Running, q.Available + q.Dead}
+		}
+		return m
+	}
+	all, err := sys.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[string][2]int64{"email": {3, 1}, "crm": {1, 1}}, count(all))
+	a, err := app.Stats(withTenant(t, tenantA))
+	require.NoError(t, err)
+	require.Equal(t, map[string][2]int64{"email": {2, 1}}, count(a))
+	b, err := app.Stats(withTenant(t, tenantB))
+	require.NoError(t, err)
+	require.Equal(t, map[string][2]int64{"email": {1, 0}, "crm": {1, 1}}, count(b))
+	// The system role with a tenant in the context sees that tenant's only.
+	sb, err := sys.Stats(withTenant(t, tenantB))
+	require.NoError(t, err)
+	require.Equal(t, count(b), count(sb))
+}

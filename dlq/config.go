@@ -62,6 +62,11 @@ type Config struct {
 	// CleanupInterval is how often a started client's Sweeper deletes
 	// finished jobs past their retention. Default 5m.
 	CleanupInterval time.Duration
+	// CleanupBatchPause is that Sweeper's SweeperConfig.BatchPause: a
+	// pause between two of its delete batches, so that a large backlog
+	// of expired jobs is deleted beside the work rather than in its way.
+	// Default 0: no pause.
+	CleanupBatchPause time.Duration
 	// DisableListen turns off LISTEN/NOTIFY; queues then learn of new jobs
 	// only by polling.
 	DisableListen bool
@@ -121,7 +126,7 @@ func (c Config) withDefaults() (Config, error) {
 	for name, d := range map[string]time.Duration{
 		"MaxAttempts": time.Duration(c.MaxAttempts), "PollInterval": c.PollInterval, "FetchCooldown": c.FetchCooldown, "LeaseGrace": c.LeaseGrace,
 		"RescueInterval": c.RescueInterval, "Retention": c.Retention, "DeadRetention": c.DeadRetention + 1,
-		"CleanupInterval": c.CleanupInterval,
+		"CleanupInterval": c.CleanupInterval, "CleanupBatchPause": c.CleanupBatchPause + 1,
 	} {
 		if d <= 0 {
 			return c, errs.Config("dlq", "%s must be positive", name)

@@ -92,10 +92,14 @@
 // retrying and dead jobs and the age of its oldest available job. Without a
 // tenant in the context they act on every tenant's jobs the client's role
 // can see (all of them through the system role); with one, on that
-// tenant's only. StatsHandler serves the stats as JSON and the actions as
+// tenant's only, in statements that name it (tenant_id = $n), as the
+// worker's outcome writes name each job's tenant. StatsHandler serves the stats as JSON and the actions as
 // POST, with errors as problem+json. A Sweeper deletes completed and
 // discarded jobs after their retention (and dead ones after
-// Config.DeadRetention, when set); started clients run one.
+// Config.DeadRetention, when set); started clients run one. It deletes in
+// batches, and Config.CleanupBatchPause (SweeperConfig.BatchPause) spaces
+// them, so that a large backlog is deleted beside the work rather than in
+// its way.
 //
 // # Errors
 //

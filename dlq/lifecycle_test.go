@@ -293,3 +293,50 @@ func TestStartedClientCleansUpOnItsOwn(t *testing.T) {
 	_, err = worker.GetJob(context.Background(), res.ID)
 	require.ErrorIs(t, err, dlq.ErrJobNotFound, "completed, then deleted after its retention")
 }
+
+// A paced sweeper waits BatchPause between its batches: it deletes the
+// same jobs, and a context that ends during a pause stops the sweep with
+// the context's error and the count so far.
+func TestSweeperBatchPause(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	insert := func(n int) {
+		_, err := db.System.Exec(ctx, `INSERT INTO platform.dlq_jobs (tenant_id, queue, state, max_attempts, run_at, created_at, finalized_at)
+			SELECT $1, 'q', 'completed', 1, now() - interval '4 days', now() - interval '4 days', now() - interval '2 days'
+			FROM generate_series(1, $2)`, tenantA, n)
+		require.NoError(t, err)
+	}
+	insert(5)
+	paced, err := dlq.NewSweeper(db.System, dlq.SweeperConfig{BatchSize: 2, BatchPause: time.Millisecond})
+	require.NoError(t, err)
+	n, err := paced.SweepOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n, "three batches, two pauses")
+	require.Zero(t, countJobs(t, db.System, "true"))
+
+	insert(5)
+	long, err := dlq.NewSweeper(db.System, dlq.SweeperConfig{BatchSize: 2, BatchPause: time.Hour})
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result)
+	go func() {
+		n, err := long.SweepOnce(cctx)
+		done <- result{n, err}
+	}()
+	// The first batch runs at once; the sweep then waits an hour.
+	require.Eventually(t, func() bool { return countJobs(t, db.System, "true") == 3 }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	r := <-done
+	require.ErrorIs(t, r.err, context.Canceled)
+	require.Equal(t, int64(2), r.n)
+
+	_, err = dlq.NewSweeper(db.System, dlq.SweeperConfig{BatchPause: -time.Second})
+	require.ErrorIs(t, err, dlq.ErrInvalidConfig)
+	_, err = dlq.NewClient(db.System, dlq.Config{CleanupBatchPause: -time.Second})
+	require.ErrorIs(t, err, dlq.ErrInvalidConfig)
+}

@@ -70,7 +70,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	sweeper, err := NewSweeper(c.db, SweeperConfig{
 		Retention: c.cfg.Retention, DeadRetention: c.cfg.DeadRetention,
-		Interval: c.cfg.CleanupInterval, Logger: c.cfg.Logger,
+		Interval: c.cfg.CleanupInterval, BatchPause: c.cfg.CleanupBatchPause, Logger: c.cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -437,7 +437,9 @@ func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, erro
 
 // failSQL records a failed attempt. The claim count fences it: a worker
 // whose lease was rescued, and whose job runs again elsewhere (after a
-// re-drive, even under the same attempt number), changes nothing.
+// re-drive, even under the same attempt number), changes nothing. It
+// names the job's tenant beside its id, so a database distributed by
+// tenant_id routes it to the tenant's shard.
 const failSQL = `
 UPDATE platform.dlq_jobs
 SET state = $3, lease_until = NULL,
@@ -446,7 +448,7 @@ SET state = $3, lease_until = NULL,
     errors = errors || jsonb_build_array(
         jsonb_build_object('attempt', attempt, 'at', now(), 'error', $5::text)
         || CASE WHEN $6::bool THEN jsonb_build_object('panic', true) ELSE '{}'::jsonb END)
-WHERE id = $1 AND claims = $2 AND state = 'running'`
+WHERE id = $1 AND claims = $2 AND state = 'running' AND tenant_id = $7::uuid`
 
 // fail records a failed attempt: back to available after the backoff, or
 // dead. The error text is made storable (NUL and invalid UTF-8 replaced)
@@ -458,19 +460,20 @@ func (c *Client) fail(ctx context.Context, job *Job, cause error, dead bool) err
 		state, delay = StateAvailable, c.cfg.Backoff.Delay(job.Attempt)
 	}
 	_, err := c.db.Exec(ctx, failSQL, job.ID, job.claims, string(state), micros(delay),
-		pgtext.Clean(cause.Error(), maxErrorText), errors.Is(cause, ErrPanic))
+		pgtext.Clean(cause.Error(), maxErrorText), errors.Is(cause, ErrPanic), job.Tenant)
 	return err
 }
 
+// releaseSQL is fenced and routed like failSQL.
 const releaseSQL = `
 UPDATE platform.dlq_jobs
 SET state = 'available', attempt = attempt - 1, lease_until = NULL,
     run_at = now() + $3::bigint * interval '1 microsecond'
-WHERE id = $1 AND claims = $2 AND state = 'running'`
+WHERE id = $1 AND claims = $2 AND state = 'running' AND tenant_id = $4::uuid`
 
 // release gives a job back to run after d without counting the attempt
 // (a snooze, or a hard stop with d = 0).
 func (c *Client) release(ctx context.Context, job *Job, d time.Duration) error {
-	_, err := c.db.Exec(ctx, releaseSQL, job.ID, job.claims, micros(d))
+	_, err := c.db.Exec(ctx, releaseSQL, job.ID, job.claims, micros(d), job.Tenant)
 	return err
 }

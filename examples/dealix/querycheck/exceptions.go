@@ -13,18 +13,6 @@ var Exceptions = []Exception{
 		Citus:  "a multi-shard SELECT … FOR UPDATE is refused: claim per shard (workers on each node, or a loop over a small coordinator table of tenants with due work), or keep dlq_jobs local on the coordinator (then an EnqueueTx in a request transaction commits by two-phase commit)",
 	},
 	{
-		Match:  "UPDATE platform.dlq_jobs j SET state = 'completed', finalized_at = now(), lease_until = NULL WHERE j.id = ANY($1::bigint[])",
-		Who:    "dlq completer (dlq/completer.go), system role",
-		Reason: "completions are batched by the job's global id and claim count",
-		Citus:  "the key becomes (tenant_id, id): the worker knows each job's tenant, so the batch passes it too (WHERE (j.tenant_id, j.id) IN (SELECT * FROM unnest($3::uuid[], $1::bigint[]))), a library change in dlq",
-	},
-	{
-		Match:  "UPDATE platform.dlq_jobs SET state = $3, lease_until = NULL, run_at = now() + $4::bigint * interval '1 microsecond'",
-		Who:    "dlq worker retry or dead-letter (dlq/worker.go), system role",
-		Reason: "a failed attempt is recorded by the job's global id (and its claim)",
-		Citus:  "add tenant_id = $n with the job's tenant, which the worker holds, so the update is routed to one shard (a library change in dlq)",
-	},
-	{
 		Match:  "WITH expired AS ( SELECT id FROM platform.dlq_jobs WHERE state = 'running' AND lease_until < now()",
 		Who:    "dlq lease rescue (dlq/maintain.go), system role",
 		Reason: "the sweep returns jobs whose lease ran out, whatever their tenant",
@@ -59,23 +47,5 @@ var Exceptions = []Exception{
 		Who:    "idempotency key lookup and lock (idempotency), app role, in the request's tenant transaction",
 		Reason: "the tenant is taken from the transaction's app.tenant_id setting (k.tenant_id = s.tenant::uuid), so the key is read under exactly the scope the transaction has; it is compared with the context's tenant ($1), but not as the key's filter",
 		Citus:  "Citus routes on a parameter or constant, not on current_setting: filter the key by k.tenant_id = $1::uuid (the context's tenant, which the statement already receives) — an idempotency change",
-	},
-	{
-		Match:  "FROM platform.dlq_jobs WHERE state IN ('available', 'running', 'dead') AND ($1 = '' OR tenant_id = NULLIF($1, '')::uuid) GROUP BY queue",
-		Who:    "dlq.Client.Stats (dlq), app role for a tenant's admin, system role across tenants",
-		Reason: "the tenant filter is optional (empty: every tenant), so one statement serves both",
-		Citus:  "an OR around the distribution column is not routed: send tenant_id = $1 when a tenant is given, and run the all-tenant form as a multi-shard query — a dlq change",
-	},
-	{
-		Match:  "WITH j AS ( UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL WHERE id = $1 AND state = 'dead' AND ($2 = '' OR tenant_id",
-		Who:    "dlq.Client.Redrive (dlq), app role for a tenant's admin",
-		Reason: "a job by its global id; the tenant filter is optional (empty: the system's re-drive)",
-		Citus:  "with the key (tenant_id, id): tenant_id = $2 required on the request path, so the update is routed — a dlq change",
-	},
-	{
-		Match:  "WITH redriven AS ( UPDATE platform.dlq_jobs SET state = 'available', attempt = 0, run_at = now(), finalized_at = NULL WHERE $1::int IS NULL AND state = 'dead'",
-		Who:    "dlq.Client.RedriveWhere (dlq), app role for a tenant's admin",
-		Reason: "the dead jobs of a queue; the tenant filter is optional (empty: every tenant)",
-		Citus:  "as Stats: tenant_id = $n when a tenant is given (routed), the all-tenant form as a multi-shard update — a dlq change",
 	},
 }
