@@ -410,7 +410,15 @@ func (rs *runState) checkpointTx(ctx context.Context, tx execer, rec *StepRecord
 // together with the checkpoints of the other runs executing at the moment.
 func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parking) error {
 	sql, args := rs.checkpointStatement(rec, park)
-	n, err := rs.rt.commits.exec(ctx, rs.rt, rs.tenant, sql, args...)
+	req := &commitRequest{tenant: rs.tenant, sql: sql, args: args}
+	if rec != nil && park == nil && (rec.Kind != kindSleep || rec.Output != nil) {
+		// The common checkpoint, a step's record while the run goes on,
+		// merges with the others of its tenant in the batch. (A sleep's
+		// record without its time takes it from the database's clock in
+		// its own statement.)
+		req.merge = &mergeable{kind: mergeStep, run: rs.id, attempt: rs.attempt, step: rec}
+	}
+	n, err := rs.rt.commits.do(ctx, rs.rt, req)
 	return rs.checkpointResult(n, err)
 }
 
