@@ -409,6 +409,12 @@ func (rs *runState) checkpointTx(ctx context.Context, tx execer, rec *StepRecord
 // checkpoint is checkpointTx in a transaction of its own, committed
 // together with the checkpoints of the other runs executing at the moment.
 func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parking) error {
+	n, err := rs.rt.commits.do(ctx, rs.rt, rs.checkpointRequest(rec, park))
+	return rs.checkpointResult(n, err)
+}
+
+// checkpointRequest is checkpoint's statement for the group commit.
+func (rs *runState) checkpointRequest(rec *StepRecord, park *parking) *commitRequest {
 	sql, args := rs.checkpointStatement(rec, park)
 	req := &commitRequest{tenant: rs.tenant, sql: sql, args: args}
 	if rec != nil && park == nil && (rec.Kind != kindSleep || rec.Output != nil) {
@@ -418,8 +424,7 @@ func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parki
 		// its own statement.)
 		req.merge = &mergeable{kind: mergeStep, run: rs.id, attempt: rs.attempt, step: rec}
 	}
-	n, err := rs.rt.commits.do(ctx, rs.rt, req)
-	return rs.checkpointResult(n, err)
+	return req
 }
 
 func (rs *runState) checkpointStatement(rec *StepRecord, park *parking) (string, []any) {

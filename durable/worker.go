@@ -452,16 +452,22 @@ RETURNING finished_at`
 func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) (Run, error) {
 	run := Run{Tenant: rs.tenant, ID: rs.id, Workflow: rs.workflow, Status: status, Input: rs.input,
 		Output: output, Error: errText, Attempt: rs.attempt, CreatedAt: rs.createdAt}
-	n, err := rt.commits.do(ctx, rt, &commitRequest{
-		tenant: rs.tenant, sql: finishSQL, args: []any{rs.tenant, rs.id, rs.attempt, string(status), output, errText},
-		scan:  func(row rowScanner) error { return row.Scan(&run.FinishedAt) },
-		merge: &mergeable{kind: mergeFinish, run: rs.id, attempt: rs.attempt, at: &run.FinishedAt, status: status, output: output, errText: errText},
-	})
+	n, err := rt.commits.do(ctx, rt, finishRequest(rs, status, output, errText, &run.FinishedAt))
 	if err == nil && n == 0 {
 		err = ErrLeaseLost
 	}
 	run.UpdatedAt = run.FinishedAt
 	return run, err
+}
+
+// finishRequest is finish's statement for the group commit; the end's
+// time goes to finishedAt.
+func finishRequest(rs *runState, status Status, output json.RawMessage, errText string, finishedAt *time.Time) *commitRequest {
+	return &commitRequest{
+		tenant: rs.tenant, sql: finishSQL, args: []any{rs.tenant, rs.id, rs.attempt, string(status), output, errText},
+		scan:  func(row rowScanner) error { return row.Scan(finishedAt) },
+		merge: &mergeable{kind: mergeFinish, run: rs.id, attempt: rs.attempt, at: finishedAt, status: status, output: output, errText: errText},
+	}
 }
 
 const releaseSQL = `
