@@ -46,21 +46,11 @@ type commitRequest struct {
 	scan   func(rowScanner) error // when set, the statement returns at most one row, scanned by it
 	rows   int64                  // rows affected (or returned, with scan)
 	err    error
-	done   chan bool        // receives true to lead the next batch, false when committed
-	batch  []*commitRequest // the batch to lead, set before true is sent on done
-}
-
-// exec runs sql in tenant's scope in the next batch and returns the number
-// of rows it affected once the batch committed.
-func (g *groupCommit) exec(ctx context.Context, rt *Runtime, tenant, sql string, args ...any) (int64, error) {
-	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args})
-}
-
-// queryRow runs sql, which returns at most one row, in tenant's scope in
-// the next batch, scans the row with scan and returns 1, or 0 without a
-// row.
-func (g *groupCommit) queryRow(ctx context.Context, rt *Runtime, tenant string, scan func(rowScanner) error, sql string, args ...any) (int64, error) {
-	return g.do(ctx, rt, &commitRequest{tenant: tenant, sql: sql, args: args, scan: scan})
+	// merge, when set, lets the request go together with others of its
+	// kind and tenant as one statement over arrays (see mergeKind).
+	merge *mergeable
+	done  chan bool        // receives true to lead the next batch, false when committed
+	batch []*commitRequest // the batch to lead, set before true is sent on done
 }
 
 func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
@@ -153,21 +143,29 @@ func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
 		slices.SortStableFunc(reqs, func(a, b *commitRequest) int { return strings.Compare(a.tenant, b.tenant) })
 	}
 	b := &pgx.Batch{}
-	for i, req := range reqs {
-		if i == 0 || req.tenant != reqs[i-1].tenant {
-			b.Queue(rls.SetTenantSQL, req.tenant)
+	var sent []sentItem
+	for i := 0; i < len(reqs); {
+		j := i + 1
+		for j < len(reqs) && reqs[j].tenant == reqs[i].tenant {
+			j++
 		}
-		b.Queue(req.sql, req.args...)
+		b.Queue(rls.SetTenantSQL, reqs[i].tenant)
+		sent = append(sent, sentItem{})
+		sent = rt.queueTenant(b, sent, reqs[i:j])
+		i = j
 	}
 	br := rt.cfg.App.SendBatch(ctx, b)
 	var err error
-	for i, req := range reqs {
-		if i == 0 || req.tenant != reqs[i-1].tenant {
-			if _, err = br.Exec(); err != nil {
-				break
-			}
+	for _, item := range sent {
+		switch {
+		case item.req != nil:
+			item.req.rows, err = read(br, item.req)
+		case item.merged != nil:
+			err = readMerged(br, item.merged)
+		default:
+			_, err = br.Exec()
 		}
-		if req.rows, err = read(br, req); err != nil {
+		if err != nil {
 			break
 		}
 	}
@@ -181,6 +179,91 @@ func (rt *Runtime) send(ctx context.Context, reqs []*commitRequest) error {
 		}
 	}
 	return err
+}
+
+// sentItem is one statement of a batch: a set_config (neither field
+// set), one request's statement, or the merged statement of several.
+type sentItem struct {
+	req    *commitRequest
+	merged []*commitRequest
+}
+
+// queueTenant queues the statements of one tenant's requests: those of a
+// kind that merges go as one statement over arrays when there are two or
+// more of them, each for a different run; the others one by one.
+func (rt *Runtime) queueTenant(b *pgx.Batch, sent []sentItem, reqs []*commitRequest) []sentItem {
+	var byKind [mergeKinds][]*commitRequest
+	for _, req := range reqs {
+		if req.merge != nil {
+			byKind[req.merge.kind] = append(byKind[req.merge.kind], req)
+		}
+	}
+	single := func(req *commitRequest) {
+		b.Queue(req.sql, req.args...)
+		sent = append(sent, sentItem{req: req})
+	}
+	for _, req := range reqs {
+		if req.merge == nil || len(byKind[req.merge.kind]) < 2 {
+			single(req)
+		}
+	}
+	for kind, members := range byKind {
+		if len(members) < 2 {
+			continue
+		}
+		if !distinctRuns(members) {
+			// The merged statement tells its members apart by run.
+			for _, req := range members {
+				single(req)
+			}
+			continue
+		}
+		sql, args := rt.mergedStatement(mergeKind(kind), members)
+		b.Queue(sql, args...)
+		sent = append(sent, sentItem{merged: members})
+	}
+	return sent
+}
+
+func distinctRuns(members []*commitRequest) bool {
+	seen := make(map[string]bool, len(members))
+	for _, req := range members {
+		if seen[req.merge.run] {
+			return false
+		}
+		seen[req.merge.run] = true
+	}
+	return true
+}
+
+// readMerged reads a merged statement's rows, one (run, time) per member
+// that it wrote, and sets each member's rows.
+func readMerged(br pgx.BatchResults, members []*commitRequest) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	byRun := make(map[string]*commitRequest, len(members))
+	for _, req := range members {
+		req.rows = 0
+		byRun[req.merge.run] = req
+	}
+	var run string
+	var at time.Time
+	for rows.Next() {
+		if err := rows.Scan(&run, &at); err != nil {
+			rows.Close()
+			return err
+		}
+		if req := byRun[run]; req != nil {
+			req.rows = 1
+			if req.merge.at != nil {
+				*req.merge.at = at
+			}
+		}
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 func read(br pgx.BatchResults, req *commitRequest) (int64, error) {

@@ -101,9 +101,11 @@
 // runtime are committed together (group commit: one round trip, one
 // tenant scope per tenant and one WAL flush per batch, no waiting for a
 // batch to fill), so throughput grows with concurrency instead of
-// stopping at the server's commit rate. A checkpoint changes no indexed
-// column of its run (the lease is renewed at most once per Heartbeat), so
-// PostgreSQL updates the run's row in place. One
+// stopping at the server's commit rate. Within a batch, the step records,
+// claimed starts and outcomes of one tenant go as one statement each over
+// arrays (one row per run) rather than one statement per run. A checkpoint
+// changes no indexed column of its run (the lease is renewed at most once
+// per Heartbeat), so PostgreSQL updates the run's row in place. One
 // member's failure never becomes another's: values are checked before they
 // are queued, and when PostgreSQL still refuses a statement (which rolls
 // back the whole batch) every member is committed again on its own, so only

@@ -222,11 +222,15 @@ func (rt *Runtime) StartForTenant(ctx context.Context, tenant, workflow string, 
 		sql, args = startClaimedSQL, []any{tenant, runID, workflow, encoded, rt.cfg.WorkerID, micros(rt.cfg.Lease)}
 	}
 	// Committed together with other starts and checkpoints in flight.
-	inserted, err := rt.commits.queryRow(ctx, rt, tenant, func(row rowScanner) error { return row.Scan(&run.CreatedAt) }, sql, args...)
+	req := &commitRequest{tenant: tenant, sql: sql, args: args, scan: func(row rowScanner) error { return row.Scan(&run.CreatedAt) }}
+	if pool != nil {
+		req.merge = &mergeable{kind: mergeStart, run: runID, at: &run.CreatedAt, workflow: workflow, input: encoded}
+	}
+	inserted, err := rt.commits.do(ctx, rt, req)
 	run.UpdatedAt = run.CreatedAt
 	if pool != nil {
 		if err == nil && inserted == 1 {
-			pool.spawn(rt, claimed{tenant: tenant, id: runID, workflow: workflow, input: encoded, attempt: 1, now: run.CreatedAt})
+			pool.spawn(rt, claimed{tenant: tenant, id: runID, workflow: workflow, input: encoded, attempt: 1, now: run.CreatedAt, createdAt: run.CreatedAt})
 		} else {
 			pool.cancelReservation()
 		}

@@ -2,6 +2,7 @@ package durable
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 )
@@ -20,6 +21,9 @@ type runState struct {
 	// claimedAt is the database's clock when this execution claimed the
 	// run: a replayed Sleep compares its wake-up time with it.
 	claimedAt time.Time
+	// input and createdAt are the run's, for the Run its end returns.
+	input     json.RawMessage
+	createdAt time.Time
 	// soft is closed when the runtime stops softly: no new step starts.
 	soft <-chan struct{}
 

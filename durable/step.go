@@ -409,9 +409,22 @@ func (rs *runState) checkpointTx(ctx context.Context, tx execer, rec *StepRecord
 // checkpoint is checkpointTx in a transaction of its own, committed
 // together with the checkpoints of the other runs executing at the moment.
 func (rs *runState) checkpoint(ctx context.Context, rec *StepRecord, park *parking) error {
-	sql, args := rs.checkpointStatement(rec, park)
-	n, err := rs.rt.commits.exec(ctx, rs.rt, rs.tenant, sql, args...)
+	n, err := rs.rt.commits.do(ctx, rs.rt, rs.checkpointRequest(rec, park))
 	return rs.checkpointResult(n, err)
+}
+
+// checkpointRequest is checkpoint's statement for the group commit.
+func (rs *runState) checkpointRequest(rec *StepRecord, park *parking) *commitRequest {
+	sql, args := rs.checkpointStatement(rec, park)
+	req := &commitRequest{tenant: rs.tenant, sql: sql, args: args}
+	if rec != nil && park == nil && (rec.Kind != kindSleep || rec.Output != nil) {
+		// The common checkpoint, a step's record while the run goes on,
+		// merges with the others of its tenant in the batch. (A sleep's
+		// record without its time takes it from the database's clock in
+		// its own statement.)
+		req.merge = &mergeable{kind: mergeStep, run: rs.id, attempt: rs.attempt, step: rec}
+	}
+	return req
 }
 
 func (rs *runState) checkpointStatement(rec *StepRecord, park *parking) (string, []any) {

@@ -256,6 +256,7 @@ type claimed struct {
 	waitSeq              *int
 	wakeAt               *time.Time
 	now                  time.Time // the database's clock at the claim
+	createdAt            time.Time
 }
 
 // Leases and due times are compared and computed with the database's
@@ -273,7 +274,7 @@ SET status = 'running', owner = $3, attempt = r.attempt + 1,
     lease_until = now() + $4::bigint * interval '1 microsecond',
     ready_at = now() + $4::bigint * interval '1 microsecond', updated_at = now()
 FROM due WHERE r.tenant_id = due.tenant_id AND r.id = due.id
-RETURNING r.tenant_id::text, r.id, r.workflow, r.input, r.attempt, r.wait_seq, r.wake_at, now()`
+RETURNING r.tenant_id::text, r.id, r.workflow, r.input, r.attempt, r.wait_seq, r.wake_at, now(), r.created_at`
 
 // claimTimeout bounds a claim query, which no stop cancels.
 const claimTimeout = 10 * time.Second
@@ -299,7 +300,7 @@ func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 	}
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (claimed, error) {
 		var c claimed
-		err := row.Scan(&c.tenant, &c.id, &c.workflow, &c.input, &c.attempt, &c.waitSeq, &c.wakeAt, &c.now)
+		err := row.Scan(&c.tenant, &c.id, &c.workflow, &c.input, &c.attempt, &c.waitSeq, &c.wakeAt, &c.now, &c.createdAt)
 		return c, err
 	})
 	if err != nil {
@@ -337,7 +338,7 @@ func (rt *Runtime) execute(pool *workerPool, c claimed) *Run {
 	defer cancel(nil)
 
 	rs := &runState{rt: rt, tenant: c.tenant, id: c.id, workflow: c.workflow, attempt: c.attempt,
-		claimedAt: c.now, cancel: cancel, soft: pool.soft}
+		claimedAt: c.now, input: c.input, createdAt: c.createdAt, cancel: cancel, soft: pool.soft}
 	if c.waitSeq != nil && c.wakeAt != nil {
 		rs.waitSeq, rs.waitDeadline = *c.waitSeq, *c.wakeAt
 	}
@@ -442,20 +443,31 @@ UPDATE platform.durable_runs
 SET status = $4, output = $5, error = NULLIF($6, ''), finished_at = now(), updated_at = now(), owner = NULL,
     lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
 WHERE tenant_id = $1 AND id = $2 AND attempt = $3 AND status = 'running'
-RETURNING ` + runColumns
+RETURNING finished_at`
 
 // finish records the run's outcome and returns the run as stored, which
 // this process's Wait calls for it receive instead of reading it again.
+// Every column but the end's time is known here, so only that one is
+// read back.
 func (rt *Runtime) finish(ctx context.Context, rs *runState, status Status, output json.RawMessage, errText string) (Run, error) {
-	var run Run
-	n, err := rt.commits.queryRow(ctx, rt, rs.tenant, func(row rowScanner) (err error) {
-		run, err = scanRun(row)
-		return err
-	}, finishSQL, rs.tenant, rs.id, rs.attempt, string(status), output, errText)
+	run := Run{Tenant: rs.tenant, ID: rs.id, Workflow: rs.workflow, Status: status, Input: rs.input,
+		Output: output, Error: errText, Attempt: rs.attempt, CreatedAt: rs.createdAt}
+	n, err := rt.commits.do(ctx, rt, finishRequest(rs, status, output, errText, &run.FinishedAt))
 	if err == nil && n == 0 {
 		err = ErrLeaseLost
 	}
+	run.UpdatedAt = run.FinishedAt
 	return run, err
+}
+
+// finishRequest is finish's statement for the group commit; the end's
+// time goes to finishedAt.
+func finishRequest(rs *runState, status Status, output json.RawMessage, errText string, finishedAt *time.Time) *commitRequest {
+	return &commitRequest{
+		tenant: rs.tenant, sql: finishSQL, args: []any{rs.tenant, rs.id, rs.attempt, string(status), output, errText},
+		scan:  func(row rowScanner) error { return row.Scan(finishedAt) },
+		merge: &mergeable{kind: mergeFinish, run: rs.id, attempt: rs.attempt, at: finishedAt, status: status, output: output, errText: errText},
+	}
 }
 
 const releaseSQL = `
