@@ -11,7 +11,7 @@
 // reproduces it, the growth charts, and the machine and PostgreSQL
 // settings to state beside the figures. For example:
 //
-//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkThreeSteps -benchtime 2000x -count 3
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkThreeSteps -benchtime 10000x -count 3
 //	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkQueue -benchtime 1x -count 3 -v
 //	cd bench && go run ./cmd/charts
 //

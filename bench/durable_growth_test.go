@@ -49,7 +49,7 @@ import (
 // results/durable-steps-per-s.json and results/durable-sweeper-cost.json;
 // about a minute and a half, half of it filling):
 //
-//	cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
 //
 // With -short it uses 0 and 1,000 runs and 200 workflows per round and
 // writes nothing (the CI smoke form).
@@ -137,7 +137,7 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series; "+
 		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
 		workers, durableAppConns, durableSystemConns, warmUp, rounds)
-	command := "cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
+	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
 	for _, c := range []Curve{{
 		Name: "durable-claim-latency", Title: "durable: claim latency as completed runs grow",
 		XLabel: "completed runs in the table", YLabel: "claim latency, ms (median of 100)", LogX: true,

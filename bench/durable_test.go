@@ -158,7 +158,7 @@ const warmUp = 400
 // Run it (the figures of one run are side by side; report the median of
 // three):
 //
-//	cd bench && flock /tmp/dealix-bench.lock env GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkThreeSteps -benchtime 2000x -count 3
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkThreeSteps -benchtime 10000x -count 3
 const (
 	durableAppConns    = 16
 	durableSystemConns = 4

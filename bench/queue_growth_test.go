@@ -48,7 +48,7 @@ import (
 // claim (EXPLAIN ANALYZE of the fetch statement, rolled back) is logged at
 // each size:
 //
-//	cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=5
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=5
 //
 // With -short (the CI smoke form) the sizes are 0 and 1,000 rows and 100
 // scheduled jobs, 300 jobs per run, one run each, and nothing is written.
@@ -307,7 +307,7 @@ func BenchmarkQueueGrowth(b *testing.B) {
 		if testing.Short() {
 			continue
 		}
-		command := fmt.Sprintf("cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=%d -growth-jobs=%d -growth-sweep-pause=%s", runs, jobs, *sweepPause)
+		command := fmt.Sprintf("cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkQueueGrowth -benchtime 1x -v -args -growth-runs=%d -growth-jobs=%d -growth-sweep-pause=%s", runs, jobs, *sweepPause)
 		for _, c := range []Curve{{
 			Name:   "dlq-throughput-growth",
 			Title:  "dlq fetch-and-complete throughput as finished jobs accumulate",

@@ -537,7 +537,7 @@ func jobsPerSecond(jobs int, took time.Duration) float64 {
 // per job. The figures (median of three runs, the machine shared by no
 // other benchmark):
 //
-//	cd bench && flock /tmp/dealix-bench.lock go test -run '^$' -bench 'BenchmarkQueue(WorkDown|InsertAndWork)' -benchtime 1x -count 3 -v
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench 'BenchmarkQueue(WorkDown|InsertAndWork)' -benchtime 1x -count 3 -v
 //
 // While developing, -args -queue-jobs=10000 runs each in seconds.
 func BenchmarkQueueWorkDown(b *testing.B) {
