@@ -126,6 +126,12 @@ type Config struct {
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 
+	// NoWorkers makes the instance serve requests only: it works no queue,
+	// runs no durable workflow and runs no sweeper. The jobs and runs its
+	// requests create wait, committed, for an instance with workers on the
+	// same database, so API and worker instances can be scaled apart.
+	// DEALIX_WORKERS=false; by default every instance has workers.
+	NoWorkers bool
 	// SkipDemo skips seeding the demo tenant, its API key and JWT.
 	// DEALIX_DEMO=false.
 	SkipDemo bool
@@ -154,7 +160,7 @@ var EnvVars = []string{
 	"DEALIX_DATA_DIR", "DEALIX_RESET_DATA", "DEALIX_POSTGRES_IMAGE", "DEALIX_PULL_IMAGE",
 	"DEALIX_JWT_ISSUER", "DEALIX_JWT_AUDIENCE", "DEALIX_JWT_HMAC_KEY", "DEALIX_JWT_JWKS_URL", "DEALIX_JWT_ALGORITHMS",
 	"DEALIX_CORS_ORIGINS", "DEALIX_RATE_LIMIT", "DEALIX_RATE_BURST", "DEALIX_MAX_BODY_BYTES",
-	"DEALIX_SHUTDOWN_TIMEOUT", "DEALIX_DEMO", "DEALIX_DEBUG_ROUTES", "DEALIX_LOG_LEVEL",
+	"DEALIX_SHUTDOWN_TIMEOUT", "DEALIX_WORKERS", "DEALIX_DEMO", "DEALIX_DEBUG_ROUTES", "DEALIX_LOG_LEVEL",
 }
 
 // LoadConfig reads the configuration from args (without the program name)
@@ -243,6 +249,7 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		}
 		cfg.ShutdownTimeout = d
 	}
+	cfg.NoWorkers = !boolean("DEALIX_WORKERS", true)
 	cfg.SkipDemo = !boolean("DEALIX_DEMO", true)
 	cfg.DebugRoutes = boolean("DEALIX_DEBUG_ROUTES", false)
 	if v := str("DEALIX_LOG_LEVEL", ""); v != "" {

@@ -132,11 +132,17 @@ func dispatch(queue string, kinds map[string]dlq.Handler) dlq.Handler {
 }
 
 // Start works the four queues on the system role and runs the durable
-// workflows. Queues no domain registered a handler on are still created,
-// so their stats show.
+// workflows, unless cfg.NoWorkers leaves that to other instances. Queues
+// no domain registered a handler on are still created, so their stats
+// show.
 func (p *Platform) Start(ctx context.Context, cfg Config) error {
 	p.mu.Lock()
 	p.started = true
+	if cfg.NoWorkers {
+		p.mu.Unlock()
+		p.log.Info("no workers on this instance (DEALIX_WORKERS=false): queued jobs and durable runs wait for an instance with workers")
+		return nil
+	}
 	queues := map[string]dlq.QueueConfig{}
 	for _, q := range Queues {
 		queues[q] = dlq.QueueConfig{Handler: dispatch(q, p.handlers[q]), Concurrency: 8, Timeout: 30 * time.Second}

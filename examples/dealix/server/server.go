@@ -117,7 +117,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := srv.platform.Start(srv.bgCtx, cfg); err != nil {
 		return nil, err
 	}
-	for _, run := range svc.sweepers {
+	sweepers := svc.sweepers
+	if cfg.NoWorkers {
+		sweepers = nil // the instances with workers sweep
+	}
+	for _, run := range sweepers {
 		srv.bg.Go(func() {
 			if err := run(srv.bgCtx); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("background work stopped", "error", err)
