@@ -323,3 +323,38 @@ func TestConcurrentEnqueuesWithOneDedupKeyMakeOneJob(t *testing.T) {
 	require.Equal(t, 1, fresh)
 	require.Equal(t, 1, countJobs(t, db.System, "true"))
 }
+
+// TestEnqueueTxOfADuplicateReturnsTheHoldersID covers the single-job
+// transactional path, whose scope check and insert share one statement: a
+// second job with the same dedup key, in the same transaction or a later
+// one, is reported as a duplicate carrying the first job's id.
+func TestEnqueueTxOfADuplicateReturnsTheHoldersID(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	app := newClient(t, db.App, dlq.Config{})
+	ctx := withTenant(t, tenantA)
+	p := dlq.JobParams{Queue: "email", DedupKey: "welcome:1"}
+
+	var first, again dlq.Inserted
+	err := rls.InTx(ctx, db.App, tenantA, func(tx pgx.Tx) error {
+		var err error
+		if first, err = app.EnqueueTx(ctx, tx, p); err != nil {
+			return err
+		}
+		again, err = app.EnqueueTx(ctx, tx, p)
+		return err
+	})
+	require.NoError(t, err)
+	require.False(t, first.Duplicate)
+	require.True(t, again.Duplicate, "the same key in the same transaction")
+	require.Equal(t, first.ID, again.ID)
+
+	err = rls.InTx(context.Background(), db.App, tenantA, func(tx pgx.Tx) error {
+		later, err := app.EnqueueTx(context.Background(), tx, p)
+		require.True(t, later.Duplicate, "the same key in a later transaction, the context naming no tenant")
+		require.Equal(t, first.ID, later.ID)
+		return err
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, countJobs(t, db.System, "tenant_id = $1", tenantA))
+}
