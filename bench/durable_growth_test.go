@@ -168,29 +168,10 @@ type growth struct {
 }
 
 func newGrowth(b *testing.B, db *pgtest.DB) *growth {
-	app := newPool(b, db, pgtest.RoleApp, durableAppConns)
-	system := newPool(b, db, pgtest.RoleSystem, durableSystemConns)
-	rt, err := durable.New(durable.Config{App: app, System: system, Concurrency: workers,
-		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(b, err)
-	wf, err := durable.Register(rt, "three", func(ctx context.Context, in int) (int, error) {
-		for _, name := range []string{"a", "b", "c"} {
-			if _, err := durable.Step(ctx, name, noop); err != nil {
-				return 0, err
-			}
-		}
-		return in, nil
-	})
-	require.NoError(b, err)
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(runCtx) }()
+	wf, stop := runThreeSteps(b, db)
 	claims := newPool(b, db, pgtest.RoleSystem, 2)
 	return &growth{system: claims, wf: wf, close: func() {
 		stop()
-		<-done
-		app.Close()
-		system.Close()
 		claims.Close()
 	}}
 }

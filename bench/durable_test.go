@@ -207,14 +207,16 @@ func BenchmarkThreeSteps(b *testing.B) {
 	b.ReportMetric(durableFirst, "durable-first")
 }
 
-func benchDurable(b *testing.B) side {
-	db := pgtest.New(b)
+// runThreeSteps starts durable's side of the comparison on db: a runtime
+// over its App and System pools running the three-step workflow. stop ends
+// the runtime and closes both pools.
+func runThreeSteps(b *testing.B, db *pgtest.DB) (wf *durable.Workflow[int, int], stop func()) {
 	app := newPool(b, db, pgtest.RoleApp, durableAppConns)
 	system := newPool(b, db, pgtest.RoleSystem, durableSystemConns)
 	rt, err := durable.New(durable.Config{App: app, System: system, Concurrency: workers,
 		PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(b, err)
-	wf, err := durable.Register(rt, "three", func(ctx context.Context, in int) (int, error) {
+	wf, err = durable.Register(rt, "three", func(ctx context.Context, in int) (int, error) {
 		for _, name := range []string{"a", "b", "c"} {
 			if _, err := durable.Step(ctx, name, noop); err != nil {
 				return 0, err
@@ -223,19 +225,21 @@ func benchDurable(b *testing.B) side {
 		return in, nil
 	})
 	require.NoError(b, err)
-	runCtx, stop := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(runCtx) }()
-	stopped := false
-	closeSide := func() {
-		if !stopped {
-			stopped = true
-			stop()
-			<-done
-			app.Close()
-			system.Close()
-		}
+	return wf, func() {
+		cancel()
+		<-done
+		app.Close()
+		system.Close()
 	}
+}
+
+func benchDurable(b *testing.B) side {
+	db := pgtest.New(b)
+	wf, stop := runThreeSteps(b, db)
+	closeSide := sync.OnceFunc(stop) // commitsSince closes the side early
 	defer closeSide()
 	ctx := context.Background()
 	one := func(i int) error {

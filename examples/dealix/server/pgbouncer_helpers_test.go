@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,25 +36,8 @@ const pgbouncerStatsUser, pgbouncerStatsPassword = "pgbouncer_stats", "pgbouncer
 // configuration.
 type pgBouncer struct {
 	port   int
-	stderr *lockedOutput
+	stderr *lockedBuffer
 	stop   func()
-}
-
-type lockedOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedOutput) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // errNoPgBouncer names the package to install.
@@ -188,7 +170,7 @@ pidfile =
 		return nil, err
 	}
 
-	b := &pgBouncer{port: port, stderr: &lockedOutput{}}
+	b := &pgBouncer{port: port, stderr: &lockedBuffer{}}
 	cmd := exec.Command(bin, ini)
 	cmd.Stdout, cmd.Stderr = b.stderr, b.stderr
 	// Its own process group, and SIGTERM from the kernel should this
