@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dealix/platform/examples/dealix/server"
+	"github.com/dealix/platform/internal/pgtest"
 	"github.com/dealix/platform/tenancy/ratelimit"
 	"github.com/dealix/platform/tenancy/rlspolicy"
 )
@@ -189,6 +190,34 @@ func TestAPIKeysLifecycleAndAdminScope(t *testing.T) {
 	if !strings.Contains(r.Header.Get("WWW-Authenticate"), "invalid_token") {
 		t.Fatalf("revoked key: WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
 	}
+}
+
+// TestAPIKeyCacheBoundsRevocationOnOtherInstances shows what
+// Config.APIKeyCacheTTL trades: the instance that revokes a key refuses it
+// at once, an instance without the cache refuses it at its next request,
+// and an instance that cached the key accepts it until its entry expires.
+func TestAPIKeyCacheBoundsRevocationOnOtherInstances(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	urls := urlsFor(t, db)
+	revoker := newEnvOn(t, db, urls) // the default TTL
+	cached := newEnvOn(t, db, urls, func(c *server.Config) { c.APIKeyCacheTTL = time.Hour })
+	uncached := newEnvOn(t, db, urls, func(c *server.Config) { c.APIKeyCacheTTL = -1 })
+
+	admin := bearer(revoker.token(newTenant(), "admin"))
+	r := revoker.do("POST", "/api/v1/api-keys", `{"name":"shared","scopes":["leads"]}`, admin...)
+	wantStatus(t, r, http.StatusCreated)
+	var issued struct{ ID, Key string }
+	r.json(t, &issued)
+	withKey := []string{"X-API-Key", issued.Key}
+	for _, e := range []*env{revoker, cached, uncached} {
+		wantStatus(t, e.do("GET", "/api/v1/leads", "", withKey...), http.StatusOK)
+	}
+
+	wantStatus(t, revoker.do("DELETE", "/api/v1/api-keys/"+issued.ID, "", admin...), http.StatusNoContent)
+	wantProblem(t, revoker.do("GET", "/api/v1/leads", "", withKey...), http.StatusUnauthorized)
+	wantProblem(t, uncached.do("GET", "/api/v1/leads", "", withKey...), http.StatusUnauthorized)
+	wantStatus(t, cached.do("GET", "/api/v1/leads", "", withKey...), http.StatusOK)
 }
 
 func TestRateLimitPerTenant(t *testing.T) {

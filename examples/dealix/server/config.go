@@ -41,7 +41,11 @@ const (
 	DefaultRateLimit       = "600/1m"
 	DefaultMaxBodyBytes    = 1 << 20
 	DefaultShutdownTimeout = 30 * time.Second
-	DefaultAppPoolSize     = 20
+	// DefaultAPIKeyCacheTTL is Config.APIKeyCacheTTL's default: an API
+	// key's row is read at most once per 5 s per instance, and a
+	// revocation reaches every instance within that.
+	DefaultAPIKeyCacheTTL = 5 * time.Second
+	DefaultAppPoolSize    = 20
 )
 
 // Config is the server's configuration. LoadConfig reads it from the
@@ -121,6 +125,14 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies. DEALIX_MAX_BODY_BYTES; default
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
+	// APIKeyCacheTTL is how long a verified API key is answered from
+	// memory without reading its row (tenancy.APIKeysConfig.CacheTTL). A
+	// key revoked through this instance is refused at once; other
+	// instances keep accepting it until their entry expires, so this
+	// bounds how long a revocation takes to reach every instance.
+	// DEALIX_API_KEY_CACHE_TTL; default DefaultAPIKeyCacheTTL (5 s); 0
+	// there, or a negative value here, turns the cache off.
+	APIKeyCacheTTL time.Duration
 	// ShutdownTimeout bounds the graceful stop: draining requests and
 	// stopping background work. DEALIX_SHUTDOWN_TIMEOUT; default
 	// DefaultShutdownTimeout.
@@ -159,7 +171,7 @@ var EnvVars = []string{
 	"DEALIX_APP_ROLE", "DEALIX_SYSTEM_ROLE", "DEALIX_APP_POOL_SIZE",
 	"DEALIX_DATA_DIR", "DEALIX_RESET_DATA", "DEALIX_POSTGRES_IMAGE", "DEALIX_PULL_IMAGE",
 	"DEALIX_JWT_ISSUER", "DEALIX_JWT_AUDIENCE", "DEALIX_JWT_HMAC_KEY", "DEALIX_JWT_JWKS_URL", "DEALIX_JWT_ALGORITHMS",
-	"DEALIX_CORS_ORIGINS", "DEALIX_RATE_LIMIT", "DEALIX_RATE_BURST", "DEALIX_MAX_BODY_BYTES",
+	"DEALIX_CORS_ORIGINS", "DEALIX_RATE_LIMIT", "DEALIX_RATE_BURST", "DEALIX_MAX_BODY_BYTES", "DEALIX_API_KEY_CACHE_TTL",
 	"DEALIX_SHUTDOWN_TIMEOUT", "DEALIX_WORKERS", "DEALIX_DEMO", "DEALIX_DEBUG_ROUTES", "DEALIX_LOG_LEVEL",
 }
 
@@ -249,6 +261,13 @@ func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Con
 		}
 		cfg.ShutdownTimeout = d
 	}
+	if v := str("DEALIX_API_KEY_CACHE_TTL", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			bad("DEALIX_API_KEY_CACHE_TTL", "want a duration such as 5s, or 0 for no cache, got %q", v)
+		}
+		cfg.APIKeyCacheTTL = cmp.Or(d, -1) // 0 here means off; 0 in Config means the default
+	}
 	cfg.NoWorkers = !boolean("DEALIX_WORKERS", true)
 	cfg.SkipDemo = !boolean("DEALIX_DEMO", true)
 	cfg.DebugRoutes = boolean("DEALIX_DEBUG_ROUTES", false)
@@ -318,6 +337,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.APIKeyCacheTTL == 0 {
+		c.APIKeyCacheTTL = DefaultAPIKeyCacheTTL
 	}
 	if c.DataDir == "" {
 		c.DataDir = pgboot.DefaultDataDir()

@@ -29,6 +29,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		"RateLimit":       {cfg.RateLimit, ratelimit.Rate{Requests: 600, Window: time.Minute, Burst: 600}},
 		"MaxBodyBytes":    {cfg.MaxBodyBytes, int64(DefaultMaxBodyBytes)},
 		"ShutdownTimeout": {cfg.ShutdownTimeout, DefaultShutdownTimeout},
+		"APIKeyCacheTTL":  {cfg.APIKeyCacheTTL, DefaultAPIKeyCacheTTL},
 		"CORSOrigins":     {strings.Join(cfg.CORSOrigins, ","), DefaultCORSOrigins},
 		"DataDir":         {cfg.DataDir, pgboot.DefaultDataDir()},
 		"SkipDemo":        {cfg.SkipDemo, false},
@@ -48,19 +49,20 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	cfg, err := LoadConfig([]string{"-addr", "0.0.0.0:9000", "-reset-data"}, env(map[string]string{
-		"DEALIX_ADDR":             "127.0.0.1:1",
-		"DATABASE_URL":            "postgres://o@db/x",
-		"APP_DATABASE_URL":        "postgres://a@db/x",
-		"SYSTEM_DATABASE_URL":     "postgres://s@db/x",
-		"DEALIX_JWT_HMAC_KEY":     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
-		"DEALIX_CORS_ORIGINS":     "https://a.example.com, http://localhost:5173",
-		"DEALIX_RATE_LIMIT":       "10/s",
-		"DEALIX_RATE_BURST":       "20",
-		"DEALIX_SHUTDOWN_TIMEOUT": "5s",
-		"DEALIX_DEMO":             "false",
-		"DEALIX_DEBUG_ROUTES":     "true",
-		"DEALIX_DATA_DIR":         "/tmp/pg",
-		"DEALIX_LOG_LEVEL":        "debug",
+		"DEALIX_ADDR":              "127.0.0.1:1",
+		"DATABASE_URL":             "postgres://o@db/x",
+		"APP_DATABASE_URL":         "postgres://a@db/x",
+		"SYSTEM_DATABASE_URL":      "postgres://s@db/x",
+		"DEALIX_JWT_HMAC_KEY":      "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+		"DEALIX_CORS_ORIGINS":      "https://a.example.com, http://localhost:5173",
+		"DEALIX_RATE_LIMIT":        "10/s",
+		"DEALIX_RATE_BURST":        "20",
+		"DEALIX_SHUTDOWN_TIMEOUT":  "5s",
+		"DEALIX_API_KEY_CACHE_TTL": "90s",
+		"DEALIX_DEMO":              "false",
+		"DEALIX_DEBUG_ROUTES":      "true",
+		"DEALIX_DATA_DIR":          "/tmp/pg",
+		"DEALIX_LOG_LEVEL":         "debug",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 		t.Errorf("flags did not win: %q %v", cfg.Addr, cfg.ResetData)
 	}
 	if len(cfg.JWTHMACKey) != 32 || cfg.RateLimit != (ratelimit.Rate{Requests: 10, Window: time.Second, Burst: 20}) ||
-		cfg.ShutdownTimeout != 5*time.Second || !cfg.SkipDemo || !cfg.DebugRoutes || cfg.DataDir != "/tmp/pg" ||
+		cfg.ShutdownTimeout != 5*time.Second || cfg.APIKeyCacheTTL != 90*time.Second || !cfg.SkipDemo || !cfg.DebugRoutes || cfg.DataDir != "/tmp/pg" ||
 		len(cfg.CORSOrigins) != 2 || cfg.CORSOrigins[1] != "http://localhost:5173" || cfg.LogLevel.String() != "DEBUG" {
 		t.Errorf("config %+v", cfg)
 	}
@@ -77,24 +79,35 @@ func TestLoadConfigReadsEveryVariable(t *testing.T) {
 
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	_, err := LoadConfig([]string{"extra"}, env(map[string]string{
-		"DEALIX_ADDR":           "nowhere",
-		"DEALIX_RATE_LIMIT":     "0/1m",
-		"DEALIX_DEMO":           "perhaps",
-		"DEALIX_CORS_ORIGINS":   "*",
-		"DEALIX_JWT_HMAC_KEY":   "!!",
-		"DEALIX_APP_ROLE":       "Robert'); DROP TABLE",
-		"APP_DATABASE_URL":      "postgres://a@db/x",
-		"DEALIX_MAX_BODY_BYTES": "-1",
-		"DEALIX_LOG_LEVEL":      "loud",
+		"DEALIX_ADDR":              "nowhere",
+		"DEALIX_RATE_LIMIT":        "0/1m",
+		"DEALIX_DEMO":              "perhaps",
+		"DEALIX_CORS_ORIGINS":      "*",
+		"DEALIX_JWT_HMAC_KEY":      "!!",
+		"DEALIX_APP_ROLE":          "Robert'); DROP TABLE",
+		"APP_DATABASE_URL":         "postgres://a@db/x",
+		"DEALIX_MAX_BODY_BYTES":    "-1",
+		"DEALIX_LOG_LEVEL":         "loud",
+		"DEALIX_API_KEY_CACHE_TTL": "-1s",
 	}), io.Discard)
 	if !errors.Is(err, ErrInvalidConfig) || ExitCode(err) != 2 {
 		t.Fatalf("err %v (exit %d)", err, ExitCode(err))
 	}
 	for _, name := range []string{"DEALIX_ADDR", "DEALIX_RATE_LIMIT", "DEALIX_DEMO", "DEALIX_CORS_ORIGINS", "DEALIX_JWT_HMAC_KEY",
-		"DEALIX_APP_ROLE", "DATABASE_URL", "DEALIX_MAX_BODY_BYTES", "DEALIX_LOG_LEVEL", "arguments"} {
+		"DEALIX_APP_ROLE", "DATABASE_URL", "DEALIX_MAX_BODY_BYTES", "DEALIX_LOG_LEVEL", "DEALIX_API_KEY_CACHE_TTL", "arguments"} {
 		if strings.Count(err.Error(), "\n  "+name+":") != 1 {
 			t.Errorf("%s reported %d times in:\n%v", name, strings.Count(err.Error(), "\n  "+name+":"), err)
 		}
+	}
+}
+
+func TestLoadConfigAPIKeyCacheOff(t *testing.T) {
+	cfg, err := LoadConfig(nil, env(map[string]string{"DEALIX_API_KEY_CACHE_TTL": "0"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIKeyCacheTTL >= 0 {
+		t.Fatalf("DEALIX_API_KEY_CACHE_TTL=0 gave %v, want a negative TTL (no cache)", cfg.APIKeyCacheTTL)
 	}
 }
 

@@ -49,7 +49,7 @@ func newServices(bg context.Context, cfg Config, db *databases, hmacKey []byte) 
 		return nil, err
 	}
 	s.closers = append(s.closers, verifier.Close) // ends the JWKS refresh
-	if s.keys, err = tenancy.NewAPIKeys(db.app, tenancy.APIKeysConfig{Logger: log}); err != nil {
+	if s.keys, err = tenancy.NewAPIKeys(db.app, tenancy.APIKeysConfig{Logger: log, CacheTTL: max(cfg.APIKeyCacheTTL, 0)}); err != nil {
 		return nil, err
 	}
 	if s.auth, err = tenancy.NewAuthenticator(tenancy.AuthConfig{JWT: verifier, APIKeys: s.keys, Logger: log}); err != nil {
