@@ -9,17 +9,21 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/dealix/platform/dlq"
 	"github.com/dealix/platform/examples/dealix/leads"
+	"github.com/dealix/platform/examples/dealix/scoring"
 	"github.com/dealix/platform/tenancy"
 )
 
 // bareServer is the baseline of a comparison: the server's own create
-// handler (decode, validate, one INSERT in a tenant-scoped transaction)
-// behind the same net/http server, without the middleware: no telemetry,
-// CORS, authentication, rate limit or idempotency. The tenant comes from
-// the X-Tenant-ID header, unchecked. Loopback only.
+// handler (decode, validate, the INSERT and, in the same tenant-scoped
+// transaction, the lead's scoring job, as the server enqueues it) behind
+// the same net/http server, without the middleware: no telemetry, CORS,
+// authentication, rate limit or idempotency. The tenant comes from the
+// X-Tenant-ID header, unchecked. Loopback only.
 type bareServer struct {
 	URL  string
 	pool *pgxpool.Pool
@@ -56,7 +60,17 @@ func startBare(ctx context.Context, databaseURL string, poolSize int) (*bareServ
 		pool.Close()
 		return nil, err
 	}
-	lh := &leads.Handlers{DB: pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	jobs, err := dlq.NewClient(pool, dlq.Config{Logger: discard})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	lh := &leads.Handlers{DB: pool, Log: discard,
+		OnCreated: func(ctx context.Context, tx pgx.Tx, lead leads.Lead) error {
+			_, err := scoring.EnqueueTx(ctx, tx, jobs, lead)
+			return err
+		}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/leads", func(w http.ResponseWriter, r *http.Request) {
 		tctx, err := tenancy.WithTenant(r.Context(), r.Header.Get("X-Tenant-ID"))

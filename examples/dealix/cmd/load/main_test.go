@@ -265,6 +265,12 @@ func TestOpenLoopAndBareComparison(t *testing.T) {
 	if n := loadLeads(t, tg.db); n != 120 {
 		t.Fatalf("%d leads, want 120", n)
 	}
+	// Both stacks enqueued each lead's scoring job with it.
+	var jobs int
+	if err := tg.db.System.QueryRow(context.Background(),
+		`SELECT count(*) FROM platform.dlq_jobs WHERE queue = 'scoring'`).Scan(&jobs); err != nil || jobs != 120 {
+		t.Fatalf("%d scoring jobs (%v), want 120", jobs, err)
+	}
 	var buf bytes.Buffer
 	if err := rep.WriteSVG(&buf); err != nil {
 		t.Fatal(err)
