@@ -77,7 +77,7 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 	})
 	br := conn.SendBatch(ctx, &b)
 	rt.tx = br.Tx()
-	rt.handlerTx = newManagedTx(rt.tx)
+	rt.handlerTx = newManagedTx(rt.tx, tenant)
 	if err := br.Close(); err != nil {
 		rt.rollback(ctx)
 		return nil, Claim{}, fmt.Errorf("idempotency: begin: %w", err)
@@ -206,7 +206,8 @@ func (rt *requestTx) end() bool {
 // pgx.ErrTxClosed, so a handler that kept it cannot reach the connection's
 // next user.
 type managedTx struct {
-	live atomic.Pointer[txRef]
+	live   atomic.Pointer[txRef]
+	tenant string
 }
 
 type txRef struct{ pgx.Tx }
@@ -219,13 +220,23 @@ var closedTx = func() pgx.Tx {
 	return pgx.FailedBatchResults(&b, pgx.ErrTxClosed).Tx()
 }()
 
-func newManagedTx(tx pgx.Tx) *managedTx {
-	t := &managedTx{}
+func newManagedTx(tx pgx.Tx, tenant string) *managedTx {
+	t := &managedTx{tenant: tenant}
 	t.live.Store(&txRef{tx})
 	return t
 }
 
 func (t *managedTx) close() { t.live.Store(nil) }
+
+// ScopedTenant is the tenant the middleware scoped the transaction to, so
+// that a …Tx call of another package (rls.CheckTx) spends no round trip
+// asking the server; "" once the transaction has ended.
+func (t *managedTx) ScopedTenant() string {
+	if t.live.Load() == nil {
+		return ""
+	}
+	return t.tenant
+}
 
 func (t *managedTx) current() pgx.Tx {
 	if ref := t.live.Load(); ref != nil {

@@ -12,11 +12,13 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/rls"
 )
 
 // A first request in transactional mode costs the database round trips of
@@ -147,4 +149,87 @@ func (c *turnCounter) Read(p []byte) (int, error) {
 		c.read.Store(true)
 	}
 	return n, err
+}
+
+// A …Tx call of another package given the request's transaction checks its
+// tenant (rls.CheckTx) without asking the server: the middleware scoped the
+// transaction itself and says to which tenant. Once the transaction has
+// ended the check asks, and fails as the transaction does.
+func TestRequestTransactionNamesItsTenantWithoutARoundTrip(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	createOrders(t, db)
+	cfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
+	require.NoError(t, err)
+	tracer := &roundTripTracer{}
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
+	require.NoError(t, err)
+	mw, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: slog.New(slog.DiscardHandler), Transactional: true})
+	require.NoError(t, err)
+
+	var (
+		kept          pgx.Tx
+		tenant        string
+		checkErr      error
+		tripsForCheck []string
+	)
+	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx, _ := idempotency.TxFrom(r.Context())
+		kept = tx
+		tracer.reset()
+		tenant, checkErr = rls.CheckTx(r.Context(), tx)
+		tripsForCheck = tracer.reset()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv := httptest.NewServer(withTenant(h))
+	t.Cleanup(srv.Close)
+	require.Equal(t, http.StatusCreated, do(t, http.DefaultClient, http.MethodPost, srv.URL, tenantA, "scoped-1", "{}").status)
+	require.NoError(t, checkErr)
+	require.Equal(t, tenantA, tenant)
+	require.Empty(t, tripsForCheck, "the check sent statements")
+
+	_, err = rls.CheckTx(context.Background(), kept)
+	require.ErrorIs(t, err, pgx.ErrTxClosed, "the ended transaction's check")
+}
+
+// A handler that re-scopes the request's transaction behind the
+// middleware's back cannot use the remembered tenant to write across
+// tenants: the policy compares tenant_id with the setting, and refuses the
+// row.
+func TestRememberedTenantCannotWriteAfterTheHandlerReScopes(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	createOrders(t, db)
+	_, err := db.Owner.Exec(context.Background(), `
+		ALTER TABLE platform.test_orders ENABLE ROW LEVEL SECURITY;
+		ALTER TABLE platform.test_orders FORCE ROW LEVEL SECURITY;
+		CREATE POLICY tenant ON platform.test_orders
+		    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
+		    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)`)
+	require.NoError(t, err)
+	store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{})
+	require.NoError(t, err)
+	mw, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: slog.New(slog.DiscardHandler), Transactional: true})
+	require.NoError(t, err)
+	var insertErr error
+	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tx, _ := idempotency.TxFrom(r.Context())
+		_, err := tx.Exec(r.Context(), "SELECT set_config('app.tenant_id', $1, true)", tenantB)
+		require.NoError(t, err)
+		remembered, err := rls.CheckTx(r.Context(), tx)
+		require.NoError(t, err)
+		_, insertErr = tx.Exec(r.Context(), "INSERT INTO platform.test_orders (tenant_id, body) VALUES ($1, '{}')", remembered)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	srv := httptest.NewServer(withTenant(h))
+	t.Cleanup(srv.Close)
+	do(t, http.DefaultClient, http.MethodPost, srv.URL, tenantA, "rescoped-1", "{}")
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, insertErr, &pgErr)
+	require.Equal(t, "42501", pgErr.Code, "row-level security refused the row")
+	require.Zero(t, countOrders(t, db.System))
 }

@@ -74,9 +74,29 @@ func InTx(ctx context.Context, db Beginner, tenant string, fn func(pgx.Tx) error
 	})
 }
 
+// ScopedTx is implemented by a transaction whose opener scoped it itself
+// and remembers to which tenant (the request transaction of idempotency's
+// transactional mode): TxTenant takes the tenant from ScopedTenant instead
+// of asking the server. ScopedTenant returns "" once the transaction has
+// ended, and TxTenant then asks, so the caller sees the transaction's own
+// error.
+//
+// Trusting it is safe even against a caller that re-scopes the
+// transaction with a set_config of its own: every tenant table's policy
+// compares tenant_id with the setting, so a write naming the remembered
+// tenant is refused by WITH CHECK and a read naming it finds no row.
+type ScopedTx interface {
+	ScopedTenant() string
+}
+
 // TxTenant returns the tenant tx is scoped to, or errs.ErrNoTenant when it
-// is not scoped.
+// is not scoped. A ScopedTx answers without a round trip.
 func TxTenant(ctx context.Context, tx Querier) (string, error) {
+	if s, ok := tx.(ScopedTx); ok {
+		if tenant := s.ScopedTenant(); tenant != "" {
+			return tenant, nil
+		}
+	}
 	var tenant string
 	if err := tx.QueryRow(ctx, currentTenantSQL).Scan(&tenant); err != nil {
 		return "", fmt.Errorf("rls: read the transaction's tenant: %w", err)
