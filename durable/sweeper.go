@@ -33,6 +33,15 @@ type SweeperConfig struct {
 	// Interval is Run's pause between sweeps. Default
 	// DefaultSweepInterval (1 hour).
 	Interval time.Duration
+	// BatchPause is a pause between two batches of one sweep. Each batch
+	// deletes BatchSize runs with their checkpoints and signals in one
+	// transaction; a backlog of a million expired runs is a thousand such
+	// batches back to back, which takes the database from the workers
+	// while it lasts. A pause trades the sweep's time for the workers'
+	// throughput: each batch then waits BatchPause longer, so a sweep of
+	// N batches takes about N×BatchPause more. Default 0: each batch
+	// follows the last at once. Must not be negative.
+	BatchPause time.Duration
 	// Logger receives Run's failures. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -51,8 +60,8 @@ func NewSweeper(db Execer, cfg SweeperConfig) (*Sweeper, error) {
 	if db == nil {
 		return nil, errs.Config("durable", "the sweeper's database is required")
 	}
-	if cfg.Retention < 0 || cfg.BatchSize < 0 || cfg.Interval < 0 {
-		return nil, errs.Config("durable", "Retention, BatchSize and Interval must not be negative")
+	if cfg.Retention < 0 || cfg.BatchSize < 0 || cfg.Interval < 0 || cfg.BatchPause < 0 {
+		return nil, errs.Config("durable", "Retention, BatchSize, Interval and BatchPause must not be negative")
 	}
 	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultSweepBatchSize)
@@ -71,9 +80,18 @@ WHERE (tenant_id, id) IN (
     LIMIT $2)`
 
 // SweepOnce deletes every run that finished more than Retention ago, in
-// batches of BatchSize, and returns how many it deleted.
+// batches of BatchSize, and returns how many it deleted. Batches after the
+// first wait BatchPause; a context that ends during the pause stops the
+// sweep at once with the context's error and the count so far.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
+	first := true
 	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
+		if !first {
+			if err := pause(ctx, s.cfg.BatchPause); err != nil {
+				return 0, err
+			}
+		}
+		first = false
 		tag, err := s.db.Exec(ctx, deleteFinishedSQL, micros(s.cfg.Retention), s.cfg.BatchSize)
 		return tag.RowsAffected(), err
 	})
@@ -87,4 +105,20 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
 	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "durable: deleted finished runs", s.SweepOnce)
+}
+
+// pause waits d, or until ctx is done and returns ctx's error then, so a
+// paced sweep stops as soon as its context ends.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

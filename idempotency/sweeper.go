@@ -34,6 +34,13 @@ type SweeperConfig struct {
 	// Interval is Run's pause between sweeps. Default: DefaultSweepInterval
 	// (1 minute). Must not be negative.
 	Interval time.Duration
+	// BatchPause is a pause between two batches of one sweep. A backlog
+	// of a million expired entries is a thousand batches back to back,
+	// which takes the database from the requests while it lasts. A pause
+	// trades the sweep's time for the requests' throughput: a sweep of N
+	// batches takes about N×BatchPause more. Default 0: each batch
+	// follows the last at once. Must not be negative.
+	BatchPause time.Duration
 	// Logger receives sweep failures in Run. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -51,8 +58,8 @@ func NewSweeper(db Execer, cfg SweeperConfig) (*Sweeper, error) {
 	if db == nil {
 		return nil, errs.Config("idempotency", "nil database")
 	}
-	if cfg.BatchSize < 0 || cfg.Interval < 0 {
-		return nil, errs.Config("idempotency", "BatchSize and Interval must not be negative")
+	if cfg.BatchSize < 0 || cfg.Interval < 0 || cfg.BatchPause < 0 {
+		return nil, errs.Config("idempotency", "BatchSize, Interval and BatchPause must not be negative")
 	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultSweepBatchSize)
 	cfg.Interval = cmp.Or(cfg.Interval, DefaultSweepInterval)
@@ -89,10 +96,19 @@ SELECT count(*), max(expires_at) FROM gone`
 
 // SweepOnce deletes every entry whose expiry has passed, in batches of
 // BatchSize (each its own transaction, each starting where the one before
-// ended), and returns how many it deleted.
+// ended), and returns how many it deleted. Batches after the first wait
+// BatchPause; a context that ends during the pause stops the sweep at once
+// with the context's error and the count so far.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 	var after *time.Time // the latest expiry deleted so far
+	first := true
 	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
+		if !first {
+			if err := pause(ctx, s.cfg.BatchPause); err != nil {
+				return 0, err
+			}
+		}
+		first = false
 		var (
 			n      int64
 			latest *time.Time
@@ -115,4 +131,20 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // done, logging failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
 	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "idempotency: swept expired keys", s.SweepOnce)
+}
+
+// pause waits d, or until ctx is done and returns ctx's error then, so a
+// paced sweep stops as soon as its context ends.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
