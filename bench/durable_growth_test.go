@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,16 +41,23 @@ import (
 //     PollInterval 10ms, App pool 16 connections, System pool 4.
 //
 // Then, at 1M, the sweeper's cost: three rounds of 2,000 workflows each
-// without and with a Sweeper (BatchSize 1000, default 30-day retention,
-// its own System connection) deleting the expired runs meanwhile,
-// alternating.
+// without a Sweeper, with one (BatchSize 1000, default 30-day retention,
+// its own System connection) deleting the expired runs meanwhile, and
+// with one pausing -durable-sweep-pause (50ms) between its batches
+// (SweeperConfig.BatchPause), each round in another order. The runs each
+// sweeper deleted during its rounds give its rate under load; at the end
+// the paced sweeper works off what is left alone (SweepOnce), which gives
+// its rate on an idle machine.
 //
 // Each point is the median of its three rounds, with their spread (min,
 // max). Long form (writes results/durable-claim-latency.json,
 // results/durable-steps-per-s.json and results/durable-sweeper-cost.json;
-// about a minute and a half, half of it filling):
+// about two minutes, half of it filling):
 //
 //	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
+//
+// -durable-sweeper-only fills the largest size only, measures only the
+// sweeper's cost and writes only results/durable-sweeper-cost.json.
 //
 // With -short it uses 0 and 1,000 runs and 200 workflows per round and
 // writes nothing (the CI smoke form).
@@ -58,6 +66,9 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	sizes, workflows := []int{0, 100_000, 1_000_000}, 2000
 	if testing.Short() {
 		sizes, workflows = []int{0, 1000}, 200
+	}
+	if *durableSweeperOnly {
+		sizes = sizes[len(sizes)-1:]
 	}
 	const rounds = 3
 	ctx := context.Background()
@@ -73,6 +84,9 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	lat := make([][]float64, len(sizes))
 	rate := make([][]float64, len(sizes))
 	for r := range rounds {
+		if *durableSweeperOnly {
+			break
+		}
 		for k := range sizes {
 			i := (r + k) % len(sizes)
 			// Statistics as autovacuum keeps them: without, the first
@@ -93,43 +107,90 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
 	steps := Series{Name: "three-step workflows, 16 goroutines"}
 	for i, size := range sizes {
+		if *durableSweeperOnly {
+			break
+		}
 		b.Logf("%d completed runs: claim ms %.3f, steps/s %.0f", size, lat[i], rate[i])
 		claimLat.Points = append(claimLat.Points, point(float64(size), lat[i]))
 		steps.Points = append(steps.Points, point(float64(size), rate[i]))
 	}
 
 	// The sweeper's cost, against the expired runs of the largest size,
-	// in alternating rounds.
+	// in rounds of the three modes, each round in another order so that
+	// no mode always follows another.
 	largest := dbs[len(dbs)-1]
 	g := newGrowth(b, largest)
 	defer g.close()
 	g.stepsPerSecond(b, warmUp)
 	sweepPool := newPool(b, largest, pgtest.RoleSystem, 1)
-	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet})
 	require.NoError(b, err)
-	var without, with []float64
-	for range rounds {
-		without = append(without, g.stepsPerSecond(b, workflows))
+	paced, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet,
+		BatchPause: *durableSweepPause})
+	require.NoError(b, err)
+	expired := func() int64 {
+		var n int64
+		require.NoError(b, g.system.QueryRow(ctx,
+			`SELECT count(*) FROM platform.durable_runs WHERE finished_at < now() - interval '30 days'`).Scan(&n))
+		return n
+	}
+	// sweeping measures steps/s with s deleting meanwhile (none: nil) and
+	// returns them with the runs s deleted per second of the round.
+	sweeping := func(s *durable.Sweeper) (stepsPerS, runsPerS float64) {
+		if s == nil {
+			return g.stepsPerSecond(b, workflows), 0
+		}
+		before := expired()
 		sweepCtx, stopSweep := context.WithCancel(ctx)
 		swept := make(chan struct{})
-		go func() { defer close(swept); _ = sweeper.Run(sweepCtx) }()
+		began := time.Now()
+		go func() { defer close(swept); _ = s.Run(sweepCtx) }()
 		time.Sleep(100 * time.Millisecond) // the sweep under way
-		with = append(with, g.stepsPerSecond(b, workflows))
+		stepsPerS = g.stepsPerSecond(b, workflows)
 		stopSweep()
 		<-swept
+		return stepsPerS, float64(before-expired()) / time.Since(began).Seconds()
 	}
-	var left int64
-	require.NoError(b, g.system.QueryRow(ctx, `SELECT count(*) FROM platform.durable_runs`).Scan(&left))
-	b.Logf("sweeper: steps/s without %.0f, with %.0f; %d runs left", without, with, left)
+	modes := []*durable.Sweeper{nil, sweeper, paced}
+	rates := make([][]float64, len(modes))
+	deletes := make([][]float64, len(modes))
+	for r := range rounds {
+		for k := range modes {
+			m := (r + k) % len(modes)
+			stepsPerS, runsPerS := sweeping(modes[m])
+			rates[m] = append(rates[m], stepsPerS)
+			deletes[m] = append(deletes[m], runsPerS)
+		}
+	}
+	without, with, withPaced := rates[0], rates[1], rates[2]
+	left := expired()
+	b.Logf("sweeper: steps/s without %.0f %v, with %.0f %v (%.2f×), with BatchPause %v %.0f %v (%.2f×); "+
+		"runs deleted per second meanwhile: %.0f %v, paced %.0f %v; %d expired runs left",
+		median(without), without, median(with), with, median(with)/median(without),
+		*durableSweepPause, median(withPaced), withPaced, median(withPaced)/median(without),
+		median(deletes[1]), deletes[1], median(deletes[2]), deletes[2], left)
+	// The paced sweeper alone on what is left: its time per run without
+	// the workers competing.
+	began := time.Now()
+	n, err := paced.SweepOnce(ctx)
+	require.NoError(b, err)
+	alone := time.Since(began)
+	if n > 0 {
+		b.Logf("paced sweeper alone (BatchPause %v): %d runs in %v, %.0f runs/s; 1M would take %.0f s",
+			*durableSweepPause, n, alone.Round(time.Millisecond), float64(n)/alone.Seconds(), 1e6*alone.Seconds()/float64(n))
+	}
 	last := float64(sizes[len(sizes)-1])
 
-	b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
-	b.ReportMetric(claimLat.Points[len(sizes)-1].Y, "claim-ms-largest")
-	b.ReportMetric(steps.Points[0].Y, "steps/s-empty")
-	b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
-	b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
+	if !*durableSweeperOnly {
+		b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
+		b.ReportMetric(claimLat.Points[len(sizes)-1].Y, "claim-ms-largest")
+		b.ReportMetric(steps.Points[0].Y, "steps/s-empty")
+		b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
+		b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
+	}
 	b.ReportMetric(median(with)/median(without), "with-sweeper/without")
+	b.ReportMetric(median(withPaced)/median(without), "with-paced-sweeper/without")
 	if testing.Short() {
 		return
 	}
@@ -137,8 +198,12 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series; "+
 		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
 		workers, durableAppConns, durableSystemConns, warmUp, rounds)
-	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
-	for _, c := range []Curve{{
+	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v" +
+		fmt.Sprintf(" -args -durable-sweep-pause=%v", *durableSweepPause)
+	if *durableSweeperOnly {
+		command += " -durable-sweeper-only"
+	}
+	curves := []Curve{{
 		Name: "durable-claim-latency", Title: "durable: claim latency as completed runs grow",
 		XLabel: "completed runs in the table", YLabel: "claim latency, ms (median of 100)", LogX: true,
 		Config: config + "; claim query for up to 16 of 200 pending runs, in a transaction rolled back",
@@ -151,14 +216,25 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	}, {
 		Name: "durable-sweeper-cost", Title: "durable: steps/s with and without the retention sweeper",
 		XLabel: "expired runs in the table at the start", YLabel: "steps/s", LogX: true,
-		Config: config + "; Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile; rounds alternate",
+		Config: config + fmt.Sprintf("; Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile "+
+			"(paced: BatchPause %v); rounds of the three in rotating order", *durableSweepPause),
 		Series: []Series{{Name: "without sweeper", Points: []Point{point(last, without)}},
-			{Name: "with sweeper", Points: []Point{point(last, with)}}},
-	}} {
+			{Name: "with sweeper", Points: []Point{point(last, with)}},
+			{Name: fmt.Sprintf("with sweeper, BatchPause %v", *durableSweepPause), Points: []Point{point(last, withPaced)}}},
+	}}
+	if *durableSweeperOnly {
+		curves = curves[2:]
+	}
+	for _, c := range curves {
 		c.Command = command
 		require.NoError(b, WriteCurve("results", c))
 	}
 }
+
+var (
+	durableSweepPause  = flag.Duration("durable-sweep-pause", 50*time.Millisecond, "the paced Sweeper's BatchPause in BenchmarkDurableGrowth")
+	durableSweeperOnly = flag.Bool("durable-sweeper-only", false, "BenchmarkDurableGrowth measures the sweeper's cost only and writes only results/durable-sweeper-cost.json")
+)
 
 // growth is a durable runtime on one of the growth benchmark's databases.
 type growth struct {
