@@ -63,19 +63,21 @@ const idemClients = 16
 //	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkIdempotencyGrowth -benchtime 1x -timeout 30m -v
 //
 // -idem-sweeper-only measures only the two sweeper curves and writes only
-// results/idempotency-sweeper.json and results/idempotency-sweeper-cost.json.
+// results/idempotency-sweeper.json and results/idempotency-sweeper-cost.json;
+// -idem-cost-only only the cost curve. -idem-cost-runs (3) and
+// -idem-cost-window (3s) set the cost curve's windows.
 //
 // With -short (the CI smoke form) it uses 0 and 1000 entries, a few
 // hundred claims, and writes nothing.
 func BenchmarkIdempotencyGrowth(b *testing.B) {
 	cfg := idemGrowthConfig{
 		sizes: []int{0, 100_000, 1_000_000}, sweepSizes: []int{100_000, 1_000_000}, costBacklog: 1_000_000,
-		runs: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
+		runs: 3, costRuns: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
 	}
 	if testing.Short() {
 		cfg = idemGrowthConfig{
 			sizes: []int{0, 1000}, sweepSizes: []int{1000}, costBacklog: 2000,
-			runs: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
+			runs: 3, costRuns: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
 		}
 	}
 	for _, p := range strings.Split(*idemSweepPauses, ",") {
@@ -86,18 +88,27 @@ func BenchmarkIdempotencyGrowth(b *testing.B) {
 		require.NoError(b, err, "-idem-sweep-pauses")
 		cfg.pauses = append(cfg.pauses, d)
 	}
+	if !testing.Short() {
+		cfg.costRuns, cfg.window = max(*idemCostRuns, 3), *idemCostWindow
+	}
 	for range b.N {
 		g := newGrowthDB(b)
 		var curves []Curve
-		if !*idemSweeperOnly {
+		if !*idemSweeperOnly && !*idemCostOnly {
 			claimLatency, claimRate := g.claimCurves(b, cfg)
 			curves = append(curves, claimLatency, claimRate)
 		}
-		curves = append(curves, g.sweepCurve(b, cfg), g.sweepCostCurve(b, cfg))
+		if !*idemCostOnly {
+			curves = append(curves, g.sweepCurve(b, cfg))
+		}
+		curves = append(curves, g.sweepCostCurve(b, cfg))
 		if !testing.Short() {
 			for _, c := range curves {
 				c.Command = growthCommand + fmt.Sprintf(" -args -idem-sweep-pauses=%s", *idemSweepPauses)
-				if *idemSweeperOnly {
+				switch {
+				case *idemCostOnly:
+					c.Command += fmt.Sprintf(" -idem-cost-only -idem-cost-runs=%d -idem-cost-window=%v", *idemCostRuns, *idemCostWindow)
+				case *idemSweeperOnly:
 					c.Command += " -idem-sweeper-only"
 				}
 				require.NoError(b, WriteCurve("results", c))
@@ -109,12 +120,16 @@ func BenchmarkIdempotencyGrowth(b *testing.B) {
 var (
 	idemSweepPauses = flag.String("idem-sweep-pauses", "10ms,50ms", "the paced Sweepers' BatchPause values in BenchmarkIdempotencyGrowth, comma-separated")
 	idemSweeperOnly = flag.Bool("idem-sweeper-only", false, "BenchmarkIdempotencyGrowth measures the sweeper curves only")
+	idemCostOnly    = flag.Bool("idem-cost-only", false, "BenchmarkIdempotencyGrowth measures the sweeper's cost curve only")
+	idemCostRuns    = flag.Int("idem-cost-runs", 3, "windows of each mode in BenchmarkIdempotencyGrowth's sweeper-cost curve (at least 3)")
+	idemCostWindow  = flag.Duration("idem-cost-window", 3*time.Second, "each window of BenchmarkIdempotencyGrowth's sweeper-cost curve")
 )
 
 type idemGrowthConfig struct {
 	sizes, sweepSizes []int
 	costBacklog       int
 	runs              int
+	costRuns          int // windows of each mode in the cost curve
 	latencyClaims     int
 	throughputClaims  int
 	window            time.Duration
@@ -400,7 +415,7 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	}
 	rates := make([][]float64, len(modes))
 	deletes := make([][]float64, len(modes))
-	for run := range cfg.runs {
+	for run := range cfg.costRuns {
 		for k := range modes {
 			m := (run + k) % len(modes)
 			top := cfg.costBacklog - expired()
@@ -441,7 +456,7 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	return Curve{
 		Name: "idempotency-sweeper-cost", Title: "idempotency: claims/s while the Sweeper drains a backlog",
 		XLabel: "expired entries at the start", YLabel: "claims/s (Claim+Complete, 16 clients)",
-		Config: growthConfigText + "; windows of " + cfg.window.String() +
+		Config: growthConfigText + fmt.Sprintf("; %d windows of %v per mode", cfg.costRuns, cfg.window) +
 			" taking turns: sweeper idle / draining (Run, default BatchSize 1000) / draining with each BatchPause; " +
 			"backlog topped up to the start's and the table vacuumed before each window",
 		Command: growthCommand,
