@@ -42,12 +42,14 @@ import (
 //
 // Then, at 1M, the sweeper's cost: three rounds of 2,000 workflows each
 // without a Sweeper, with one (BatchSize 1000, default 30-day retention,
-// its own System connection) deleting the expired runs meanwhile, and
-// with one pausing -durable-sweep-pause (50ms) between its batches
-// (SweeperConfig.BatchPause), each round in another order. The runs each
-// sweeper deleted during its rounds give its rate under load; at the end
-// the paced sweeper works off what is left alone (SweepOnce), which gives
-// its rate on an idle machine.
+// its own System connection, NoBatchPause) deleting the expired runs
+// meanwhile, and with one pausing each of -durable-sweep-pauses (default
+// durable.DefaultSweepBatchPause, 50ms) between its batches
+// (SweeperConfig.BatchPause), each round in another order
+// (-durable-sweep-rounds and -durable-sweep-workflows set the rounds and
+// their size). The runs each sweeper deleted during its rounds give its
+// rate under load; at the end each sweeper works alone (SweepOnce, for
+// at most ten seconds), which gives its rate on an idle machine.
 //
 // Each point is the median of its three rounds, with their spread (min,
 // max). Long form (writes results/durable-claim-latency.json,
@@ -124,22 +126,41 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	g.stepsPerSecond(b, warmUp)
 	sweepPool := newPool(b, largest, pgtest.RoleSystem, 1)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet})
-	require.NoError(b, err)
-	paced, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet,
-		BatchPause: *durableSweepPause})
-	require.NoError(b, err)
+	var pauses []time.Duration
+	for _, p := range strings.Split(*durableSweepPauses, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			d, err := time.ParseDuration(p)
+			require.NoError(b, err, "-durable-sweep-pauses")
+			pauses = append(pauses, d)
+		}
+	}
+	modes := []*durable.Sweeper{nil} // nil: no sweeper
+	names := []string{"without sweeper"}
+	for _, pause := range append([]time.Duration{durable.NoBatchPause}, pauses...) {
+		s, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet, BatchPause: pause})
+		require.NoError(b, err)
+		modes = append(modes, s)
+		if pause == durable.NoBatchPause {
+			names = append(names, "with sweeper, no pause")
+		} else {
+			names = append(names, fmt.Sprintf("with sweeper, BatchPause %v", pause))
+		}
+	}
 	expired := func() int64 {
 		var n int64
 		require.NoError(b, g.system.QueryRow(ctx,
 			`SELECT count(*) FROM platform.durable_runs WHERE finished_at < now() - interval '30 days'`).Scan(&n))
 		return n
 	}
+	sweepWorkflows := workflows
+	if !testing.Short() {
+		sweepWorkflows = *durableSweepWorkflows
+	}
 	// sweeping measures steps/s with s deleting meanwhile (none: nil) and
 	// returns them with the runs s deleted per second of the round.
 	sweeping := func(s *durable.Sweeper) (stepsPerS, runsPerS float64) {
 		if s == nil {
-			return g.stepsPerSecond(b, workflows), 0
+			return g.stepsPerSecond(b, sweepWorkflows), 0
 		}
 		before := expired()
 		sweepCtx, stopSweep := context.WithCancel(ctx)
@@ -147,15 +168,18 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		began := time.Now()
 		go func() { defer close(swept); _ = s.Run(sweepCtx) }()
 		time.Sleep(100 * time.Millisecond) // the sweep under way
-		stepsPerS = g.stepsPerSecond(b, workflows)
+		stepsPerS = g.stepsPerSecond(b, sweepWorkflows)
 		stopSweep()
 		<-swept
 		return stepsPerS, float64(before-expired()) / time.Since(began).Seconds()
 	}
-	modes := []*durable.Sweeper{nil, sweeper, paced}
+	sweepRounds := rounds
+	if !testing.Short() {
+		sweepRounds = max(*durableSweepRounds, rounds)
+	}
 	rates := make([][]float64, len(modes))
 	deletes := make([][]float64, len(modes))
-	for r := range rounds {
+	for r := range sweepRounds {
 		for k := range modes {
 			m := (r + k) % len(modes)
 			stepsPerS, runsPerS := sweeping(modes[m])
@@ -163,24 +187,41 @@ func BenchmarkDurableGrowth(b *testing.B) {
 			deletes[m] = append(deletes[m], runsPerS)
 		}
 	}
-	without, with, withPaced := rates[0], rates[1], rates[2]
-	left := expired()
-	b.Logf("sweeper: steps/s without %.0f %v, with %.0f %v (%.2f×), with BatchPause %v %.0f %v (%.2f×); "+
-		"runs deleted per second meanwhile: %.0f %v, paced %.0f %v; %d expired runs left",
-		median(without), without, median(with), with, median(with)/median(without),
-		*durableSweepPause, median(withPaced), withPaced, median(withPaced)/median(without),
-		median(deletes[1]), deletes[1], median(deletes[2]), deletes[2], left)
-	// The paced sweeper alone on what is left: its time per run without
-	// the workers competing.
-	began := time.Now()
-	n, err := paced.SweepOnce(ctx)
-	require.NoError(b, err)
-	alone := time.Since(began)
-	if n > 0 {
-		b.Logf("paced sweeper alone (BatchPause %v): %d runs in %v, %.0f runs/s; 1M would take %.0f s",
-			*durableSweepPause, n, alone.Round(time.Millisecond), float64(n)/alone.Seconds(), 1e6*alone.Seconds()/float64(n))
+	without := rates[0]
+	for m := 1; m < len(modes); m++ {
+		// Each round's own ratio too: the rounds are side by side in
+		// time, so the machine's slower drifts cancel in them.
+		paired := make([]float64, len(without))
+		for r := range without {
+			paired[r] = rates[m][r] / without[r]
+		}
+		b.Logf("sweeper cost, %s: steps/s %.0f %v, %.2f× without's %.0f %v (per round: median %.2f %.2f); "+
+			"%.0f runs deleted per second meanwhile %v",
+			names[m], median(rates[m]), rates[m], median(rates[m])/median(without), median(without), without,
+			median(paired), paired, median(deletes[m]), deletes[m])
+	}
+	b.Logf("%d expired runs left", expired())
+	// The sweepers alone on what is left, without the workers competing,
+	// each for at most ten seconds.
+	for m := 1; m < len(modes); m++ {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		began := time.Now()
+		n, err := modes[m].SweepOnce(sctx)
+		took := time.Since(began)
+		if sctx.Err() == nil {
+			require.NoError(b, err)
+		}
+		cancel()
+		if n > 0 {
+			b.Logf("%s, alone: %d runs in %v, %.0f runs/s; 1M would take %.0f s",
+				names[m], n, took.Round(time.Millisecond), float64(n)/took.Seconds(), 1e6*took.Seconds()/float64(n))
+		}
 	}
 	last := float64(sizes[len(sizes)-1])
+	sweepSeries := make([]Series, len(modes))
+	for m := range modes {
+		sweepSeries[m] = Series{Name: names[m], Points: []Point{point(last, rates[m])}}
+	}
 
 	if !*durableSweeperOnly {
 		b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
@@ -189,8 +230,10 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
 		b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
 	}
-	b.ReportMetric(median(with)/median(without), "with-sweeper/without")
-	b.ReportMetric(median(withPaced)/median(without), "with-paced-sweeper/without")
+	b.ReportMetric(median(rates[1])/median(without), "with-sweeper/without")
+	for m := 2; m < len(modes); m++ {
+		b.ReportMetric(median(rates[m])/median(without), fmt.Sprintf("with-sweeper-paced-%v/without", pauses[m-2]))
+	}
 	if testing.Short() {
 		return
 	}
@@ -199,7 +242,8 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
 		workers, durableAppConns, durableSystemConns, warmUp, rounds)
 	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v" +
-		fmt.Sprintf(" -args -durable-sweep-pause=%v", *durableSweepPause)
+		fmt.Sprintf(" -args -durable-sweep-pauses=%s -durable-sweep-rounds=%d -durable-sweep-workflows=%d",
+			*durableSweepPauses, sweepRounds, sweepWorkflows)
 	if *durableSweeperOnly {
 		command += " -durable-sweeper-only"
 	}
@@ -216,11 +260,10 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	}, {
 		Name: "durable-sweeper-cost", Title: "durable: steps/s with and without the retention sweeper",
 		XLabel: "expired runs in the table at the start", YLabel: "steps/s", LogX: true,
-		Config: config + fmt.Sprintf("; Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile "+
-			"(paced: BatchPause %v); rounds of the three in rotating order", *durableSweepPause),
-		Series: []Series{{Name: "without sweeper", Points: []Point{point(last, without)}},
-			{Name: "with sweeper", Points: []Point{point(last, with)}},
-			{Name: fmt.Sprintf("with sweeper, BatchPause %v", *durableSweepPause), Points: []Point{point(last, withPaced)}}},
+		Config: config + fmt.Sprintf("; sweeper cost: %d rounds of %d workflows per mode, the modes in rotating order; "+
+			"Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile (NoBatchPause, or BatchPause %s)",
+			sweepRounds, sweepWorkflows, *durableSweepPauses),
+		Series: sweepSeries,
 	}}
 	if *durableSweeperOnly {
 		curves = curves[2:]
@@ -232,8 +275,10 @@ func BenchmarkDurableGrowth(b *testing.B) {
 }
 
 var (
-	durableSweepPause  = flag.Duration("durable-sweep-pause", 50*time.Millisecond, "the paced Sweeper's BatchPause in BenchmarkDurableGrowth")
-	durableSweeperOnly = flag.Bool("durable-sweeper-only", false, "BenchmarkDurableGrowth measures the sweeper's cost only and writes only results/durable-sweeper-cost.json")
+	durableSweepPauses    = flag.String("durable-sweep-pauses", durable.DefaultSweepBatchPause.String(), "the paced Sweepers' BatchPause values in BenchmarkDurableGrowth, comma-separated")
+	durableSweepRounds    = flag.Int("durable-sweep-rounds", 3, "rounds of each mode of BenchmarkDurableGrowth's sweeper cost (at least 3)")
+	durableSweepWorkflows = flag.Int("durable-sweep-workflows", 2000, "workflows of each round of BenchmarkDurableGrowth's sweeper cost")
+	durableSweeperOnly    = flag.Bool("durable-sweeper-only", false, "BenchmarkDurableGrowth measures the sweeper's cost only and writes only results/durable-sweeper-cost.json")
 )
 
 // growth is a durable runtime on one of the growth benchmark's databases.

@@ -128,8 +128,9 @@
 // loops, SweepOnce makes one pass. It deletes in batches of
 // SweeperConfig.BatchSize runs, each its own short transaction; a backlog
 // of expired runs is worked off batch after batch, competing with the
-// workers for the database meanwhile. SweeperConfig.BatchPause waits
-// between two batches, trading sweep time for the workers' throughput.
+// workers for the database meanwhile. SweeperConfig.BatchPause (default
+// 50ms) waits between two batches, trading sweep time for the workers'
+// throughput.
 //
 // # Telemetry
 //

@@ -112,9 +112,21 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 	require.Equal(t, 1, countAll(t, db, "durable_runs"), "no batch after the context ended")
 }
 
+// NoBatchPause sweeps without pausing, as the zero value asks for the
+// default pause; any other negative pause is a mistake.
 func TestSweeperBatchPauseMustNotBeNegative(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	_, err := durable.NewSweeper(db.System, durable.SweeperConfig{BatchPause: -time.Millisecond})
 	require.ErrorIs(t, err, durable.ErrInvalidConfig)
+
+	insertFinished(t, db, "old", 5, 48*time.Hour)
+	unpaced, err := durable.NewSweeper(db.System, durable.SweeperConfig{
+		Retention: 24 * time.Hour, BatchSize: 2, BatchPause: durable.NoBatchPause,
+	})
+	require.NoError(t, err)
+	n, err := unpaced.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n)
+	require.Zero(t, countAll(t, db, "durable_runs"))
 }
