@@ -43,9 +43,10 @@ const idemClients = 16
 //     is printed at each size;
 //   - the Sweeper's time to expire 100k and 1M entries (SweepOnce on the
 //     system role, default batch size: one DELETE of up to 1000 rows per
-//     transaction), without a pause between batches and with each
-//     SweeperConfig.BatchPause of -idem-sweep-pauses (10ms,50ms; the paced
-//     sweeps of 1M once each, as their time is mostly the pauses);
+//     transaction), without a pause between batches (NoBatchPause) and
+//     with each SweeperConfig.BatchPause of -idem-sweep-pauses (default
+//     idempotency.DefaultSweepBatchPause, 100ms; the paced sweeps of 1M
+//     once each, as their time is mostly the pauses);
 //   - what the sweeper costs while requests run: claims per second from 16
 //     clients with 1M expired entries stored, in windows taking turns
 //     between the sweeper idle, the sweeper draining the backlog, and the
@@ -118,7 +119,7 @@ func BenchmarkIdempotencyGrowth(b *testing.B) {
 }
 
 var (
-	idemSweepPauses = flag.String("idem-sweep-pauses", "10ms,50ms", "the paced Sweepers' BatchPause values in BenchmarkIdempotencyGrowth, comma-separated")
+	idemSweepPauses = flag.String("idem-sweep-pauses", idempotency.DefaultSweepBatchPause.String(), "the paced Sweepers' BatchPause values in BenchmarkIdempotencyGrowth, comma-separated")
 	idemSweeperOnly = flag.Bool("idem-sweeper-only", false, "BenchmarkIdempotencyGrowth measures the sweeper curves only")
 	idemCostOnly    = flag.Bool("idem-cost-only", false, "BenchmarkIdempotencyGrowth measures the sweeper's cost curve only")
 	idemCostRuns    = flag.Int("idem-cost-runs", 3, "windows of each mode in BenchmarkIdempotencyGrowth's sweeper-cost curve (at least 3)")
@@ -336,7 +337,7 @@ var errRollback = fmt.Errorf("rollback")
 
 func (g *growthDB) sweepCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
-	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{})
+	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{BatchPause: idempotency.NoBatchPause})
 	require.NoError(b, err)
 	// Start from an empty table: the claims of the previous measurement
 	// are not expired and would stay.
@@ -363,7 +364,7 @@ func (g *growthDB) sweepCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 		}
 		return secs
 	}
-	series := []Series{timeSweeps(sweeper, "seconds to sweep (batches of 1000)", func(int) int { return cfg.runs })}
+	series := []Series{timeSweeps(sweeper, "seconds to sweep (batches of 1000, no pause)", func(int) int { return cfg.runs })}
 	for _, pause := range cfg.pauses {
 		paced, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{BatchPause: pause})
 		require.NoError(b, err)
@@ -395,8 +396,8 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
 	modes := []*idempotency.Sweeper{nil} // nil: idle
-	names := []string{"sweeper idle", "sweeper draining"}
-	for _, pause := range append([]time.Duration{0}, cfg.pauses...) {
+	names := []string{"sweeper idle", "sweeper draining, no pause"}
+	for _, pause := range append([]time.Duration{idempotency.NoBatchPause}, cfg.pauses...) {
 		s, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{Interval: time.Hour, Logger: quiet, BatchPause: pause})
 		require.NoError(b, err)
 		modes = append(modes, s)
@@ -446,8 +447,16 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 		if m == 0 {
 			continue
 		}
-		b.Logf("idempotency sweeper cost, %s: %.0f claims/s %v, %.2f× idle's %.0f %v; %.0f entries deleted per second meanwhile %v",
-			names[m], median(rates[m]), rates[m], median(rates[m])/idle, idle, rates[0], median(deletes[m]), deletes[m])
+		// Each run's own ratio too: the windows of a run are side by
+		// side in time, so the machine's slower drifts cancel in them.
+		paired := make([]float64, len(rates[0]))
+		for r := range paired {
+			paired[r] = rates[m][r] / rates[0][r]
+		}
+		b.Logf("idempotency sweeper cost, %s: %.0f claims/s %v, %.2f× idle's %.0f %v (per run: median %.2f %.2f); "+
+			"%.0f entries deleted per second meanwhile %v",
+			names[m], median(rates[m]), rates[m], median(rates[m])/idle, idle, rates[0], median(paired), paired,
+			median(deletes[m]), deletes[m])
 	}
 	b.ReportMetric(median(rates[1])/idle, "claims/s-sweeping/idle")
 	for m := 2; m < len(modes); m++ {
@@ -456,7 +465,8 @@ func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	return Curve{
 		Name: "idempotency-sweeper-cost", Title: "idempotency: claims/s while the Sweeper drains a backlog",
 		XLabel: "expired entries at the start", YLabel: "claims/s (Claim+Complete, 16 clients)",
-		Config: growthConfigText + fmt.Sprintf("; %d windows of %v per mode", cfg.costRuns, cfg.window) +
+		Config: strings.Replace(growthConfigText, "median of 3 runs", fmt.Sprintf("median of %d windows", cfg.costRuns), 1) +
+			fmt.Sprintf("; %d windows of %v per mode", cfg.costRuns, cfg.window) +
 			" taking turns: sweeper idle / draining (Run, default BatchSize 1000) / draining with each BatchPause; " +
 			"backlog topped up to the start's and the table vacuumed before each window",
 		Command: growthCommand,

@@ -183,9 +183,19 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 	require.Equal(t, 1, countKeys(t, b.db), "no batch after the context ended")
 }
 
+// NoBatchPause sweeps without pausing, as the zero value asks for the
+// default pause; any other negative pause is a mistake.
 func TestSweeperBatchPauseMustNotBeNegative(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	_, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchPause: -time.Millisecond})
 	require.ErrorIs(t, err, idempotency.ErrInvalidConfig)
+
+	expireFilled(t, b, "old", 5)
+	unpaced, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 2, BatchPause: idempotency.NoBatchPause})
+	require.NoError(t, err)
+	n, err := unpaced.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 5, n)
+	require.Zero(t, countKeys(t, b.db))
 }
