@@ -44,7 +44,7 @@ import (
 // without a Sweeper, with one (BatchSize 1000, default 30-day retention,
 // its own System connection, NoBatchPause) deleting the expired runs
 // meanwhile, and with one pausing each of -durable-sweep-pauses (default
-// durable.DefaultSweepBatchPause, 50ms) between its batches
+// durable.DefaultSweepBatchPause, 100ms) between its batches
 // (SweeperConfig.BatchPause), each round in another order
 // (-durable-sweep-rounds and -durable-sweep-workflows set the rounds and
 // their size). The runs each sweeper deleted during its rounds give its

@@ -129,7 +129,7 @@
 // SweeperConfig.BatchSize runs, each its own short transaction; a backlog
 // of expired runs is worked off batch after batch, competing with the
 // workers for the database meanwhile. SweeperConfig.BatchPause (default
-// 50ms) waits between two batches, trading sweep time for the workers'
+// 100ms) waits between two batches, trading sweep time for the workers'
 // throughput.
 //
 // # Telemetry

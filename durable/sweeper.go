@@ -19,7 +19,7 @@ const (
 	// DefaultSweepInterval is SweeperConfig.Interval's default.
 	DefaultSweepInterval = time.Hour
 	// DefaultSweepBatchPause is SweeperConfig.BatchPause's default.
-	DefaultSweepBatchPause = 50 * time.Millisecond
+	DefaultSweepBatchPause = 100 * time.Millisecond
 	// NoBatchPause, as SweeperConfig.BatchPause, runs each batch of a
 	// sweep right after the one before.
 	NoBatchPause time.Duration = -1
@@ -44,13 +44,12 @@ type SweeperConfig struct {
 	// batches, which back to back take the database from the workers
 	// while they last. The pause trades the sweep's time for the
 	// workers' throughput: a sweep of N batches takes about N×BatchPause
-	// more. Default DefaultSweepBatchPause (50ms): about as long as a
-	// batch takes, it keeps the workers' throughput within a tenth of
-	// what it is without a sweep, where sweeping without a pause cost
-	// up to a fifth of it, and a backlog of a million runs takes about a
-	// minute more to sweep (some 75 s instead of 15 to 25 s on two
-	// cores). NoBatchPause sweeps without pausing; other negative values
-	// are refused.
+	// more. Default DefaultSweepBatchPause (100ms): it keeps the
+	// workers' throughput within a tenth of what it is without a sweep,
+	// where sweeping without a pause cost a fifth to a third of it, and
+	// a backlog of a million runs takes about two minutes to sweep
+	// (some 125 s instead of 15 to 25 s on two cores). NoBatchPause
+	// sweeps without pausing; other negative values are refused.
 	BatchPause time.Duration
 	// Logger receives Run's failures. Default slog.Default().
 	Logger *slog.Logger
