@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,16 +41,25 @@ import (
 //     PollInterval 10ms, App pool 16 connections, System pool 4.
 //
 // Then, at 1M, the sweeper's cost: three rounds of 2,000 workflows each
-// without and with a Sweeper (BatchSize 1000, default 30-day retention,
-// its own System connection) deleting the expired runs meanwhile,
-// alternating.
+// without a Sweeper, with one (BatchSize 1000, default 30-day retention,
+// its own System connection, NoBatchPause) deleting the expired runs
+// meanwhile, and with one pausing each of -durable-sweep-pauses (default
+// durable.DefaultSweepBatchPause, 100ms) between its batches
+// (SweeperConfig.BatchPause), each round in another order
+// (-durable-sweep-rounds and -durable-sweep-workflows set the rounds and
+// their size). The runs each sweeper deleted during its rounds give its
+// rate under load; at the end each sweeper works alone (SweepOnce, for
+// at most ten seconds), which gives its rate on an idle machine.
 //
 // Each point is the median of its three rounds, with their spread (min,
 // max). Long form (writes results/durable-claim-latency.json,
 // results/durable-steps-per-s.json and results/durable-sweeper-cost.json;
-// about a minute and a half, half of it filling):
+// about two minutes, half of it filling):
 //
 //	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v
+//
+// -durable-sweeper-only fills the largest size only, measures only the
+// sweeper's cost and writes only results/durable-sweeper-cost.json.
 //
 // With -short it uses 0 and 1,000 runs and 200 workflows per round and
 // writes nothing (the CI smoke form).
@@ -58,6 +68,9 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	sizes, workflows := []int{0, 100_000, 1_000_000}, 2000
 	if testing.Short() {
 		sizes, workflows = []int{0, 1000}, 200
+	}
+	if *durableSweeperOnly {
+		sizes = sizes[len(sizes)-1:]
 	}
 	const rounds = 3
 	ctx := context.Background()
@@ -73,6 +86,9 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	lat := make([][]float64, len(sizes))
 	rate := make([][]float64, len(sizes))
 	for r := range rounds {
+		if *durableSweeperOnly {
+			break
+		}
 		for k := range sizes {
 			i := (r + k) % len(sizes)
 			// Statistics as autovacuum keeps them: without, the first
@@ -93,43 +109,132 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	claimLat := Series{Name: "claim of up to 16 of 200 pending runs"}
 	steps := Series{Name: "three-step workflows, 16 goroutines"}
 	for i, size := range sizes {
+		if *durableSweeperOnly {
+			break
+		}
 		b.Logf("%d completed runs: claim ms %.3f, steps/s %.0f", size, lat[i], rate[i])
 		claimLat.Points = append(claimLat.Points, point(float64(size), lat[i]))
 		steps.Points = append(steps.Points, point(float64(size), rate[i]))
 	}
 
 	// The sweeper's cost, against the expired runs of the largest size,
-	// in alternating rounds.
+	// in rounds of the three modes, each round in another order so that
+	// no mode always follows another.
 	largest := dbs[len(dbs)-1]
 	g := newGrowth(b, largest)
 	defer g.close()
 	g.stepsPerSecond(b, warmUp)
 	sweepPool := newPool(b, largest, pgtest.RoleSystem, 1)
-	sweeper, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(b, err)
-	var without, with []float64
-	for range rounds {
-		without = append(without, g.stepsPerSecond(b, workflows))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var pauses []time.Duration
+	for _, p := range strings.Split(*durableSweepPauses, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			d, err := time.ParseDuration(p)
+			require.NoError(b, err, "-durable-sweep-pauses")
+			pauses = append(pauses, d)
+		}
+	}
+	modes := []*durable.Sweeper{nil} // nil: no sweeper
+	names := []string{"without sweeper"}
+	for _, pause := range append([]time.Duration{durable.NoBatchPause}, pauses...) {
+		s, err := durable.NewSweeper(sweepPool, durable.SweeperConfig{Interval: time.Second, Logger: quiet, BatchPause: pause})
+		require.NoError(b, err)
+		modes = append(modes, s)
+		if pause == durable.NoBatchPause {
+			names = append(names, "with sweeper, no pause")
+		} else {
+			names = append(names, fmt.Sprintf("with sweeper, BatchPause %v", pause))
+		}
+	}
+	expired := func() int64 {
+		var n int64
+		require.NoError(b, g.system.QueryRow(ctx,
+			`SELECT count(*) FROM platform.durable_runs WHERE finished_at < now() - interval '30 days'`).Scan(&n))
+		return n
+	}
+	sweepWorkflows := workflows
+	if !testing.Short() {
+		sweepWorkflows = *durableSweepWorkflows
+	}
+	// sweeping measures steps/s with s deleting meanwhile (none: nil) and
+	// returns them with the runs s deleted per second of the round.
+	sweeping := func(s *durable.Sweeper) (stepsPerS, runsPerS float64) {
+		if s == nil {
+			return g.stepsPerSecond(b, sweepWorkflows), 0
+		}
+		before := expired()
 		sweepCtx, stopSweep := context.WithCancel(ctx)
 		swept := make(chan struct{})
-		go func() { defer close(swept); _ = sweeper.Run(sweepCtx) }()
+		began := time.Now()
+		go func() { defer close(swept); _ = s.Run(sweepCtx) }()
 		time.Sleep(100 * time.Millisecond) // the sweep under way
-		with = append(with, g.stepsPerSecond(b, workflows))
+		stepsPerS = g.stepsPerSecond(b, sweepWorkflows)
 		stopSweep()
 		<-swept
+		return stepsPerS, float64(before-expired()) / time.Since(began).Seconds()
 	}
-	var left int64
-	require.NoError(b, g.system.QueryRow(ctx, `SELECT count(*) FROM platform.durable_runs`).Scan(&left))
-	b.Logf("sweeper: steps/s without %.0f, with %.0f; %d runs left", without, with, left)
+	sweepRounds := rounds
+	if !testing.Short() {
+		sweepRounds = max(*durableSweepRounds, rounds)
+	}
+	rates := make([][]float64, len(modes))
+	deletes := make([][]float64, len(modes))
+	for r := range sweepRounds {
+		for k := range modes {
+			m := (r + k) % len(modes)
+			stepsPerS, runsPerS := sweeping(modes[m])
+			rates[m] = append(rates[m], stepsPerS)
+			deletes[m] = append(deletes[m], runsPerS)
+		}
+	}
+	without := rates[0]
+	for m := 1; m < len(modes); m++ {
+		// Each round's own ratio too: the rounds are side by side in
+		// time, so the machine's slower drifts cancel in them.
+		paired := make([]float64, len(without))
+		for r := range without {
+			paired[r] = rates[m][r] / without[r]
+		}
+		b.Logf("sweeper cost, %s: steps/s %.0f %v, %.2f× without's %.0f %v (per round: median %.2f %.2f); "+
+			"%.0f runs deleted per second meanwhile %v",
+			names[m], median(rates[m]), rates[m], median(rates[m])/median(without), median(without), without,
+			median(paired), paired, median(deletes[m]), deletes[m])
+	}
+	b.Logf("%d expired runs left", expired())
+	// The sweepers alone on what is left, without the workers competing,
+	// each for at most ten seconds: the paced ones first, as the unpaced
+	// one may delete all that is left in that time.
+	for _, m := range append(rangeFrom(2, len(modes)), 1) {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		began := time.Now()
+		n, err := modes[m].SweepOnce(sctx)
+		took := time.Since(began)
+		if sctx.Err() == nil {
+			require.NoError(b, err)
+		}
+		cancel()
+		if n > 0 {
+			b.Logf("%s, alone: %d runs in %v, %.0f runs/s; 1M would take %.0f s",
+				names[m], n, took.Round(time.Millisecond), float64(n)/took.Seconds(), 1e6*took.Seconds()/float64(n))
+		}
+	}
 	last := float64(sizes[len(sizes)-1])
+	sweepSeries := make([]Series, len(modes))
+	for m := range modes {
+		sweepSeries[m] = Series{Name: names[m], Points: []Point{point(last, rates[m])}}
+	}
 
-	b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
-	b.ReportMetric(claimLat.Points[len(sizes)-1].Y, "claim-ms-largest")
-	b.ReportMetric(steps.Points[0].Y, "steps/s-empty")
-	b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
-	b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
-	b.ReportMetric(median(with)/median(without), "with-sweeper/without")
+	if !*durableSweeperOnly {
+		b.ReportMetric(claimLat.Points[0].Y, "claim-ms-empty")
+		b.ReportMetric(claimLat.Points[len(sizes)-1].Y, "claim-ms-largest")
+		b.ReportMetric(steps.Points[0].Y, "steps/s-empty")
+		b.ReportMetric(steps.Points[len(sizes)-1].Y, "steps/s-largest")
+		b.ReportMetric(steps.Points[len(sizes)-1].Y/steps.Points[0].Y, "largest/empty")
+	}
+	b.ReportMetric(median(rates[1])/median(without), "with-sweeper/without")
+	for m := 2; m < len(modes); m++ {
+		b.ReportMetric(median(rates[m])/median(without), fmt.Sprintf("with-sweeper-paced-%v/without", pauses[m-2]))
+	}
 	if testing.Short() {
 		return
 	}
@@ -137,8 +242,13 @@ func BenchmarkDurableGrowth(b *testing.B) {
 		"completed runs (3 checkpoints each, 50 tenants, finished 40 days ago) written with generate_series; "+
 		"one database per size, rounds visiting the sizes in turn, each visit VACUUM ANALYZE and %d warm-up workflows; %d rounds, median and min-max",
 		workers, durableAppConns, durableSystemConns, warmUp, rounds)
-	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v"
-	for _, c := range []Curve{{
+	command := "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableGrowth -benchtime 1x -timeout 30m -v" +
+		fmt.Sprintf(" -args -durable-sweep-pauses=%s -durable-sweep-rounds=%d -durable-sweep-workflows=%d",
+			*durableSweepPauses, sweepRounds, sweepWorkflows)
+	if *durableSweeperOnly {
+		command += " -durable-sweeper-only"
+	}
+	curves := []Curve{{
 		Name: "durable-claim-latency", Title: "durable: claim latency as completed runs grow",
 		XLabel: "completed runs in the table", YLabel: "claim latency, ms (median of 100)", LogX: true,
 		Config: config + "; claim query for up to 16 of 200 pending runs, in a transaction rolled back",
@@ -151,14 +261,35 @@ func BenchmarkDurableGrowth(b *testing.B) {
 	}, {
 		Name: "durable-sweeper-cost", Title: "durable: steps/s with and without the retention sweeper",
 		XLabel: "expired runs in the table at the start", YLabel: "steps/s", LogX: true,
-		Config: config + "; Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile; rounds alternate",
-		Series: []Series{{Name: "without sweeper", Points: []Point{point(last, without)}},
-			{Name: "with sweeper", Points: []Point{point(last, with)}}},
-	}} {
+		Config: config + fmt.Sprintf("; sweeper cost: %d rounds of %d workflows per mode, the modes in rotating order; "+
+			"Sweeper BatchSize 1000, retention 30 days, its own connection, deleting meanwhile (NoBatchPause, or BatchPause %s)",
+			sweepRounds, sweepWorkflows, *durableSweepPauses),
+		Series: sweepSeries,
+	}}
+	if *durableSweeperOnly {
+		curves = curves[2:]
+	}
+	for _, c := range curves {
 		c.Command = command
 		require.NoError(b, WriteCurve("results", c))
 	}
 }
+
+// rangeFrom is lo, lo+1, …, hi-1.
+func rangeFrom(lo, hi int) []int {
+	var r []int
+	for i := lo; i < hi; i++ {
+		r = append(r, i)
+	}
+	return r
+}
+
+var (
+	durableSweepPauses    = flag.String("durable-sweep-pauses", durable.DefaultSweepBatchPause.String(), "the paced Sweepers' BatchPause values in BenchmarkDurableGrowth, comma-separated")
+	durableSweepRounds    = flag.Int("durable-sweep-rounds", 3, "rounds of each mode of BenchmarkDurableGrowth's sweeper cost (at least 3)")
+	durableSweepWorkflows = flag.Int("durable-sweep-workflows", 2000, "workflows of each round of BenchmarkDurableGrowth's sweeper cost")
+	durableSweeperOnly    = flag.Bool("durable-sweeper-only", false, "BenchmarkDurableGrowth measures the sweeper's cost only and writes only results/durable-sweeper-cost.json")
+)
 
 // growth is a durable runtime on one of the growth benchmark's databases.
 type growth struct {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -42,10 +43,16 @@ const idemClients = 16
 //     is printed at each size;
 //   - the Sweeper's time to expire 100k and 1M entries (SweepOnce on the
 //     system role, default batch size: one DELETE of up to 1000 rows per
-//     transaction);
+//     transaction), without a pause between batches (NoBatchPause) and
+//     with each SweeperConfig.BatchPause of -idem-sweep-pauses (default
+//     idempotency.DefaultSweepBatchPause, 100ms; the paced sweeps of 1M
+//     once each, as their time is mostly the pauses);
 //   - what the sweeper costs while requests run: claims per second from 16
-//     clients with 1M expired entries stored, in windows alternating
-//     between the sweeper idle and the sweeper draining the backlog.
+//     clients with 1M expired entries stored, in windows taking turns
+//     between the sweeper idle, the sweeper draining the backlog, and the
+//     sweeper draining it with each pause. The backlog is topped up to 1M
+//     expired entries (and the table vacuumed) before each window, so no
+//     sweeper runs out of work within one.
 //
 // Each size is measured three times; the curves give the median and the
 // spread. Configuration: one database on the shared PostgreSQL 15 server
@@ -56,39 +63,78 @@ const idemClients = 16
 //
 //	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkIdempotencyGrowth -benchtime 1x -timeout 30m -v
 //
+// -idem-sweeper-only measures only the two sweeper curves and writes only
+// results/idempotency-sweeper.json and results/idempotency-sweeper-cost.json;
+// -idem-cost-only only the cost curve. -idem-cost-runs (3) and
+// -idem-cost-window (3s) set the cost curve's windows.
+//
 // With -short (the CI smoke form) it uses 0 and 1000 entries, a few
 // hundred claims, and writes nothing.
 func BenchmarkIdempotencyGrowth(b *testing.B) {
 	cfg := idemGrowthConfig{
 		sizes: []int{0, 100_000, 1_000_000}, sweepSizes: []int{100_000, 1_000_000}, costBacklog: 1_000_000,
-		runs: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
+		runs: 3, costRuns: 3, latencyClaims: 2000, throughputClaims: 4000, window: 3 * time.Second,
 	}
 	if testing.Short() {
 		cfg = idemGrowthConfig{
 			sizes: []int{0, 1000}, sweepSizes: []int{1000}, costBacklog: 2000,
-			runs: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
+			runs: 3, costRuns: 3, latencyClaims: 50, throughputClaims: 100, window: 100 * time.Millisecond,
 		}
+	}
+	for _, p := range strings.Split(*idemSweepPauses, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		d, err := time.ParseDuration(p)
+		require.NoError(b, err, "-idem-sweep-pauses")
+		cfg.pauses = append(cfg.pauses, d)
+	}
+	if !testing.Short() {
+		cfg.costRuns, cfg.window = max(*idemCostRuns, 3), *idemCostWindow
 	}
 	for range b.N {
 		g := newGrowthDB(b)
-		claimLatency, claimRate := g.claimCurves(b, cfg)
-		sweep := g.sweepCurve(b, cfg)
-		cost := g.sweepCostCurve(b, cfg)
+		var curves []Curve
+		if !*idemSweeperOnly && !*idemCostOnly {
+			claimLatency, claimRate := g.claimCurves(b, cfg)
+			curves = append(curves, claimLatency, claimRate)
+		}
+		if !*idemCostOnly {
+			curves = append(curves, g.sweepCurve(b, cfg))
+		}
+		curves = append(curves, g.sweepCostCurve(b, cfg))
 		if !testing.Short() {
-			for _, c := range []Curve{claimLatency, claimRate, sweep, cost} {
+			for _, c := range curves {
+				c.Command = growthCommand + fmt.Sprintf(" -args -idem-sweep-pauses=%s", *idemSweepPauses)
+				switch {
+				case *idemCostOnly:
+					c.Command += fmt.Sprintf(" -idem-cost-only -idem-cost-runs=%d -idem-cost-window=%v", *idemCostRuns, *idemCostWindow)
+				case *idemSweeperOnly:
+					c.Command += " -idem-sweeper-only"
+				}
 				require.NoError(b, WriteCurve("results", c))
 			}
 		}
 	}
 }
 
+var (
+	idemSweepPauses = flag.String("idem-sweep-pauses", idempotency.DefaultSweepBatchPause.String(), "the paced Sweepers' BatchPause values in BenchmarkIdempotencyGrowth, comma-separated")
+	idemSweeperOnly = flag.Bool("idem-sweeper-only", false, "BenchmarkIdempotencyGrowth measures the sweeper curves only")
+	idemCostOnly    = flag.Bool("idem-cost-only", false, "BenchmarkIdempotencyGrowth measures the sweeper's cost curve only")
+	idemCostRuns    = flag.Int("idem-cost-runs", 3, "windows of each mode in BenchmarkIdempotencyGrowth's sweeper-cost curve (at least 3)")
+	idemCostWindow  = flag.Duration("idem-cost-window", 3*time.Second, "each window of BenchmarkIdempotencyGrowth's sweeper-cost curve")
+)
+
 type idemGrowthConfig struct {
 	sizes, sweepSizes []int
 	costBacklog       int
 	runs              int
+	costRuns          int // windows of each mode in the cost curve
 	latencyClaims     int
 	throughputClaims  int
 	window            time.Duration
+	pauses            []time.Duration // the paced sweepers' BatchPause
 }
 
 const growthCommand = "cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkIdempotencyGrowth -benchtime 1x -timeout 30m -v"
@@ -291,74 +337,140 @@ var errRollback = fmt.Errorf("rollback")
 
 func (g *growthDB) sweepCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
-	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{})
+	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{BatchPause: idempotency.NoBatchPause})
 	require.NoError(b, err)
 	// Start from an empty table: the claims of the previous measurement
 	// are not expired and would stay.
 	_, err = g.db.Admin.Exec(ctx, "TRUNCATE platform.idempotency_keys")
 	require.NoError(b, err)
-	secs := Series{Name: "seconds to sweep (batches of 1000)"}
 	next := 0
-	for _, size := range cfg.sweepSizes {
-		var took []float64
-		for range cfg.runs {
-			g.fill(b, next, size, true)
-			next += size
-			start := time.Now()
-			n, err := sweeper.SweepOnce(ctx)
-			elapsed := time.Since(start)
-			require.NoError(b, err)
-			require.EqualValues(b, size, n)
-			took = append(took, elapsed.Seconds())
+	timeSweeps := func(s *idempotency.Sweeper, name string, runs func(size int) int) Series {
+		secs := Series{Name: name}
+		for _, size := range cfg.sweepSizes {
+			var took []float64
+			for range runs(size) {
+				g.fill(b, next, size, true)
+				next += size
+				start := time.Now()
+				n, err := s.SweepOnce(ctx)
+				elapsed := time.Since(start)
+				require.NoError(b, err)
+				require.EqualValues(b, size, n)
+				took = append(took, elapsed.Seconds())
+			}
+			secs.Points = append(secs.Points, point(float64(size), took))
+			b.Logf("idempotency sweeper, %s: %d expired entries swept in %.2f s %v (%.0f entries/s)",
+				name, size, median(took), took, float64(size)/median(took))
 		}
-		secs.Points = append(secs.Points, point(float64(size), took))
-		b.Logf("idempotency sweeper: %d expired entries swept in %.2f s %v (%.0f entries/s)", size, median(took), took, float64(size)/median(took))
+		return secs
+	}
+	series := []Series{timeSweeps(sweeper, "seconds to sweep (batches of 1000, no pause)", func(int) int { return cfg.runs })}
+	for _, pause := range cfg.pauses {
+		paced, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{BatchPause: pause})
+		require.NoError(b, err)
+		// The paced sweep of the largest size is mostly its pauses:
+		// once is enough.
+		series = append(series, timeSweeps(paced, fmt.Sprintf("the same, BatchPause %v", pause), func(size int) int {
+			if size == cfg.sweepSizes[len(cfg.sweepSizes)-1] {
+				return 1
+			}
+			return cfg.runs
+		}))
 	}
 	return Curve{
 		Name: "idempotency-sweeper", Title: "idempotency: time for the Sweeper to expire entries",
 		XLabel: "expired entries", YLabel: "seconds (SweepOnce)", LogX: true,
-		Config:  growthConfigText + "; Sweeper on the system role, default BatchSize 1000 (one DELETE per transaction)",
-		Command: growthCommand, Series: []Series{secs},
+		Config: growthConfigText + "; Sweeper on the system role, default BatchSize 1000 (one DELETE per transaction); " +
+			"paced: SweeperConfig.BatchPause between batches, the largest size swept once",
+		Command: growthCommand, Series: series,
 	}
 }
 
 // sweepCostCurve measures claims per second with a backlog of expired
-// entries, in windows that alternate between the sweeper idle and the
-// sweeper draining the backlog (Run, which sweeps at once).
+// entries, in windows that take turns between the sweeper idle, the
+// sweeper draining the backlog (Run, which sweeps at once) and the paced
+// sweepers draining it. Before each window the backlog is topped up to
+// cfg.costBacklog expired entries and the table vacuumed, so every window
+// starts from the same table and no sweeper runs out of work within one.
 func (g *growthDB) sweepCostCurve(b *testing.B, cfg idemGrowthConfig) Curve {
 	ctx := context.Background()
-	sweeper, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	quiet := slog.New(slog.DiscardHandler)
+	modes := []*idempotency.Sweeper{nil} // nil: idle
+	names := []string{"sweeper idle", "sweeper draining, no pause"}
+	for _, pause := range append([]time.Duration{idempotency.NoBatchPause}, cfg.pauses...) {
+		s, err := idempotency.NewSweeper(g.db.System, idempotency.SweeperConfig{Interval: time.Hour, Logger: quiet, BatchPause: pause})
+		require.NoError(b, err)
+		modes = append(modes, s)
+		if pause > 0 {
+			names = append(names, fmt.Sprintf("sweeper draining, BatchPause %v", pause))
+		}
+	}
+	_, err := g.db.Admin.Exec(ctx, "TRUNCATE platform.idempotency_keys")
 	require.NoError(b, err)
-	_, err = g.db.Admin.Exec(ctx, "TRUNCATE platform.idempotency_keys")
-	require.NoError(b, err)
-	g.fill(b, 0, cfg.costBacklog, true)
-	var without, with []float64
-	for run := range 2 * cfg.runs {
-		if run%2 == 0 {
-			without = append(without, g.claimsPerSecond(b, 0, cfg.window))
+	next := 0
+	expired := func() int {
+		var n int
+		require.NoError(b, g.db.System.QueryRow(ctx,
+			"SELECT count(*) FROM platform.idempotency_keys WHERE expires_at <= now()").Scan(&n))
+		return n
+	}
+	rates := make([][]float64, len(modes))
+	deletes := make([][]float64, len(modes))
+	for run := range cfg.costRuns {
+		for k := range modes {
+			m := (run + k) % len(modes)
+			top := cfg.costBacklog - expired()
+			g.fill(b, next, top, true)
+			next += max(top, 0)
+			if top <= 0 {
+				_, err := g.db.Admin.Exec(ctx, "VACUUM ANALYZE platform.idempotency_keys")
+				require.NoError(b, err)
+			}
+			if modes[m] == nil {
+				rates[m] = append(rates[m], g.claimsPerSecond(b, 0, cfg.window))
+				continue
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			stopped := make(chan struct{})
+			began := time.Now()
+			go func() { defer close(stopped); _ = modes[m].Run(sctx) }()
+			rates[m] = append(rates[m], g.claimsPerSecond(b, 0, cfg.window))
+			cancel()
+			<-stopped
+			deletes[m] = append(deletes[m], float64(cfg.costBacklog-expired())/time.Since(began).Seconds())
+		}
+	}
+	idle := median(rates[0])
+	series := make([]Series, len(modes))
+	for m := range modes {
+		series[m] = Series{Name: names[m], Points: []Point{point(float64(cfg.costBacklog), rates[m])}}
+		if m == 0 {
 			continue
 		}
-		sctx, cancel := context.WithCancel(ctx)
-		stopped := make(chan struct{})
-		go func() { defer close(stopped); _ = sweeper.Run(sctx) }()
-		with = append(with, g.claimsPerSecond(b, 0, cfg.window))
-		cancel()
-		<-stopped
+		// Each run's own ratio too: the windows of a run are side by
+		// side in time, so the machine's slower drifts cancel in them.
+		paired := make([]float64, len(rates[0]))
+		for r := range paired {
+			paired[r] = rates[m][r] / rates[0][r]
+		}
+		b.Logf("idempotency sweeper cost, %s: %.0f claims/s %v, %.2f× idle's %.0f %v (per run: median %.2f %.2f); "+
+			"%.0f entries deleted per second meanwhile %v",
+			names[m], median(rates[m]), rates[m], median(rates[m])/idle, idle, rates[0], median(paired), paired,
+			median(deletes[m]), deletes[m])
 	}
-	left := g.count(b)
-	b.Logf("idempotency sweeper cost: %.0f claims/s %v without it, %.0f %v while it sweeps (%d expired at the start, %d rows left)",
-		median(without), without, median(with), with, cfg.costBacklog, left)
-	b.ReportMetric(median(with)/median(without), "claims/s-sweeping/idle")
+	b.ReportMetric(median(rates[1])/idle, "claims/s-sweeping/idle")
+	for m := 2; m < len(modes); m++ {
+		b.ReportMetric(median(rates[m])/idle, fmt.Sprintf("claims/s-paced-%v/idle", cfg.pauses[m-2]))
+	}
 	return Curve{
 		Name: "idempotency-sweeper-cost", Title: "idempotency: claims/s while the Sweeper drains a backlog",
 		XLabel: "expired entries at the start", YLabel: "claims/s (Claim+Complete, 16 clients)",
-		Config: growthConfigText + "; windows of " + cfg.window.String() +
-			" alternating sweeper idle / sweeper draining (Run, default BatchSize 1000)",
+		Config: strings.Replace(growthConfigText, "median of 3 runs", fmt.Sprintf("median of %d windows", cfg.costRuns), 1) +
+			fmt.Sprintf("; %d windows of %v per mode", cfg.costRuns, cfg.window) +
+			" taking turns: sweeper idle / draining (Run, default BatchSize 1000) / draining with each BatchPause; " +
+			"backlog topped up to the start's and the table vacuumed before each window",
 		Command: growthCommand,
-		Series: []Series{
-			{Name: "sweeper idle", Points: []Point{point(float64(cfg.costBacklog), without)}},
-			{Name: "sweeper draining", Points: []Point{point(float64(cfg.costBacklog), with)}},
-		},
+		Series:  series,
 	}
 }
 

@@ -125,7 +125,12 @@
 //
 // A Sweeper (on the System pool) deletes finished runs, with their
 // checkpoints and signals, once they are older than its retention; Run
-// loops, SweepOnce makes one pass.
+// loops, SweepOnce makes one pass. It deletes in batches of
+// SweeperConfig.BatchSize runs, each its own short transaction; a backlog
+// of expired runs is worked off batch after batch, competing with the
+// workers for the database meanwhile. SweeperConfig.BatchPause (default
+// 100ms) waits between two batches, trading sweep time for the workers'
+// throughput.
 //
 // # Telemetry
 //

@@ -21,7 +21,9 @@
 //     transaction (SweeperConfig.BatchSize rows, default 1000) that starts
 //     at the expiry where the one before ended, so a backlog of a million
 //     entries is swept in time linear in its size and never under one
-//     long lock.
+//     long lock. SweeperConfig.BatchPause (default 100ms) waits between
+//     two batches, trading sweep time for the requests' throughput while
+//     a backlog is worked off.
 //   - Migrate creates the table.
 //
 // ErrNoTenant, ErrInvalidTenant, ErrInvalidConfig and ErrTenantMismatch

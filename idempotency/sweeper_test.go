@@ -100,3 +100,102 @@ func TestSweeperBatchesResumeAtTheLastExpiry(t *testing.T) {
 	_, err = b.store.Lookup(tenantCtx(t, tenantB), "live")
 	require.NoError(t, err, "the unexpired claim stays")
 }
+
+// expireFilled writes n completed entries of tenantA and tenantB, named
+// prefix-1 … prefix-n, that expired an hour ago.
+func expireFilled(t *testing.T, b *bundle, prefix string, n int) {
+	t.Helper()
+	_, err := b.db.Admin.Exec(context.Background(), `
+		INSERT INTO platform.idempotency_keys
+		    (tenant_id, key, fingerprint, state, response_status, response_headers, response_body,
+		     body_omitted, created_at, completed_at, expires_at)
+		SELECT (ARRAY[$1, $2])[1 + i % 2]::uuid, $3 || '-' || i, sha256(i::text::bytea), 'completed', 200,
+		       '{}', '', false, t - interval '1 day', t - interval '1 day', t
+		FROM generate_series(1, $4::int) AS i, (SELECT now() - interval '1 hour' AS t) n`,
+		tenantA, tenantB, prefix, n)
+	require.NoError(t, err)
+}
+
+// A paced sweeper deletes every expired entry, as one without a pause
+// does, and leaves the unexpired ones.
+func TestSweeperBatchPauseDeletesEveryExpiredEntry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	expireFilled(t, b, "old", 11)
+	_, err := b.store.Claim(tenantCtx(t, tenantA), "young", fpOf("a"))
+	require.NoError(t, err)
+
+	paced, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 3, BatchPause: time.Millisecond})
+	require.NoError(t, err)
+	n, err := paced.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 11, n, "four batches of up to three, three pauses")
+	require.Equal(t, 1, countKeys(t, b.db))
+	_, err = b.store.Lookup(tenantCtx(t, tenantA), "young")
+	require.NoError(t, err)
+}
+
+// A context that ends during the pause stops SweepOnce at once with the
+// context's error and the count so far, and Run with it: neither waits
+// out the pause.
+func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	expireFilled(t, b, "old", 5)
+	long, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{
+		BatchSize: 2, BatchPause: time.Hour, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		n   int64
+		err error
+	}
+	once := make(chan result, 1)
+	go func() {
+		n, err := long.SweepOnce(ctx)
+		once <- result{n, err}
+	}()
+	// The first batch runs at once; the sweep then waits an hour.
+	require.Eventually(t, func() bool { return countKeys(t, b.db) == 3 }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case r := <-once:
+		require.ErrorIs(t, r.err, context.Canceled)
+		require.EqualValues(t, 2, r.n, "the first batch only")
+	case <-time.After(30 * time.Second):
+		t.Fatal("SweepOnce waited out its pause after the context ended")
+	}
+	require.Equal(t, 3, countKeys(t, b.db))
+
+	ctx, cancel = context.WithCancel(context.Background())
+	run := make(chan error, 1)
+	go func() { run <- long.Run(ctx) }()
+	require.Eventually(t, func() bool { return countKeys(t, b.db) == 1 }, 30*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case err := <-run:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run waited out its pause after the context ended")
+	}
+	require.Equal(t, 1, countKeys(t, b.db), "no batch after the context ended")
+}
+
+// NoBatchPause sweeps without pausing, as the zero value asks for the
+// default pause; any other negative pause is a mistake.
+func TestSweeperBatchPauseMustNotBeNegative(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchPause: -time.Millisecond})
+	require.ErrorIs(t, err, idempotency.ErrInvalidConfig)
+
+	expireFilled(t, b, "old", 5)
+	unpaced, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{BatchSize: 2, BatchPause: idempotency.NoBatchPause})
+	require.NoError(t, err)
+	n, err := unpaced.SweepOnce(context.Background())
+	require.NoError(t, err)
+	require.EqualValues(t, 5, n)
+	require.Zero(t, countKeys(t, b.db))
+}
