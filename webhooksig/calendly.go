@@ -17,7 +17,8 @@ type CalendlyConfig struct {
 	// Tolerance is how far the signed timestamp may lie from now, in either
 	// direction. Default 3 minutes (the value in Calendly's documentation).
 	Tolerance time.Duration
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Default: the system's wall clock
+	// (time.Now), read at most every 100 ms while the verifier is used.
 	Now func() time.Time
 }
 

@@ -57,7 +57,12 @@
 //     tolerance 5 minutes. With HubSpotConfig.Legacy, v1 (hex SHA-256 of
 //     secret + body) and v2 (secret + method + URI + body) too.
 //
-// Timestamps are rejected when older or newer than the tolerance. Schemes
+// Timestamps are rejected when older or newer than the tolerance. Without a
+// Config.Now, the clock is the system's, read by a timer every 100 ms while
+// the verifier is used rather than on every delivery (the timer stops when
+// the verifier is idle). Stripe's Delivery.ID shares the body's memory
+// rather than copying it, so Stripe and Standard Webhooks deliveries are
+// verified without an allocation. Schemes
 // without a delivery id use a digest of the verified signature, which is
 // unique per timestamp and body. Every scheme has a signing helper
 // (SignGitHub, SignStripe, SignStandard, SignSlack, SignCalendly,

@@ -290,6 +290,23 @@ func FuzzTopLevelID(f *testing.F) {
 	})
 }
 
+// decodeHex32 agrees with encoding/hex for every byte value at every
+// position of a 64-digit signature.
+func TestDecodeHex32EveryByte(t *testing.T) {
+	digits := strings.Repeat("0123456789abcdefABCDEF", 3)[:2*sha256.Size]
+	for pos := range len(digits) {
+		for c := range 256 {
+			s := digits[:pos] + string([]byte{byte(c)}) + digits[pos+1:]
+			var got [sha256.Size]byte
+			ok := decodeHex32(&got, s)
+			want, err := hex.DecodeString(s)
+			if ok != (err == nil) || (ok && string(got[:]) != string(want)) {
+				t.Fatalf("decodeHex32(%q) = %x, %v; encoding/hex: %x, %v", s, got, ok, want, err)
+			}
+		}
+	}
+}
+
 // The allocation-free decoders agree with the standard library's.
 func FuzzDecoders(f *testing.F) {
 	for _, seed := range []string{"0", "1700000000", "9223372036854775807", "9223372036854775808", "99999999999999999999",

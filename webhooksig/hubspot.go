@@ -32,7 +32,8 @@ type HubSpotConfig struct {
 	// Tolerance is how far X-HubSpot-Request-Timestamp may lie from now,
 	// in either direction. Default 5 minutes (HubSpot's).
 	Tolerance time.Duration
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Default: the system's wall clock
+	// (time.Now), read at most every 100 ms while the verifier is used.
 	Now func() time.Time
 }
 

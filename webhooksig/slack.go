@@ -24,7 +24,8 @@ type SlackConfig struct {
 	// Tolerance is how far X-Slack-Request-Timestamp may lie from now, in
 	// either direction. Default 5 minutes (Slack's advice).
 	Tolerance time.Duration
-	// Now returns the current time. Default time.Now.
+	// Now returns the current time. Default: the system's wall clock
+	// (time.Now), read at most every 100 ms while the verifier is used.
 	Now func() time.Time
 }
 

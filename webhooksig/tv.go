@@ -25,22 +25,26 @@ type tvHeader struct {
 func parseTVHeader(value string, h *tvHeader) bool {
 	seenTime := false
 	for {
+		// Byte scans instead of strings.Cut and an unconditional
+		// strings.TrimSpace: the header is parsed on every delivery.
 		part, rest, more := value, "", false
 		if i := strings.IndexByte(value, ','); i >= 0 {
 			part, rest, more = value[:i], value[i+1:], true
 		}
-		key, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || key == "" {
+		part = trimSpace(part)
+		eq := strings.IndexByte(part, '=')
+		if eq <= 0 { // no "=", or an empty key
 			return false
 		}
-		switch key {
-		case "t":
+		key, val := part[:eq], part[eq+1:]
+		switch {
+		case key == "t":
 			ts, ok := parseUnsigned(val)
 			if seenTime || !ok {
 				return false
 			}
 			seenTime, h.timestamp, h.rawTime = true, ts, val
-		case "v1":
+		case key == "v1":
 			slot := h.signatures.next()
 			if slot == nil || !decodeHex32(slot, val) {
 				return false
@@ -55,3 +59,21 @@ func parseTVHeader(value string, h *tvHeader) bool {
 	}
 	return seenTime
 }
+
+// trimSpace is strings.TrimSpace, returning s itself without a call when
+// neither end is a space or a non-ASCII byte, the usual case.
+func trimSpace(s string) string {
+	if s == "" {
+		return s
+	}
+	if first, last := s[0], s[len(s)-1]; first < utf8RuneSelf && last < utf8RuneSelf && !asciiSpace[first] && !asciiSpace[last] {
+		return s
+	}
+	return strings.TrimSpace(s)
+}
+
+// utf8RuneSelf is utf8.RuneSelf: bytes below it are ASCII.
+const utf8RuneSelf = 0x80
+
+// asciiSpace marks the ASCII bytes strings.TrimSpace removes.
+var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/dealix/platform/internal/errs"
@@ -37,6 +38,11 @@ type Delivery struct {
 	// verified signature, which is unique per signed content. Moyasar
 	// signs nothing (see Moyasar.Verify): its id is the event's "id", or
 	// "body:" and the hex SHA-256 of the body for an event without one.
+	//
+	// Stripe's id is not copied out of the body (one allocation less per
+	// delivery): it shares Message.Body's memory, so the body must not be
+	// modified while the Delivery is in use; keep strings.Clone(ID)
+	// beyond that. The Middleware never modifies the body it read.
 	ID string
 	// SenderID is the sender's own delivery id when the scheme does not
 	// sign it (GitHub's X-GitHub-Delivery), for logs and support requests;
@@ -225,9 +231,78 @@ func newTiming(now func() time.Time, tolerance, fallback time.Duration) (timing,
 		tolerance = fallback
 	}
 	if now == nil {
-		now = time.Now
+		now = systemClock.now
 	}
 	return timing{now: now, tolerance: tolerance}, nil
+}
+
+// systemClock is the verifiers' default clock.
+var systemClock = &coarseClock{period: coarseClockPeriod}
+
+// coarseClockPeriod is how often the default clock is read while
+// verifiers use it, and so about how far behind time.Now it may be.
+const coarseClockPeriod = 100 * time.Millisecond
+
+// coarseClock is the wall clock read once per period instead of once per
+// verification. A clock read is not only its own tens of nanoseconds: it
+// orders the processor's work around it, and measured a few percent of a
+// 1 KiB verification. The timestamps checked are whole seconds against a
+// tolerance of minutes, so a reading up to a period old (plus however
+// late the runtime fires the timer) changes nothing that matters.
+//
+// The clock runs only while it is used: the timer re-arms itself when
+// the clock was read during the last period and stops otherwise; the
+// next reading after a stop reads time.Now itself and starts it again. It
+// is safe for concurrent use.
+type coarseClock struct {
+	period time.Duration
+	nanos  atomic.Int64               // the last reading, Unix nanoseconds
+	state  atomic.Int32               // one of the clock* states
+	timer  atomic.Pointer[time.Timer] // made by the first start
+}
+
+const (
+	clockStopped  = iota // no timer armed; nanos may be old
+	clockUnused          // armed, nanos fresh, not read since the last tick
+	clockUsed            // armed, nanos fresh, read since the last tick
+	clockStarting        // a reader is starting the timer; nanos may be old
+)
+
+func (c *coarseClock) now() time.Time {
+	for {
+		switch c.state.Load() {
+		case clockUsed:
+			return time.Unix(0, c.nanos.Load())
+		case clockUnused:
+			if c.state.CompareAndSwap(clockUnused, clockUsed) {
+				return time.Unix(0, c.nanos.Load())
+			}
+		case clockStarting:
+			return time.Now()
+		case clockStopped:
+			if c.state.CompareAndSwap(clockStopped, clockStarting) {
+				t := time.Now()
+				c.nanos.Store(t.UnixNano())
+				if t := c.timer.Load(); t != nil {
+					t.Reset(c.period)
+				} else {
+					c.timer.Store(time.AfterFunc(c.period, c.tick))
+				}
+				c.state.Store(clockUsed)
+				return t
+			}
+		}
+	}
+}
+
+// tick refreshes the reading and re-arms the timer if the clock was read
+// since the last tick; otherwise it stops. Only one tick runs at a time:
+// each is armed by the previous one or by the start after a stop.
+func (c *coarseClock) tick() {
+	c.nanos.Store(time.Now().UnixNano())
+	if c.state.CompareAndSwap(clockUsed, clockUnused) || !c.state.CompareAndSwap(clockUnused, clockStopped) {
+		c.timer.Load().Reset(c.period)
+	}
 }
 
 // stringSecrets validates and converts the active secrets of a verifier.
