@@ -38,11 +38,6 @@ type Delivery struct {
 	// verified signature, which is unique per signed content. Moyasar
 	// signs nothing (see Moyasar.Verify): its id is the event's "id", or
 	// "body:" and the hex SHA-256 of the body for an event without one.
-	//
-	// Stripe's id is not copied out of the body (one allocation less per
-	// delivery): it shares Message.Body's memory, so the body must not be
-	// modified while the Delivery is in use; keep strings.Clone(ID)
-	// beyond that. The Middleware never modifies the body it read.
 	ID string
 	// SenderID is the sender's own delivery id when the scheme does not
 	// sign it (GitHub's X-GitHub-Delivery), for logs and support requests;
