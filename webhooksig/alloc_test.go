@@ -12,9 +12,11 @@ import (
 	"github.com/dealix/platform/webhooksig"
 )
 
-// TestVerifyAllocatesNothing holds Stripe and Standard Webhooks
-// verification, with the default clock, to no allocation per delivery.
-func TestVerifyAllocatesNothing(t *testing.T) {
+// TestVerifyAllocations holds Stripe and Standard Webhooks verification,
+// with the default clock, to their allocations per delivery: none for
+// Standard Webhooks, one for Stripe (the event id, copied out of the body
+// so that it outlives the caller's buffer).
+func TestVerifyAllocations(t *testing.T) {
 	now := time.Now()
 	stripe, err := webhooksig.NewStripe(webhooksig.StripeConfig{Secrets: []string{"whsec_alloc"}})
 	if err != nil {
@@ -31,9 +33,10 @@ func TestVerifyAllocatesNothing(t *testing.T) {
 	}
 	standardMsg := message("POST", "", benchPayload, "webhook-id", "msg_1", "webhook-timestamp", formatUnix(now), "webhook-signature", sig)
 	for _, c := range []struct {
-		v webhooksig.Verifier
-		m *webhooksig.Message
-	}{{stripe, stripeMsg}, {standard, standardMsg}} {
+		v    webhooksig.Verifier
+		m    *webhooksig.Message
+		want float64
+	}{{stripe, stripeMsg, 1}, {standard, standardMsg, 0}} {
 		var verr error
 		allocs := testing.AllocsPerRun(200, func() {
 			if _, err := c.v.Verify(c.m); err != nil {
@@ -43,8 +46,8 @@ func TestVerifyAllocatesNothing(t *testing.T) {
 		if verr != nil {
 			t.Fatalf("%s: %v", c.v.Name(), verr)
 		}
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations per verification, want 0", c.v.Name(), allocs)
+		if allocs != c.want {
+			t.Errorf("%s: %v allocations per verification, want %v", c.v.Name(), allocs, c.want)
 		}
 	}
 }

@@ -60,11 +60,10 @@
 // Timestamps are rejected when older or newer than the tolerance. Without a
 // Config.Now, the clock is the system's, read by a timer every 100 ms while
 // the verifier is used rather than on every delivery (the timer stops when
-// the verifier is idle). Stripe's Delivery.ID shares the body's memory
-// rather than copying it, so Stripe and Standard Webhooks deliveries are
-// verified without an allocation. Schemes
-// without a delivery id use a digest of the verified signature, which is
-// unique per timestamp and body. Every scheme has a signing helper
+// the verifier is idle). Standard Webhooks deliveries are verified without
+// an allocation; Stripe's take one, the event id copied out of the body.
+// Schemes without a delivery id use a digest of the verified signature,
+// which is unique per timestamp and body. Every scheme has a signing helper
 // (SignGitHub, SignStripe, SignStandard, SignSlack, SignCalendly,
 // SignMoyasar, SignHubSpotV3, SignHubSpotV1, SignHubSpotV2) for tests and
 // for sending webhooks.
