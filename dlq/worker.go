@@ -406,8 +406,8 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // the table's size at that moment, and workers start on an empty table
 // more often than not (a new deployment, a new queue). The empty table's
 // plan reads the ids of the array by scanning the whole table, and kept
-// while the table fills with finished jobs, each fetch then compares
-// every row kept with every id fetched.
+// while the table fills with finished jobs (until an ANALYZE invalidates
+// it), each fetch then compares every row kept with every id fetched.
 const fetchSQL = `
 UPDATE platform.dlq_jobs j
 SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
