@@ -371,18 +371,29 @@ func workDown(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (time.
 	return end.Sub(began), after - before, checkCompleted(ctx, s, n)
 }
 
+// steadyRun is one side's figures of one steady-mode run.
+type steadyRun struct {
+	took time.Duration // first enqueue to last completion stored
+	// tail is the part of took after the last enqueue returned: the jobs
+	// the worker had not yet caught up with. A worker that keeps up with
+	// the producers leaves a tail of about one fetch and one completion.
+	tail      time.Duration
+	latencies []time.Duration // of the enqueues, sorted
+	commits   int64
+}
+
 // insertAndWork times s in steady mode: producers enqueue n jobs one at a
 // time while its worker runs them, from the first enqueue to the last
-// completion stored. It returns the sorted latencies of the enqueues.
-func insertAndWork(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (time.Duration, []time.Duration, int64, error) {
+// completion stored.
+func insertAndWork(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (steadyRun, error) {
 	before, err := settledCommits(ctx, obs, s)
 	if err != nil {
-		return 0, nil, 0, err
+		return steadyRun{}, err
 	}
 	jobs := newCountdown(n)
 	stop, err := s.startWorkers(ctx, jobs.ran)
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("%s: start: %w", s.name(), err)
+		return steadyRun{}, fmt.Errorf("%s: start: %w", s.name(), err)
 	}
 	latencies := make([]time.Duration, n)
 	var next atomic.Int64
@@ -402,24 +413,26 @@ func insertAndWork(ctx context.Context, obs *pgxpool.Pool, s queueSide, n int) (
 		})
 	}
 	wg.Wait()
+	enqueued := time.Now()
 	close(errs)
 	if err := <-errs; err != nil {
 		_ = stop(ctx)
-		return 0, nil, 0, fmt.Errorf("%s: enqueue: %w", s.name(), err)
+		return steadyRun{}, fmt.Errorf("%s: enqueue: %w", s.name(), err)
 	}
 	if err := waitFor(ctx, jobs.done, stop); err != nil {
-		return 0, nil, 0, fmt.Errorf("%s: %w", s.name(), err)
+		return steadyRun{}, fmt.Errorf("%s: %w", s.name(), err)
 	}
 	end, err := finish(ctx, s, jobs, stop)
 	if err != nil {
-		return 0, nil, 0, err
+		return steadyRun{}, err
 	}
 	after, err := settledCommits(ctx, obs, s)
 	if err != nil {
-		return 0, nil, 0, err
+		return steadyRun{}, err
 	}
 	slices.Sort(latencies)
-	return end.Sub(began), latencies, after - before, checkCompleted(ctx, s, n)
+	run := steadyRun{took: end.Sub(began), tail: max(end.Sub(enqueued), 0), latencies: latencies, commits: after - before}
+	return run, checkCompleted(ctx, s, n)
 }
 
 // settledCommits closes every connection to s's database, waits for the
@@ -565,12 +578,15 @@ func BenchmarkQueueWorkDown(b *testing.B) {
 // BenchmarkQueueInsertAndWork is the steady mode: 8 producers enqueue
 // 50,000 (-queue-jobs) jobs one at a time while a worker runs them, once
 // per side per iteration; it reports each side's end-to-end jobs/s, their
-// ratio (dlq / River), each side's enqueue latency p50 and p99 and its
-// commits per job. Command: see BenchmarkQueueWorkDown.
+// ratio (dlq / River), each side's enqueue latency p50 and p99, its
+// commits per job and its tail (the mean time from the last enqueue to
+// the last completion stored: how far the worker fell behind). Command:
+// see BenchmarkQueueWorkDown.
 func BenchmarkQueueInsertAndWork(b *testing.B) {
 	ctx := context.Background()
 	n := *queueJobs
 	took := map[string]time.Duration{}
+	tails := map[string]time.Duration{}
 	latencies := map[string][]time.Duration{}
 	commits := map[string]int64{}
 	for b.Loop() {
@@ -578,17 +594,21 @@ func BenchmarkQueueInsertAndWork(b *testing.B) {
 		both, obs := sides(b, round)
 		logRound(b, round, both, n)
 		for _, s := range both {
-			d, lat, c, err := insertAndWork(ctx, obs, s, n)
+			run, err := insertAndWork(ctx, obs, s, n)
 			if err != nil {
 				b.Fatal(err)
 			}
-			took[s.name()] += d
-			commits[s.name()] += c
-			latencies[s.name()] = append(latencies[s.name()], lat...)
+			took[s.name()] += run.took
+			tails[s.name()] += run.tail
+			commits[s.name()] += run.commits
+			latencies[s.name()] = append(latencies[s.name()], run.latencies...)
 		}
 	}
 	reportPair(b, took["dlq"], took["river"], b.N*n)
 	reportCommits(b, commits, b.N*n)
+	for name, tail := range tails {
+		b.ReportMetric(float64(tail.Microseconds())/1000/float64(b.N), name+"-tail-ms")
+	}
 	for name, lat := range latencies {
 		slices.Sort(lat)
 		b.ReportMetric(float64(percentile(lat, 50).Microseconds())/1000, name+"-p50-enqueue-ms")
@@ -632,12 +652,15 @@ func TestQueuesCompleteEveryJob(t *testing.T) {
 	both, obs = sides(t, 1)
 	for _, s := range both {
 		t.Run(s.name()+"/insert-and-work", func(t *testing.T) {
-			_, lat, _, err := insertAndWork(ctx, obs, s, n)
+			run, err := insertAndWork(ctx, obs, s, n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(lat) != n || lat[0] <= 0 {
+			if lat := run.latencies; len(lat) != n || lat[0] <= 0 {
 				t.Fatalf("%d latencies, shortest %v: want %d positive", len(lat), lat[0], n)
+			}
+			if run.tail > run.took {
+				t.Fatalf("tail %v longer than the run %v", run.tail, run.took)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -35,6 +36,9 @@ type Client struct {
 	cfg      Config
 	notifier notifier
 	txNotify txNotifyLimiter
+	// maxFetchedID is the highest job id this client has fetched: it
+	// picks the fetch statement (see fetchSQL).
+	maxFetchedID atomic.Int64
 
 	mu     sync.Mutex
 	runner *runner

@@ -229,6 +229,17 @@ VALUES ($1::uuid, $2, $3, $4::text::jsonb, $5, $6, coalesce($7::timestamptz, now
 ON CONFLICT (tenant_id, queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
 RETURNING id`
 
+// insertOneNoKeySQL is insertOneSQL for a job without a dedup key, which
+// no other job can conflict with (the dedup index holds only keyed jobs,
+// and the id comes from the sequence). Without ON CONFLICT, PostgreSQL
+// inserts the row outright instead of speculatively: no check of the
+// dedup index first, no speculative-insertion lock, no second write to
+// confirm the row.
+const insertOneNoKeySQL = `
+INSERT INTO platform.dlq_jobs (tenant_id, queue, kind, payload, priority, max_attempts, run_at, created_at)
+VALUES ($1::uuid, $2, $3, $4::text::jsonb, $5, $6, coalesce($7::timestamptz, now()), now())
+RETURNING id`
+
 func insert(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]Inserted, error) {
 	if len(r.queue) == 1 {
 		return insertOne(ctx, query, tenant, r)
@@ -264,7 +275,13 @@ func insert(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]I
 }
 
 func insertOne(ctx context.Context, query queryFunc, tenant string, r jobRows) ([]Inserted, error) {
-	rows, err := query(ctx, insertOneSQL, tenant, r.queue[0], r.kind[0], r.payload[0], r.priority[0], r.maxAttempts[0], r.runAt[0], r.dedupKey[0])
+	var rows pgx.Rows
+	var err error
+	if r.dedupKey[0] == "" {
+		rows, err = query(ctx, insertOneNoKeySQL, tenant, r.queue[0], r.kind[0], r.payload[0], r.priority[0], r.maxAttempts[0], r.runAt[0])
+	} else {
+		rows, err = query(ctx, insertOneSQL, tenant, r.queue[0], r.kind[0], r.payload[0], r.priority[0], r.maxAttempts[0], r.runAt[0], r.dedupKey[0])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dlq: enqueue: %w", err)
 	}

@@ -190,6 +190,18 @@ func TestDedupKeyMakesOneJob(t *testing.T) {
 	var payload string
 	require.NoError(t, db.System.QueryRow(ctx, "SELECT payload::text FROM platform.dlq_jobs WHERE id = $1", first.ID).Scan(&payload))
 	require.JSONEq(t, `{"n":1}`, payload, "the duplicate changed nothing")
+
+	// Jobs without a key are never duplicates of each other, one at a
+	// time as in a batch.
+	var keyless []int64
+	for range 2 {
+		in, err := app.EnqueueForTenant(ctx, tenantA, dlq.JobParams{Queue: "webhooks"})
+		require.NoError(t, err)
+		require.False(t, in.Duplicate)
+		keyless = append(keyless, in.ID)
+	}
+	require.NotEqual(t, keyless[0], keyless[1])
+	require.Equal(t, 2, countJobs(t, db.System, "id = ANY($1) AND dedup_key IS NULL", keyless))
 }
 
 func TestEnqueueManyReturnsIDsInOrder(t *testing.T) {

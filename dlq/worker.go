@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -398,6 +400,20 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // reach the UPDATE as an array, so it finds its rows through the primary
 // key: joined to a CTE instead, the planner hashes the whole table (a
 // sequential scan whose cost grows with every finished job kept).
+//
+// It goes through the connection's statement cache, whose generic plan
+// PostgreSQL keeps after five executions. Chosen while the table is
+// nearly empty (workers started before the first jobs), that plan reads
+// the ids by a sequential scan, and the connection would keep it until an
+// ANALYZE of the table (autovacuum's, a minute or so later), each fetch
+// comparing every row kept with every id fetched. Planning each fetch
+// afresh avoids that but costs 0.3-0.6 ms a fetch, most of a job's cost at
+// the default batch of a few jobs. So the statement is renewed instead
+// each time the highest job id the client has fetched doubles (see
+// fetchStatement): ids come from a sequence, so a plan chosen on a small
+// table lasts at most until the jobs inserted since have doubled, and a
+// table that holds many jobs gets a plan of its size. Each renewal costs
+// one prepare per connection, about forty in the life of a database.
 const fetchSQL = `
 UPDATE platform.dlq_jobs j
 SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, attempted_at = now(),
@@ -411,9 +427,25 @@ WHERE j.id = ANY(ARRAY(
 RETURNING j.id, j.tenant_id::text, j.queue, j.kind, j.payload, j.priority, j.attempt, j.max_attempts,
           j.created_at, j.errors, j.claims`
 
+// fetchStatements are fetchSQL under one comment per bit length of the
+// highest job id fetched: each is a statement of its own to the statement
+// cache, so a new one starts with plans of the table as it is then.
+var fetchStatements = func() (s [65]string) {
+	for i := range s {
+		s[i] = fetchSQL + "\n-- plan " + strconv.Itoa(i)
+	}
+	return s
+}()
+
+// fetchStatement is the fetch statement for the highest job id fetched
+// so far.
+func (c *Client) fetchStatement() string {
+	return fetchStatements[bits.Len64(uint64(max(c.maxFetchedID.Load(), 0)))]
+}
+
 // fetch leases up to n available jobs of q.
 func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, error) {
-	rows, err := c.db.Query(ctx, fetchSQL, q.name, n, micros(q.cfg.Timeout+c.cfg.LeaseGrace))
+	rows, err := c.db.Query(ctx, c.fetchStatement(), q.name, n, micros(q.cfg.Timeout+c.cfg.LeaseGrace))
 	if err != nil {
 		return nil, err
 	}
@@ -431,6 +463,18 @@ func (c *Client) fetch(ctx context.Context, q *queueRunner, n int) ([]*Job, erro
 		// into something else must not stop the job from running.
 		_ = json.Unmarshal(history, &job.Errors)
 		jobs = append(jobs, job)
+	}
+	if len(jobs) > 0 {
+		var top int64
+		for _, job := range jobs {
+			top = max(top, job.ID)
+		}
+		for {
+			seen := c.maxFetchedID.Load()
+			if top <= seen || c.maxFetchedID.CompareAndSwap(seen, top) {
+				break
+			}
+		}
 	}
 	return jobs, rows.Err()
 }
