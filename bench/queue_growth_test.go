@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -146,7 +147,7 @@ func (g *growthTable) run(ctx context.Context, tb testing.TB, jobs int, retentio
 		FetchCooldown: fetchCooldown,
 		Retention:     retention,
 		// The sweeper's pause between delete batches (0: none).
-		CleanupBatchPause: pause,
+		CleanupBatchPause: cmp.Or(pause, dlq.NoBatchPause),
 		Queues: map[string]dlq.QueueConfig{queueName: {
 			Concurrency: benchWorkers,
 			Handler:     dlq.HandlerFunc(func(context.Context, *dlq.Job) error { done.ran(); return nil }),

@@ -65,7 +65,7 @@ type Config struct {
 	// CleanupBatchPause is that Sweeper's SweeperConfig.BatchPause: a
 	// pause between two of its delete batches, so that a large backlog
 	// of expired jobs is deleted beside the work rather than in its way.
-	// Default 0: no pause.
+	// Default DefaultSweepBatchPause (100ms); NoBatchPause for none.
 	CleanupBatchPause time.Duration
 	// DisableListen turns off LISTEN/NOTIFY; queues then learn of new jobs
 	// only by polling.
@@ -126,11 +126,14 @@ func (c Config) withDefaults() (Config, error) {
 	for name, d := range map[string]time.Duration{
 		"MaxAttempts": time.Duration(c.MaxAttempts), "PollInterval": c.PollInterval, "FetchCooldown": c.FetchCooldown, "LeaseGrace": c.LeaseGrace,
 		"RescueInterval": c.RescueInterval, "Retention": c.Retention, "DeadRetention": c.DeadRetention + 1,
-		"CleanupInterval": c.CleanupInterval, "CleanupBatchPause": c.CleanupBatchPause + 1,
+		"CleanupInterval": c.CleanupInterval,
 	} {
 		if d <= 0 {
 			return c, errs.Config("dlq", "%s must be positive", name)
 		}
+	}
+	if c.CleanupBatchPause < 0 && c.CleanupBatchPause != NoBatchPause {
+		return c, errs.Config("dlq", "CleanupBatchPause must not be negative (but for NoBatchPause)")
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {

@@ -97,9 +97,9 @@
 // POST, with errors as problem+json. A Sweeper deletes completed and
 // discarded jobs after their retention (and dead ones after
 // Config.DeadRetention, when set); started clients run one. It deletes in
-// batches, and Config.CleanupBatchPause (SweeperConfig.BatchPause) spaces
-// them, so that a large backlog is deleted beside the work rather than in
-// its way.
+// batches, and Config.CleanupBatchPause (SweeperConfig.BatchPause, 100ms
+// by default, NoBatchPause for none) spaces them, so that a large backlog
+// is deleted beside the work rather than in its way.
 //
 // # Errors
 //

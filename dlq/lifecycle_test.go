@@ -339,4 +339,8 @@ func TestSweeperBatchPause(t *testing.T) {
 	require.ErrorIs(t, err, dlq.ErrInvalidConfig)
 	_, err = dlq.NewClient(db.System, dlq.Config{CleanupBatchPause: -time.Second})
 	require.ErrorIs(t, err, dlq.ErrInvalidConfig)
+	_, err = dlq.NewSweeper(db.System, dlq.SweeperConfig{BatchPause: dlq.NoBatchPause})
+	require.NoError(t, err)
+	_, err = dlq.NewClient(db.System, dlq.Config{CleanupBatchPause: dlq.NoBatchPause})
+	require.NoError(t, err)
 }

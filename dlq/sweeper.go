@@ -12,6 +12,15 @@ import (
 	"github.com/dealix/platform/internal/sweep"
 )
 
+const (
+	// DefaultSweepBatchPause is SweeperConfig.BatchPause's default.
+	DefaultSweepBatchPause = 100 * time.Millisecond
+	// NoBatchPause, as SweeperConfig.BatchPause (or
+	// Config.CleanupBatchPause), runs each batch of a sweep right after
+	// the one before.
+	NoBatchPause time.Duration = -1
+)
+
 // SweeperConfig configures a Sweeper. Every field documents its default.
 type SweeperConfig struct {
 	// Retention is how long completed and discarded jobs are kept after
@@ -30,8 +39,12 @@ type SweeperConfig struct {
 	// backlog of a million expired jobs is two hundred of them back to
 	// back, which takes the database from the workers while it lasts. A
 	// pause about as long as one batch takes (tens of milliseconds) halves
-	// the sweep's share of the database and doubles its time. Default 0:
-	// each batch follows the last at once.
+	// the sweep's share of the database and doubles its time. Default
+	// DefaultSweepBatchPause (100ms), as in durable and idempotency: with
+	// a pause of 50ms the workers already kept 0.92x of their throughput
+	// while a million expired jobs went (0.57x without), and 100ms adds
+	// about 20 s per million (200 batches). NoBatchPause: each batch
+	// follows the last at once.
 	BatchPause time.Duration
 	// Logger receives Run's failures and counts. Default slog.Default().
 	Logger *slog.Logger
@@ -55,9 +68,10 @@ func NewSweeper(db DB, cfg SweeperConfig) (*Sweeper, error) {
 	if db == nil {
 		return nil, errs.Config("dlq", "NewSweeper: db is nil")
 	}
-	if cfg.Retention < 0 || cfg.DeadRetention < 0 || cfg.Interval < 0 || cfg.BatchSize < 0 || cfg.BatchPause < 0 {
-		return nil, errs.Config("dlq", "sweeper: Retention, DeadRetention, Interval, BatchSize and BatchPause must not be negative")
+	if cfg.Retention < 0 || cfg.DeadRetention < 0 || cfg.Interval < 0 || cfg.BatchSize < 0 || (cfg.BatchPause < 0 && cfg.BatchPause != NoBatchPause) {
+		return nil, errs.Config("dlq", "sweeper: Retention, DeadRetention, Interval, BatchSize and BatchPause (but for NoBatchPause) must not be negative")
 	}
+	cfg.BatchPause = cmp.Or(cfg.BatchPause, DefaultSweepBatchPause)
 	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
 	cfg.Interval = cmp.Or(cfg.Interval, 5*time.Minute)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
