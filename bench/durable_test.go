@@ -260,6 +260,20 @@ func benchDurable(b *testing.B) side {
 	return s
 }
 
+// BenchmarkDurableThreeSteps runs durable's side of BenchmarkThreeSteps
+// alone, with the same configuration, for comparing two versions of the
+// package side by side (build each with go test -c and alternate them).
+//
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableThreeSteps -benchtime 3000x -count 3
+func BenchmarkDurableThreeSteps(b *testing.B) {
+	b.StopTimer()
+	s := benchDurable(b)
+	b.ReportMetric(3*float64(b.N)/s.took.Seconds(), "steps/s")
+	b.ReportMetric(s.p50, "p50-ms")
+	b.ReportMetric(s.p99, "p99-ms")
+	b.ReportMetric(float64(s.commits)/float64(warmUp+b.N), "commits/wf")
+}
+
 func benchDBOS(b *testing.B) side {
 	db := pgtest.New(b)
 	ctx := context.Background()
