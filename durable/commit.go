@@ -188,37 +188,26 @@ type sentItem struct {
 	merged []*commitRequest
 }
 
-// queueTenant queues the statements of one tenant's requests: those of a
-// kind that merges go as one statement over arrays when there are two or
-// more of them, each for a different run; the others one by one.
+// queueTenant queues the statements of one tenant's requests: those that
+// merge go as one statement over arrays when there are two or more of
+// them, each for a different run; the others one by one.
 func (rt *Runtime) queueTenant(b *pgx.Batch, sent []sentItem, reqs []*commitRequest) []sentItem {
-	var byKind [mergeKinds][]*commitRequest
+	var members []*commitRequest
 	for _, req := range reqs {
 		if req.merge != nil {
-			byKind[req.merge.kind] = append(byKind[req.merge.kind], req)
+			members = append(members, req)
 		}
 	}
-	single := func(req *commitRequest) {
-		b.Queue(req.sql, req.args...)
-		sent = append(sent, sentItem{req: req})
-	}
+	// The merged statement tells its members apart by run.
+	merge := len(members) >= 2 && distinctRuns(members)
 	for _, req := range reqs {
-		if req.merge == nil || len(byKind[req.merge.kind]) < 2 {
-			single(req)
+		if req.merge == nil || !merge {
+			b.Queue(req.sql, req.args...)
+			sent = append(sent, sentItem{req: req})
 		}
 	}
-	for kind, members := range byKind {
-		if len(members) < 2 {
-			continue
-		}
-		if !distinctRuns(members) {
-			// The merged statement tells its members apart by run.
-			for _, req := range members {
-				single(req)
-			}
-			continue
-		}
-		sql, args := rt.mergedStatement(mergeKind(kind), members)
+	if merge {
+		sql, args := rt.mergedStatement(members)
 		b.Queue(sql, args...)
 		sent = append(sent, sentItem{merged: members})
 	}
