@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,8 +20,13 @@ import (
 // together: while maxInFlight batches are in flight, the checkpoints that
 // arrive queue up and go as the next batch, one round trip and one commit
 // (one WAL flush) for all of them. A checkpoint arriving while fewer are
-// in flight goes at once, so nothing waits for a batch to fill. Each caller returns only after the batch
-// holding its checkpoint committed.
+// in flight opens a batch and goes without waiting for it to fill: its
+// leader only lets the goroutines that are ready to run go first (one
+// yield of the processor), so that the members of a batch that just
+// committed, which all become ready at once and come back with their next
+// checkpoints together, join one batch instead of each opening its own.
+// Each caller returns only after the batch holding its checkpoint
+// committed.
 //
 // The members of a batch may belong to different runs and tenants, so one
 // member's failure must never become another's: values are checked before
@@ -29,8 +35,12 @@ import (
 // sent again on its own and gets its own outcome.
 type groupCommit struct {
 	mu       sync.Mutex
-	queue    []*commitRequest // waiting for a batch to end; empty while fewer than maxInFlight are in flight
-	inFlight int              // batches being sent
+	queue    []*commitRequest // waiting for a batch to form or end
+	inFlight int              // batches being formed or sent
+	// forming is set while a batch's leader yields before collecting the
+	// queue: requests arriving meanwhile queue for its batch rather than
+	// open another.
+	forming bool
 }
 
 // maxInFlight is how many batches may be in flight at once. With two, the
@@ -56,8 +66,15 @@ type commitRequest struct {
 func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
 	req.done = make(chan bool, 1)
 	g.mu.Lock()
-	if g.inFlight < maxInFlight {
+	if g.inFlight < maxInFlight && !g.forming {
 		g.inFlight++
+		g.forming = true
+		g.mu.Unlock()
+		// Without a timer: the goroutines already ready to run go first,
+		// and those among them that commit queue for this batch.
+		runtime.Gosched()
+		g.mu.Lock()
+		g.forming = false
 		g.mu.Unlock()
 		req.batch = []*commitRequest{req}
 	} else {
