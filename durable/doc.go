@@ -131,7 +131,11 @@
 //
 // Each execution of a run gets a span ("durable.run <workflow>") with a
 // child span per step ("durable.step <name>"), from the global
-// OpenTelemetry tracer provider unless Config.TracerProvider is set.
+// OpenTelemetry tracer provider unless Config.TracerProvider is set. Their
+// attributes (run id, tenant, attempt; step kind, sequence number,
+// replayed) are set once a span is known to be recorded, so a sampler
+// decides on the span's name alone and an unrecorded span costs no
+// attributes.
 //
 // # Tables
 //
