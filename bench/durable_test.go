@@ -1,13 +1,18 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +52,77 @@ type side struct {
 	// busy backend has not flushed yet (it flushes at most once a second)
 	// are only certain to be counted once it exits.
 	commits int64
+	// serverCPU and clientCPU are the processor time the side's database
+	// backends and this process spent during the timed part: unlike the
+	// rates, they hardly move when other work shares the machine.
+	serverCPU, clientCPU time.Duration
+}
+
+// cpuUsage is a reading of the processor time spent by the backends
+// serving database name (by process id) and by this process.
+type cpuUsage struct {
+	backends map[int]time.Duration
+	self     time.Duration
+}
+
+// clockTick is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// readCPU reads the processor time of database name's backends (from
+// /proc, as PostgreSQL runs on this machine) and of this process.
+func readCPU(tb testing.TB, name string) cpuUsage {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.AdminURL())
+	require.NoError(tb, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = $1`, name)
+	require.NoError(tb, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(tb, err)
+	u := cpuUsage{backends: map[int]time.Duration{}}
+	for _, pid := range pids {
+		if t, ok := procCPU(fmt.Sprintf("/proc/%d/stat", pid)); ok {
+			u.backends[int(pid)] = t
+		}
+	}
+	var ru syscall.Rusage
+	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return u
+}
+
+// procCPU returns utime+stime of a /proc/PID/stat file.
+func procCPU(path string) (time.Duration, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	// The fields after the command name (which may hold spaces) in
+	// parentheses: state is the first, utime the 12th, stime the 13th.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 13 {
+		return 0, false
+	}
+	user, err1 := strconv.ParseInt(fields[11], 10, 64)
+	system, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(user+system) * clockTick, true
+}
+
+// since returns the backends' and this process's processor time since
+// before (a backend that began meanwhile counts whole).
+func (u cpuUsage) since(before cpuUsage) (server, client time.Duration) {
+	for pid, t := range u.backends {
+		server += t - before.backends[pid]
+	}
+	return server, u.self - before.self
 }
 
 // xactCommits reads pg_stat_database.xact_commit of database name through
@@ -155,6 +231,13 @@ const warmUp = 400
 // database committed counts: starts, checkpoints, results, polls, and
 // DBOS's own bookkeeping.
 //
+// Processor time per workflow (db-cpu-us/wf, go-cpu-us/wf): the CPU time
+// of the side's database backends (read from /proc, PostgreSQL running on
+// this machine) and of the benchmark's process over the timed part,
+// divided by its workflows. Other work on the machine moves the rates a
+// lot and these figures little, so they show what a change to either side
+// costs even on a busy machine.
+//
 // Run it (the figures of one run are side by side; report the median of
 // three):
 //
@@ -200,6 +283,8 @@ func BenchmarkThreeSteps(b *testing.B) {
 		b.ReportMetric(got[name].p50, name+"-p50-ms")
 		b.ReportMetric(got[name].p99, name+"-p99-ms")
 		b.ReportMetric(float64(got[name].commits)/float64(warmUp+b.N), name+"-commits/wf")
+		b.ReportMetric(float64(got[name].serverCPU.Microseconds())/float64(b.N), name+"-db-cpu-us/wf")
+		b.ReportMetric(float64(got[name].clientCPU.Microseconds())/float64(b.N), name+"-go-cpu-us/wf")
 	}
 	b.ReportMetric(rate("durable")/rate("dbos"), "durable/dbos")
 	b.ReportMetric(got["dbos"].p99/got["durable"].p99, "dbos-p99/durable-p99")
@@ -255,9 +340,27 @@ func benchDurable(b *testing.B) side {
 	}
 	before := xactCommits(b, db.Name)
 	fanOutN(b, warmUp, one)
+	cpu := readCPU(b, db.Name)
 	s := fanOut(b, one)
+	s.serverCPU, s.clientCPU = readCPU(b, db.Name).since(cpu)
 	s.commits = commitsSince(b, db.Name, before, closeSide)
 	return s
+}
+
+// BenchmarkDurableThreeSteps runs durable's side of BenchmarkThreeSteps
+// alone, with the same configuration, for comparing two versions of the
+// package side by side (build each with go test -c and alternate them).
+//
+//	cd bench && GOFLAGS=-mod=mod go test -run '^$' -bench BenchmarkDurableThreeSteps -benchtime 3000x -count 3
+func BenchmarkDurableThreeSteps(b *testing.B) {
+	b.StopTimer()
+	s := benchDurable(b)
+	b.ReportMetric(3*float64(b.N)/s.took.Seconds(), "steps/s")
+	b.ReportMetric(s.p50, "p50-ms")
+	b.ReportMetric(s.p99, "p99-ms")
+	b.ReportMetric(float64(s.commits)/float64(warmUp+b.N), "commits/wf")
+	b.ReportMetric(float64(s.serverCPU.Microseconds())/float64(b.N), "db-cpu-us/wf")
+	b.ReportMetric(float64(s.clientCPU.Microseconds())/float64(b.N), "go-cpu-us/wf")
 }
 
 func benchDBOS(b *testing.B) side {
@@ -299,7 +402,9 @@ func benchDBOS(b *testing.B) side {
 	}
 	before := xactCommits(b, db.Name)
 	fanOutN(b, warmUp, one)
+	cpu := readCPU(b, db.Name)
 	s := fanOut(b, one)
+	s.serverCPU, s.clientCPU = readCPU(b, db.Name).since(cpu)
 	s.commits = commitsSince(b, db.Name, before, closeSide)
 	return s
 }

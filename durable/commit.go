@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,8 +20,13 @@ import (
 // together: while maxInFlight batches are in flight, the checkpoints that
 // arrive queue up and go as the next batch, one round trip and one commit
 // (one WAL flush) for all of them. A checkpoint arriving while fewer are
-// in flight goes at once, so nothing waits for a batch to fill. Each caller returns only after the batch
-// holding its checkpoint committed.
+// in flight opens a batch and goes without waiting for it to fill: its
+// leader only lets the goroutines that are ready to run go first (one
+// yield of the processor), so that the members of a batch that just
+// committed, which all become ready at once and come back with their next
+// checkpoints together, join one batch instead of each opening its own.
+// Each caller returns only after the batch holding its checkpoint
+// committed.
 //
 // The members of a batch may belong to different runs and tenants, so one
 // member's failure must never become another's: values are checked before
@@ -29,8 +35,12 @@ import (
 // sent again on its own and gets its own outcome.
 type groupCommit struct {
 	mu       sync.Mutex
-	queue    []*commitRequest // waiting for a batch to end; empty while fewer than maxInFlight are in flight
-	inFlight int              // batches being sent
+	queue    []*commitRequest // waiting for a batch to form or end
+	inFlight int              // batches being formed or sent
+	// forming is set while a batch's leader yields before collecting the
+	// queue: requests arriving meanwhile queue for its batch rather than
+	// open another.
+	forming bool
 }
 
 // maxInFlight is how many batches may be in flight at once. With two, the
@@ -56,8 +66,15 @@ type commitRequest struct {
 func (g *groupCommit) do(ctx context.Context, rt *Runtime, req *commitRequest) (int64, error) {
 	req.done = make(chan bool, 1)
 	g.mu.Lock()
-	if g.inFlight < maxInFlight {
+	if g.inFlight < maxInFlight && !g.forming {
 		g.inFlight++
+		g.forming = true
+		g.mu.Unlock()
+		// Without a timer: the goroutines already ready to run go first,
+		// and those among them that commit queue for this batch.
+		runtime.Gosched()
+		g.mu.Lock()
+		g.forming = false
 		g.mu.Unlock()
 		req.batch = []*commitRequest{req}
 	} else {
@@ -188,37 +205,26 @@ type sentItem struct {
 	merged []*commitRequest
 }
 
-// queueTenant queues the statements of one tenant's requests: those of a
-// kind that merges go as one statement over arrays when there are two or
-// more of them, each for a different run; the others one by one.
+// queueTenant queues the statements of one tenant's requests: those that
+// merge go as one statement over arrays when there are two or more of
+// them, each for a different run; the others one by one.
 func (rt *Runtime) queueTenant(b *pgx.Batch, sent []sentItem, reqs []*commitRequest) []sentItem {
-	var byKind [mergeKinds][]*commitRequest
+	var members []*commitRequest
 	for _, req := range reqs {
 		if req.merge != nil {
-			byKind[req.merge.kind] = append(byKind[req.merge.kind], req)
+			members = append(members, req)
 		}
 	}
-	single := func(req *commitRequest) {
-		b.Queue(req.sql, req.args...)
-		sent = append(sent, sentItem{req: req})
-	}
+	// The merged statement tells its members apart by run.
+	merge := len(members) >= 2 && distinctRuns(members)
 	for _, req := range reqs {
-		if req.merge == nil || len(byKind[req.merge.kind]) < 2 {
-			single(req)
+		if req.merge == nil || !merge {
+			b.Queue(req.sql, req.args...)
+			sent = append(sent, sentItem{req: req})
 		}
 	}
-	for kind, members := range byKind {
-		if len(members) < 2 {
-			continue
-		}
-		if !distinctRuns(members) {
-			// The merged statement tells its members apart by run.
-			for _, req := range members {
-				single(req)
-			}
-			continue
-		}
-		sql, args := rt.mergedStatement(mergeKind(kind), members)
+	if merge {
+		sql, args := rt.mergedStatement(members)
 		b.Queue(sql, args...)
 		sent = append(sent, sentItem{merged: members})
 	}

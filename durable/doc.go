@@ -99,11 +99,14 @@
 // Every checkpoint is committed before its step returns. The checkpoints,
 // starts and outcomes of the runs executing at the same moment in one
 // runtime are committed together (group commit: one round trip, one
-// tenant scope per tenant and one WAL flush per batch, no waiting for a
-// batch to fill), so throughput grows with concurrency instead of
-// stopping at the server's commit rate. Within a batch, the step records,
-// claimed starts and outcomes of one tenant go as one statement each over
-// arrays (one row per run) rather than one statement per run. A checkpoint
+// tenant scope per tenant and one WAL flush per batch, no timer waiting
+// for a batch to fill: a new batch's leader only lets the goroutines
+// ready to run go first, so that the runs of a batch that just committed
+// come back as one batch), so throughput grows with concurrency instead
+// of stopping at the server's commit rate. Within a batch, the step
+// records, claimed starts and outcomes of one tenant go together as one
+// statement over arrays (one row per run) rather than one statement per
+// run or per kind. A checkpoint
 // changes no indexed column of its run (the lease is renewed at most once
 // per Heartbeat), so PostgreSQL updates the run's row in place. One
 // member's failure never becomes another's: values are checked before they
@@ -136,7 +139,11 @@
 //
 // Each execution of a run gets a span ("durable.run <workflow>") with a
 // child span per step ("durable.step <name>"), from the global
-// OpenTelemetry tracer provider unless Config.TracerProvider is set.
+// OpenTelemetry tracer provider unless Config.TracerProvider is set. Their
+// attributes (run id, tenant, attempt; step kind, sequence number,
+// replayed) are set once a span is known to be recorded, so a sampler
+// decides on the span's name alone and an unrecorded span costs no
+// attributes.
 //
 // # Tables
 //

@@ -6,13 +6,14 @@ import (
 )
 
 // mergeKind names the statements that the group commit may merge: the
-// members of one kind and tenant in a batch go as one statement over
-// arrays (one row per member) instead of one statement each, so the
-// server parses, plans and executes one statement for all of them. The
-// merged statement returns a row for each member it wrote; a member
-// without one was refused by its fence (or, for a start, its run existed
-// already), exactly as its own statement would have affected no row.
-// When PostgreSQL refuses the merged statement, the batch falls back to
+// members of a batch of one tenant, of these kinds and of distinct runs,
+// go as one statement over arrays (one array element per member) instead
+// of one statement each, so the server parses, plans and executes one
+// statement for all of them, whatever their mix of kinds. The merged
+// statement returns a row for each member it wrote; a member without one
+// was refused by its fence (or, for a start, its run existed already),
+// exactly as its own statement would have affected no row. When
+// PostgreSQL refuses the merged statement, the batch falls back to
 // sending every member alone (see flush), so one member's refused value
 // still fails only its own run.
 type mergeKind int
@@ -21,7 +22,6 @@ const (
 	mergeStep   mergeKind = iota // a checkpoint of a run that stays running
 	mergeFinish                  // a run's end
 	mergeStart                   // a run started claimed by this runtime
-	mergeKinds
 )
 
 // mergeable is one member's share of a merged statement.
@@ -29,8 +29,8 @@ type mergeable struct {
 	kind mergeKind
 	run  string
 	// at receives the time the merged statement returns for the member
-	// (finished_at, created_at), as the member's own statement's scan
-	// would.
+	// (created_at of its step or run, finished_at), as the member's own
+	// statement's scan would.
 	at *time.Time
 
 	attempt  int64
@@ -42,44 +42,53 @@ type mergeable struct {
 	input    json.RawMessage // mergeStart
 }
 
-// mergedStepSQL is recordRunningSQL for several runs of one tenant.
-const mergedStepSQL = `
-WITH m AS (
-    SELECT * FROM unnest($2::text[], $3::bigint[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[])
+// mergedSQL is startClaimedSQL, recordRunningSQL and finishSQL for
+// several runs of one tenant (each run at most once), in one statement.
+// Its parts write distinct rows (a run is started, checkpointed or ended,
+// never two of these at once), so they do not see or disturb one another
+// although they share the statement's snapshot. Every part runs, an empty
+// array making it write nothing; a run's row appears in the result only
+// when its write took place.
+//
+// $1 tenant, $2 owner, $3 lease, $4 renewal threshold (microseconds);
+// starts $5-$7, steps $8-$16, ends $17-$21.
+const mergedSQL = `
+WITH started AS (
+    INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, owner, attempt, lease_until, ready_at, created_at, updated_at)
+    SELECT $1::uuid, m.id, m.workflow, 'running', m.input::jsonb, $2::text, 1, now() + $3::bigint * interval '1 microsecond',
+           now() + $3::bigint * interval '1 microsecond', now(), now()
+    FROM unnest($5::text[], $6::text[], $7::text[]) AS m(id, workflow, input)
+    ON CONFLICT (tenant_id, id) DO NOTHING
+    RETURNING id, created_at
+), m AS (
+    SELECT * FROM unnest($8::text[], $9::bigint[], $10::integer[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::integer[])
         AS m(run_id, attempt, seq, kind, name, status, output, error, attempts)
 ), fence AS (
     UPDATE platform.durable_runs r
-    SET lease_until = CASE WHEN r.lease_until < now() + $11::bigint * interval '1 microsecond'
-                           THEN now() + $12::bigint * interval '1 microsecond' ELSE r.lease_until END,
-        ready_at = CASE WHEN r.lease_until < now() + $11::bigint * interval '1 microsecond'
-                        THEN now() + $12::bigint * interval '1 microsecond' ELSE r.ready_at END,
+    SET lease_until = CASE WHEN r.lease_until < now() + $4::bigint * interval '1 microsecond'
+                           THEN now() + $3::bigint * interval '1 microsecond' ELSE r.lease_until END,
+        ready_at = CASE WHEN r.lease_until < now() + $4::bigint * interval '1 microsecond'
+                        THEN now() + $3::bigint * interval '1 microsecond' ELSE r.ready_at END,
         wake_at = NULL, wait_signal = NULL, wait_seq = NULL, updated_at = now()
     FROM m
     WHERE r.tenant_id = $1::uuid AND r.id = m.run_id AND r.attempt = m.attempt AND r.status = 'running'
     RETURNING r.id
+), stepped AS (
+    INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, error, attempts, created_at)
+    SELECT $1::uuid, m.run_id, m.seq, m.kind, m.name, m.status, m.output::jsonb, NULLIF(m.error, ''), m.attempts, now()
+    FROM m JOIN fence ON fence.id = m.run_id
+    RETURNING run_id, created_at
+), finished AS (
+    UPDATE platform.durable_runs r
+    SET status = f.status, output = f.output::jsonb, error = NULLIF(f.error, ''), finished_at = now(), updated_at = now(),
+        owner = NULL, lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
+    FROM unnest($17::text[], $18::bigint[], $19::text[], $20::text[], $21::text[]) AS f(run_id, attempt, status, output, error)
+    WHERE r.tenant_id = $1::uuid AND r.id = f.run_id AND r.attempt = f.attempt AND r.status = 'running'
+    RETURNING r.id, r.finished_at
 )
-INSERT INTO platform.durable_steps (tenant_id, run_id, seq, kind, name, status, output, error, attempts, created_at)
-SELECT $1::uuid, m.run_id, m.seq, m.kind, m.name, m.status, m.output::jsonb, NULLIF(m.error, ''), m.attempts, now()
-FROM m JOIN fence ON fence.id = m.run_id
-RETURNING run_id, created_at`
-
-// mergedFinishSQL is finishSQL for several runs of one tenant.
-const mergedFinishSQL = `
-UPDATE platform.durable_runs r
-SET status = m.status, output = m.output::jsonb, error = NULLIF(m.error, ''), finished_at = now(), updated_at = now(),
-    owner = NULL, lease_until = NULL, ready_at = NULL, wake_at = NULL, wait_signal = NULL, wait_seq = NULL
-FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS m(run_id, attempt, status, output, error)
-WHERE r.tenant_id = $1::uuid AND r.id = m.run_id AND r.attempt = m.attempt AND r.status = 'running'
-RETURNING r.id, r.finished_at`
-
-// mergedStartSQL is startClaimedSQL for several runs of one tenant.
-const mergedStartSQL = `
-INSERT INTO platform.durable_runs (tenant_id, id, workflow, status, input, owner, attempt, lease_until, ready_at, created_at, updated_at)
-SELECT $1::uuid, m.id, m.workflow, 'running', m.input::jsonb, $5, 1, now() + $6::bigint * interval '1 microsecond',
-       now() + $6::bigint * interval '1 microsecond', now(), now()
-FROM unnest($2::text[], $3::text[], $4::text[]) AS m(id, workflow, input)
-ON CONFLICT (tenant_id, id) DO NOTHING
-RETURNING id, created_at`
+SELECT id, created_at FROM started
+UNION ALL SELECT run_id, created_at FROM stepped
+UNION ALL SELECT id, finished_at FROM finished`
 
 // jsonText is a JSON value as a text array element (NULL when absent).
 func jsonText(v json.RawMessage) *string {
@@ -91,40 +100,43 @@ func jsonText(v json.RawMessage) *string {
 }
 
 // mergedStatement builds the merged statement of members (at least two,
-// of kind, one tenant, distinct runs).
-func (rt *Runtime) mergedStatement(kind mergeKind, members []*commitRequest) (string, []any) {
-	n := len(members)
-	tenant := members[0].tenant
-	runs := make([]string, n)
-	attempts := make([]int64, n)
-	for i, req := range members {
-		runs[i], attempts[i] = req.merge.run, req.merge.attempt
+// one tenant, distinct runs).
+func (rt *Runtime) mergedStatement(members []*commitRequest) (string, []any) {
+	var (
+		startIDs, startWorkflows []string
+		startInputs              []*string
+
+		stepRuns                                       []string
+		stepAttempts                                   []int64
+		stepSeqs, stepTries                            []int32
+		stepKinds, stepNames, stepStatuses, stepErrors []string
+		stepOutputs                                    []*string
+		endRuns, endStatuses, endErrors                []string
+		endAttempts                                    []int64
+		endOutputs                                     []*string
+	)
+	for _, req := range members {
+		m := req.merge
+		switch m.kind {
+		case mergeStart:
+			startIDs = append(startIDs, m.run)
+			startWorkflows = append(startWorkflows, m.workflow)
+			startInputs = append(startInputs, jsonText(m.input))
+		case mergeStep:
+			rec := m.step
+			stepRuns, stepAttempts = append(stepRuns, m.run), append(stepAttempts, m.attempt)
+			stepSeqs, stepTries = append(stepSeqs, int32(rec.Seq)), append(stepTries, int32(rec.Attempts))
+			stepKinds, stepNames = append(stepKinds, rec.Kind), append(stepNames, rec.Name)
+			stepStatuses, stepErrors = append(stepStatuses, rec.Status), append(stepErrors, rec.Error)
+			stepOutputs = append(stepOutputs, jsonText(rec.Output))
+		case mergeFinish:
+			endRuns, endAttempts = append(endRuns, m.run), append(endAttempts, m.attempt)
+			endStatuses, endErrors = append(endStatuses, string(m.status)), append(endErrors, m.errText)
+			endOutputs = append(endOutputs, jsonText(m.output))
+		}
 	}
-	switch kind {
-	case mergeStep:
-		seqs, tries := make([]int32, n), make([]int32, n)
-		kinds, names, statuses, errors := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		outputs := make([]*string, n)
-		for i, req := range members {
-			rec := req.merge.step
-			seqs[i], kinds[i], names[i], statuses[i] = int32(rec.Seq), rec.Kind, rec.Name, rec.Status
-			outputs[i], errors[i], tries[i] = jsonText(rec.Output), rec.Error, int32(rec.Attempts)
-		}
-		return mergedStepSQL, []any{tenant, runs, attempts, seqs, kinds, names, statuses, outputs, errors, tries,
-			micros(rt.cfg.Lease - rt.cfg.Heartbeat), micros(rt.cfg.Lease)}
-	case mergeFinish:
-		statuses, errors := make([]string, n), make([]string, n)
-		outputs := make([]*string, n)
-		for i, req := range members {
-			statuses[i], outputs[i], errors[i] = string(req.merge.status), jsonText(req.merge.output), req.merge.errText
-		}
-		return mergedFinishSQL, []any{tenant, runs, attempts, statuses, outputs, errors}
-	default: // mergeStart
-		workflows := make([]string, n)
-		inputs := make([]*string, n)
-		for i, req := range members {
-			workflows[i], inputs[i] = req.merge.workflow, jsonText(req.merge.input)
-		}
-		return mergedStartSQL, []any{tenant, runs, workflows, inputs, rt.cfg.WorkerID, micros(rt.cfg.Lease)}
-	}
+	return mergedSQL, []any{members[0].tenant, rt.cfg.WorkerID, micros(rt.cfg.Lease), micros(rt.cfg.Lease - rt.cfg.Heartbeat),
+		startIDs, startWorkflows, startInputs,
+		stepRuns, stepAttempts, stepSeqs, stepKinds, stepNames, stepStatuses, stepOutputs, stepErrors, stepTries,
+		endRuns, endAttempts, endStatuses, endOutputs, endErrors}
 }

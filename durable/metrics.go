@@ -2,6 +2,7 @@ package durable
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -29,8 +30,7 @@ var instruments = func() struct {
 }()
 
 func recordRunOutcome(ctx context.Context, workflow, outcome string) {
-	instruments.runs.Add(ctx, 1, metric.WithAttributes(
-		attribute.String("workflow", workflow), attribute.String("outcome", outcome)))
+	instruments.runs.Add(ctx, 1, measurementAttrs(metricKey{workflow: workflow, outcome: outcome}))
 }
 
 func recordStep(ctx context.Context, rs *runState, kind string, started time.Time, err error) {
@@ -38,6 +38,33 @@ func recordStep(ctx context.Context, rs *runState, kind string, started time.Tim
 	if err != nil {
 		result = "error"
 	}
-	instruments.stepDurations.Record(ctx, rs.rt.cfg.Clock().Sub(started).Seconds(), metric.WithAttributes(
-		attribute.String("workflow", rs.workflow), attribute.String("kind", kind), attribute.String("result", result)))
+	instruments.stepDurations.Record(ctx, rs.rt.cfg.Clock().Sub(started).Seconds(),
+		measurementAttrs(metricKey{workflow: rs.workflow, kind: kind, result: result}))
+}
+
+// metricKey is one combination of a measurement's attributes: a run's
+// outcome (outcome set) or a step's kind and result.
+type metricKey struct {
+	workflow, outcome, kind, result string
+}
+
+// attrSets holds the attribute set of each metricKey met so far, built
+// once rather than at every step (sorting and hashing the attributes
+// again each time): the keys are registered workflow names and fixed
+// values, so there are few.
+var attrSets sync.Map // metricKey -> metric.MeasurementOption
+
+func measurementAttrs(k metricKey) metric.MeasurementOption {
+	if opt, ok := attrSets.Load(k); ok {
+		return opt.(metric.MeasurementOption)
+	}
+	var set attribute.Set
+	if k.outcome != "" {
+		set = attribute.NewSet(attribute.String("workflow", k.workflow), attribute.String("outcome", k.outcome))
+	} else {
+		set = attribute.NewSet(attribute.String("workflow", k.workflow), attribute.String("kind", k.kind),
+			attribute.String("result", k.result))
+	}
+	opt, _ := attrSets.LoadOrStore(k, metric.WithAttributeSet(set))
+	return opt.(metric.MeasurementOption)
 }

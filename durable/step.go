@@ -231,11 +231,14 @@ func beginStep(ctx context.Context, kind, name string) (*runState, int, *StepRec
 	if err != nil {
 		return nil, 0, nil, nil, err
 	}
-	_, span := rs.rt.cfg.tracer().Start(ctx, "durable.step "+name, trace.WithAttributes(
-		attribute.String("durable.step.kind", kind),
-		attribute.Int("durable.step.seq", seq),
-		attribute.Bool("durable.step.replayed", rec != nil),
-	))
+	_, span := rs.rt.cfg.tracer().Start(ctx, "durable.step "+name)
+	if span.IsRecording() { // not built for the spans nobody records
+		span.SetAttributes(
+			attribute.String("durable.step.kind", kind),
+			attribute.Int("durable.step.seq", seq),
+			attribute.Bool("durable.step.replayed", rec != nil),
+		)
+	}
 	return rs, seq, rec, span, nil
 }
 

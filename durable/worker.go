@@ -327,12 +327,15 @@ func (rt *Runtime) claimAndExecute(pool *workerPool, limit int) (int, error) {
 // the run did not end here.
 func (rt *Runtime) execute(pool *workerPool, c claimed) *Run {
 	parent := pool.ctx
-	ctx, span := rt.cfg.tracer().Start(parent, "durable.run "+c.workflow, trace.WithAttributes(
-		attribute.String("durable.workflow", c.workflow),
-		attribute.String("durable.run_id", c.id),
-		attribute.String("durable.tenant", c.tenant),
-		attribute.Int64("durable.attempt", c.attempt),
-	))
+	ctx, span := rt.cfg.tracer().Start(parent, "durable.run "+c.workflow)
+	if span.IsRecording() { // not built for the spans nobody records
+		span.SetAttributes(
+			attribute.String("durable.workflow", c.workflow),
+			attribute.String("durable.run_id", c.id),
+			attribute.String("durable.tenant", c.tenant),
+			attribute.Int64("durable.attempt", c.attempt),
+		)
+	}
 	defer span.End()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
