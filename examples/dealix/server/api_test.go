@@ -220,6 +220,22 @@ func TestAPIKeyCacheBoundsRevocationOnOtherInstances(t *testing.T) {
 	wantStatus(t, cached.do("GET", "/api/v1/leads", "", withKey...), http.StatusOK)
 }
 
+// The server's connections carry its application_name, so an operator
+// (and the crash tests) can tell them apart in pg_stat_activity.
+func TestServerConnectionsNameThemselves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	wantStatus(t, e.do("GET", "/api/v1/leads", "", bearer(e.token(newTenant()))...), http.StatusOK)
+	var named int
+	if err := e.db.Admin.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = $1 AND application_name = $2`, e.db.Name, server.ApplicationName).Scan(&named); err != nil {
+		t.Fatal(err)
+	}
+	if named == 0 {
+		t.Fatalf("no backend of the server's pools is named %q", server.ApplicationName)
+	}
+}
+
 func TestRateLimitPerTenant(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *server.Config) { c.RateLimit = ratelimit.Rate{Requests: 3, Window: time.Minute} })

@@ -152,7 +152,13 @@ func openDatabases(ctx context.Context, cfg Config, adminURL string, log *slog.L
 	return d, nil
 }
 
+// ApplicationName is the application_name of the server's connections,
+// unless their URL sets one: pg_stat_activity then tells them from other
+// clients' (an operator's psql, a second service on the same database).
+const ApplicationName = "dealix"
+
 func connect(ctx context.Context, cfg *pgxpool.Config, name string) (*pgxpool.Pool, error) {
+	nameConnections(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -288,5 +294,13 @@ func listenConfig(cfg Config) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: LISTEN_DATABASE_URL: %s", ErrInvalidConfig, redactErr(err))
 	}
+	nameConnections(cc)
 	return cc, nil
+}
+
+// nameConnections sets ApplicationName on cc unless its URL named one.
+func nameConnections(cc *pgx.ConnConfig) {
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = ApplicationName
+	}
 }

@@ -199,6 +199,26 @@ func (d *crashDeal) tryClose(t *testing.T, p *dealsProc) {
 func expireDeadLeases(t *testing.T, db *pgtest.DB) {
 	t.Helper()
 	ctx := context.Background()
+	// A backend of the killed process may still be running its last
+	// statement (a claim, say) and commit it after the process is gone:
+	// wait until no backend of the server is busy before expiring what
+	// they hold. (Through PgBouncer its connections stay open, idle.)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var live int
+		if err := db.Admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = $1 AND application_name = $2 AND state <> 'idle'`,
+			db.Name, server.ApplicationName).Scan(&live); err != nil {
+			t.Fatal(err)
+		}
+		if live == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d backends of the killed server still busy after 10 s", live)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if _, err := db.System.Exec(ctx, `UPDATE platform.durable_runs SET lease_until = now(), ready_at = now()
 		WHERE status = 'running'`); err != nil {
 		t.Fatal(err)
