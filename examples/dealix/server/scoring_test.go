@@ -128,6 +128,11 @@ func TestNewLeadIsScoredAndLedgered(t *testing.T) {
 	// is recorded done: the job runs again (here, made available again as
 	// the lease rescue would) and records nothing twice.
 	ctx := context.Background()
+	// The completer stores the first run's completion in a batch of its
+	// own, after the score committed: wait for it before rewinding.
+	scoringEventually(t, "the scoring job's completion", func() bool {
+		return scoringCount(t, e, `SELECT count(*) FROM platform.dlq_jobs WHERE tenant_id = $1 AND state = 'completed'`, tenant) == 1
+	})
 	if _, err := e.db.System.Exec(ctx, `UPDATE platform.dlq_jobs SET state = 'available', finalized_at = NULL, run_at = now()
 		WHERE tenant_id = $1 AND queue = 'scoring'`, tenant); err != nil {
 		t.Fatal(err)
