@@ -92,18 +92,7 @@ DELETE FROM platform.dlq_jobs WHERE id IN (
 // when DeadRetention is set, dead jobs older than that, in batches, and
 // returns how many it deleted. Batches after the first wait BatchPause.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
-	first := true
-	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
-		if !first && s.cfg.BatchPause > 0 {
-			t := time.NewTimer(s.cfg.BatchPause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return 0, ctx.Err()
-			case <-t.C:
-			}
-		}
-		first = false
+	total, err := sweep.DrainPaced(ctx, int64(s.cfg.BatchSize), s.cfg.BatchPause, func(ctx context.Context) (int64, error) {
 		tag, err := s.db.Exec(ctx, sweepSQL, micros(s.cfg.Retention), micros(s.cfg.DeadRetention), s.cfg.BatchSize)
 		return tag.RowsAffected(), err
 	})

@@ -94,14 +94,7 @@ WHERE (tenant_id, id) IN (
 // first wait BatchPause; a context that ends during the pause stops the
 // sweep at once with the context's error and the count so far.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
-	first := true
-	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
-		if !first {
-			if err := pause(ctx, s.cfg.BatchPause); err != nil {
-				return 0, err
-			}
-		}
-		first = false
+	total, err := sweep.DrainPaced(ctx, int64(s.cfg.BatchSize), s.cfg.BatchPause, func(ctx context.Context) (int64, error) {
 		tag, err := s.db.Exec(ctx, deleteFinishedSQL, micros(s.cfg.Retention), s.cfg.BatchSize)
 		return tag.RowsAffected(), err
 	})
@@ -115,20 +108,4 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
 	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "durable: deleted finished runs", s.SweepOnce)
-}
-
-// pause waits d, or until ctx is done and returns ctx's error then, so a
-// paced sweep stops as soon as its context ends.
-func pause(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

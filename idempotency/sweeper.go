@@ -113,14 +113,7 @@ SELECT count(*), max(expires_at) FROM gone`
 // with the context's error and the count so far.
 func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 	var after *time.Time // the latest expiry deleted so far
-	first := true
-	total, err := sweep.Drain(ctx, int64(s.cfg.BatchSize), func(ctx context.Context) (int64, error) {
-		if !first {
-			if err := pause(ctx, s.cfg.BatchPause); err != nil {
-				return 0, err
-			}
-		}
-		first = false
+	total, err := sweep.DrainPaced(ctx, int64(s.cfg.BatchSize), s.cfg.BatchPause, func(ctx context.Context) (int64, error) {
 		var (
 			n      int64
 			latest *time.Time
@@ -143,20 +136,4 @@ func (s *Sweeper) SweepOnce(ctx context.Context) (int64, error) {
 // done, logging failures, and returns ctx's error.
 func (s *Sweeper) Run(ctx context.Context) error {
 	return sweep.Run(ctx, s.cfg.Interval, s.cfg.Logger, "idempotency: swept expired keys", s.SweepOnce)
-}
-
-// pause waits d, or until ctx is done and returns ctx's error then, so a
-// paced sweep stops as soon as its context ends.
-func pause(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

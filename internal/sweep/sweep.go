@@ -12,13 +12,41 @@ import (
 // never holds its locks for long. Drain stops at the first error and
 // returns it with the total so far.
 func Drain(ctx context.Context, size int64, batch func(context.Context) (int64, error)) (int64, error) {
+	return DrainPaced(ctx, size, 0, batch)
+}
+
+// DrainPaced is Drain with a pause between two batches (none when pause is
+// not positive), so that a large backlog is deleted beside the work rather
+// than in its way. A context that ends during a pause stops the drain at
+// once with the context's error and the total so far.
+func DrainPaced(ctx context.Context, size int64, pause time.Duration, batch func(context.Context) (int64, error)) (int64, error) {
 	var total int64
-	for {
+	for first := true; ; first = false {
+		if !first {
+			if err := wait(ctx, pause); err != nil {
+				return total, err
+			}
+		}
 		n, err := batch(ctx)
 		total += n
 		if err != nil || n < size {
 			return total, err
 		}
+	}
+}
+
+// wait waits d, or until ctx is done, then returning ctx's error.
+func wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

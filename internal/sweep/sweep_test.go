@@ -98,3 +98,16 @@ func TestRunLogsAndReturnsTheContextsError(t *testing.T) {
 	})
 	require.Contains(t, buf.String(), `msg="test: swept rows: sweep failed" error=boom`)
 }
+
+func TestDrainPacedStopsDuringAPause(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	total, err := sweep.DrainPaced(ctx, 5, time.Hour, func(context.Context) (int64, error) {
+		calls++
+		cancel() // the pause after this full batch ends at once
+		return 5, nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, int64(5), total)
+	require.Equal(t, 1, calls, "no batch after the cancelled pause")
+}
