@@ -168,8 +168,7 @@ func TestRequestTransactionNamesItsTenantWithoutARoundTrip(t *testing.T) {
 	t.Cleanup(pool.Close)
 	store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
 	require.NoError(t, err)
-	mw, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: slog.New(slog.DiscardHandler), Transactional: true})
-	require.NoError(t, err)
+	b := &bundle{db: db, store: store}
 
 	var (
 		kept          pgx.Tx
@@ -177,7 +176,7 @@ func TestRequestTransactionNamesItsTenantWithoutARoundTrip(t *testing.T) {
 		checkErr      error
 		tripsForCheck []string
 	)
-	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := b.server(t, idempotency.Config{Transactional: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tx, _ := idempotency.TxFrom(r.Context())
 		kept = tx
 		tracer.reset()
@@ -185,8 +184,6 @@ func TestRequestTransactionNamesItsTenantWithoutARoundTrip(t *testing.T) {
 		tripsForCheck = tracer.reset()
 		w.WriteHeader(http.StatusCreated)
 	}))
-	srv := httptest.NewServer(withTenant(h))
-	t.Cleanup(srv.Close)
 	require.Equal(t, http.StatusCreated, do(t, http.DefaultClient, http.MethodPost, srv.URL, tenantA, "scoped-1", "{}").status)
 	require.NoError(t, checkErr)
 	require.Equal(t, tenantA, tenant)
@@ -202,21 +199,16 @@ func TestRequestTransactionNamesItsTenantWithoutARoundTrip(t *testing.T) {
 // row.
 func TestRememberedTenantCannotWriteAfterTheHandlerReScopes(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
-	createOrders(t, db)
-	_, err := db.Owner.Exec(context.Background(), `
+	b := setup(t)
+	_, err := b.db.Owner.Exec(context.Background(), `
 		ALTER TABLE platform.test_orders ENABLE ROW LEVEL SECURITY;
 		ALTER TABLE platform.test_orders FORCE ROW LEVEL SECURITY;
 		CREATE POLICY tenant ON platform.test_orders
 		    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
 		    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)`)
 	require.NoError(t, err)
-	store, err := idempotency.NewStore(db.App, idempotency.StoreConfig{})
-	require.NoError(t, err)
-	mw, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: slog.New(slog.DiscardHandler), Transactional: true})
-	require.NoError(t, err)
 	var insertErr error
-	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := b.server(t, idempotency.Config{Transactional: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tx, _ := idempotency.TxFrom(r.Context())
 		_, err := tx.Exec(r.Context(), "SELECT set_config('app.tenant_id', $1, true)", tenantB)
 		require.NoError(t, err)
@@ -225,11 +217,9 @@ func TestRememberedTenantCannotWriteAfterTheHandlerReScopes(t *testing.T) {
 		_, insertErr = tx.Exec(r.Context(), "INSERT INTO platform.test_orders (tenant_id, body) VALUES ($1, '{}')", remembered)
 		w.WriteHeader(http.StatusCreated)
 	}))
-	srv := httptest.NewServer(withTenant(h))
-	t.Cleanup(srv.Close)
 	do(t, http.DefaultClient, http.MethodPost, srv.URL, tenantA, "rescoped-1", "{}")
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, insertErr, &pgErr)
 	require.Equal(t, "42501", pgErr.Code, "row-level security refused the row")
-	require.Zero(t, countOrders(t, db.System))
+	require.Zero(t, countOrders(t, b.db.System))
 }
