@@ -351,14 +351,7 @@ func benchDurable(b *testing.B) side {
 		}
 		return err
 	}
-	before := xactCommits(b, db.Name)
-	fanOutN(b, warmUp, one)
-	analyzeAll(b, db)
-	cpu := readCPU(b, db.Name)
-	s := fanOut(b, one)
-	s.serverCPU, s.clientCPU = readCPU(b, db.Name).since(cpu)
-	s.commits = commitsSince(b, db.Name, before, closeSide)
-	return s
+	return measureSide(b, db, one, closeSide)
 }
 
 // BenchmarkDurableThreeSteps runs durable's side of BenchmarkThreeSteps
@@ -375,6 +368,21 @@ func BenchmarkDurableThreeSteps(b *testing.B) {
 	b.ReportMetric(float64(s.commits)/float64(warmUp+b.N), "commits/wf")
 	b.ReportMetric(float64(s.serverCPU.Microseconds())/float64(b.N), "db-cpu-us/wf")
 	b.ReportMetric(float64(s.clientCPU.Microseconds())/float64(b.N), "go-cpu-us/wf")
+}
+
+// measureSide runs one side of the comparison on db: the untimed warm-up,
+// ANALYZE (analyzeAll), then the timed workflows, with the processor time
+// and the commits they took; closeSide ends the side's connections so that
+// their statistics are flushed.
+func measureSide(b *testing.B, db *pgtest.DB, one func(int) error, closeSide func()) side {
+	before := xactCommits(b, db.Name)
+	fanOutN(b, warmUp, one)
+	analyzeAll(b, db)
+	cpu := readCPU(b, db.Name)
+	s := fanOut(b, one)
+	s.serverCPU, s.clientCPU = readCPU(b, db.Name).since(cpu)
+	s.commits = commitsSince(b, db.Name, before, closeSide)
+	return s
 }
 
 func benchDBOS(b *testing.B) side {
@@ -414,12 +422,5 @@ func benchDBOS(b *testing.B) side {
 		}
 		return err
 	}
-	before := xactCommits(b, db.Name)
-	fanOutN(b, warmUp, one)
-	analyzeAll(b, db)
-	cpu := readCPU(b, db.Name)
-	s := fanOut(b, one)
-	s.serverCPU, s.clientCPU = readCPU(b, db.Name).since(cpu)
-	s.commits = commitsSince(b, db.Name, before, closeSide)
-	return s
+	return measureSide(b, db, one, closeSide)
 }
