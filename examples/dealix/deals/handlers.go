@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/trace"
@@ -107,21 +108,20 @@ func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 		httpx.Fail(w, r, s.log, err)
 		return
 	}
-	var deal Deal
-	err = httpx.InTx(r, s.cfg.DB, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		deal, err = scanDeal(tx.QueryRow(ctx, withEvidence+` WHERE d.tenant_id = $1 AND d.id = $2`, httpx.TenantOf(ctx), id), true)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound()
-		}
-		return err
-	})
+	deal, err := s.readDeal(r, id)
 	if err == nil && deal.RunID != nil {
 		var run durable.Run
 		run, err = s.cfg.Runtime.Get(r.Context(), *deal.RunID)
-		if errors.Is(err, durable.ErrRunNotFound) {
+		switch {
+		case errors.Is(err, durable.ErrRunNotFound):
 			err = nil // swept after its retention: the evidence stays
-		} else if err == nil {
+		case err == nil && run.Status == durable.StatusCompleted && deal.Evidence == nil:
+			// The run wrote the evidence before it completed, but after
+			// the deal was read: read it again, so a completed run never
+			// shows without its evidence.
+			deal, err = s.readDeal(r, id)
+			deal.RunStatus = string(run.Status)
+		case err == nil:
 			deal.RunStatus = string(run.Status)
 		}
 	}
@@ -130,6 +130,21 @@ func (s *Service) Get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, deal)
+}
+
+// readDeal reads the deal id with its evidence, in a transaction of the
+// request's tenant.
+func (s *Service) readDeal(r *http.Request, id uuid.UUID) (Deal, error) {
+	var deal Deal
+	err := httpx.InTx(r, s.cfg.DB, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		deal, err = scanDeal(tx.QueryRow(ctx, withEvidence+` WHERE d.tenant_id = $1 AND d.id = $2`, httpx.TenantOf(ctx), id), true)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound()
+		}
+		return err
+	})
+	return deal, err
 }
 
 // Close handles POST /api/v1/deals/{id}/close, body {"outcome":"won"} or
