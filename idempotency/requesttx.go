@@ -70,10 +70,13 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		b   pgx.Batch
 		row scopedRow
 	)
+	row.tenant = &tenant
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(rls.SetTenantSQL, tenant)
-	b.Queue(lockAndLookupSQL, tenant, key).QueryRow(func(r pgx.Row) error {
-		return r.Scan(row.scanner(true))
+	b.Queue(scopeAndLockSQL, tenant, key).QueryRow(func(r pgx.Row) error {
+		return r.Scan(nil, &row.now, &row.locked)
+	})
+	b.Queue(entrySQL, tenant, key).Query(func(rows pgx.Rows) error {
+		return scanEntry(rows, &row.entryRow)
 	})
 	br := conn.SendBatch(ctx, &b)
 	rt.tx = br.Tx()
@@ -88,6 +91,34 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		return nil, claim, err
 	}
 	return rt, claim, nil
+}
+
+// scopeAndLockSQL opens a request's transaction: it scopes the
+// transaction to tenant $1 (as rls.SetTenantSQL does), tries the advisory
+// lock on key $2 under the name ClaimTx uses (lockName, with the tenant the
+// transaction is now scoped to) and reads the transaction's time, in one
+// statement. Nothing in it reads a table, so nothing depends on the order
+// in which PostgreSQL evaluates its columns.
+const scopeAndLockSQL = `SELECT set_config('` + rls.Setting + `', $1, true), now(),
+       pg_try_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
+
+// entrySQL reads the entry of key $2 of tenant $1, no row when there is
+// none. It runs after scopeAndLockSQL, as a statement of its own, so
+// row-level security sees the tenant that statement set. The request's
+// transaction needs no scope check of lookupSQL's: it set the scope itself.
+const entrySQL = `SELECT ` + entryColumnsSQL + `
+FROM platform.idempotency_keys k WHERE k.tenant_id = $1::uuid AND k.key = $2`
+
+// scanEntry scans the row of entrySQL into e, if there is one; without
+// one e stays empty, which decode reads as ErrNotFound.
+func scanEntry(rows pgx.Rows, e *entryRow) error {
+	if rows.Next() {
+		if err := rows.Scan(e.dest()...); err != nil {
+			return err
+		}
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 // decide answers the request from the key's entry, read under the advisory

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dealix/platform/idempotency"
 	"github.com/dealix/platform/internal/pgtest"
+	"github.com/dealix/platform/internal/rls"
 	"github.com/dealix/platform/tenancy"
 )
 
@@ -169,4 +170,48 @@ func newServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// A transactional request and ClaimTx take the same advisory lock on a key,
+// whichever comes first: while one holds it, the other is told the key is
+// in progress at once, instead of running or waiting.
+func TestTransactionalRequestAndClaimTxExcludeEachOther(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := tenantCtx(t, tenantA)
+	const body = `{"sku":"x"}`
+
+	t.Run("request holds the key", func(t *testing.T) {
+		var claimErr error
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			claimErr = rls.InTx(ctx, b.db.App, tenantA, func(tx pgx.Tx) error {
+				_, err := b.store.ClaimTx(ctx, tx, "held-by-request", fpOf(body))
+				return err
+			})
+			createOrderInTx().ServeHTTP(w, r)
+		})
+		srv := b.server(t, idempotency.Config{Transactional: true}, h)
+		res := do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "held-by-request", body)
+		require.Equal(t, http.StatusCreated, res.status, res.body)
+		require.ErrorIs(t, claimErr, idempotency.ErrInProgress)
+	})
+
+	t.Run("ClaimTx holds the key", func(t *testing.T) {
+		holder, err := b.db.App.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = holder.Rollback(ctx) }()
+		require.NoError(t, rls.SetTenant(ctx, holder, tenantA))
+		_, err = b.store.ClaimTx(ctx, holder, "held-by-claim", fpOf(body))
+		require.NoError(t, err)
+
+		var ran atomic.Bool
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ran.Store(true)
+			createOrderInTx().ServeHTTP(w, r)
+		})
+		srv := b.server(t, idempotency.Config{Transactional: true}, h)
+		res := do(t, srv.Client(), http.MethodPost, srv.URL+"/orders", tenantA, "held-by-claim", body)
+		requireProblem(t, res, http.StatusConflict)
+		require.False(t, ran.Load(), "the handler does not run while another transaction holds the key")
+	})
 }

@@ -427,8 +427,9 @@ LEFT JOIN platform.idempotency_keys k
        ON ` + scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid AND k.key = $2`
 
 // lockName is the advisory lock's name for a key, computed in SQL from the
-// transaction's tenant (s.tenant) and the key ($2). ClaimTx and
-// transactional mode take the same lock, so they exclude each other.
+// transaction's tenant (s.tenant) and the key ($2). Transactional mode
+// takes the same lock under the same name (scopeAndLockSQL), so it and
+// ClaimTx exclude each other.
 const lockName = `hashtextextended(s.tenant || '/' || $2, 0)`
 
 // lockAndLookupSQL is lookupSQL that also tries the transaction-level
