@@ -324,6 +324,8 @@ type contender struct {
 	post      func() error
 	elapsed   time.Duration
 	latencies []time.Duration
+	cpuSelf   time.Duration // this process's CPU time while serving it
+	cpuServer time.Duration // the database server's, when it is local
 }
 
 // interleavedRound is how many requests each contender serves per round.
@@ -334,7 +336,12 @@ const interleavedRound = 1000
 // rotating from round to round, so the machine's drift during the run
 // (caches warming, tables growing) touches all alike. It reports each
 // contender's requests per second and p99, and their throughput relative
-// to the first (the baseline).
+// to the first (the baseline); and the CPU time each request cost, this
+// process's (server and clients) and the local database server's
+// (cpuUsed), a steadier figure on a noisy machine than requests per
+// second: "tx/bare+row-by-cpu" is the control's CPU per request over
+// transactional mode's, the throughput ratio a machine saturated by these
+// two alone would show.
 func benchInterleaved(b *testing.B, cs []contender) {
 	for i := range cs {
 		cs[i].post = newPoster(b, cs[i].handler, cs[i].key, http.StatusCreated)
@@ -345,18 +352,27 @@ func benchInterleaved(b *testing.B, cs []contender) {
 		for j := range cs {
 			c := &cs[(round+j)%len(cs)]
 			start := time.Now()
+			self0, server0 := cpuUsed()
 			c.latencies = append(c.latencies, sendConcurrently(b, c.post, interleavedRound)...)
+			self1, server1 := cpuUsed()
 			c.elapsed += time.Since(start)
+			c.cpuSelf += self1 - self0
+			c.cpuServer += server1 - server0
 		}
 	}
 	b.StopTimer()
 	base := float64(len(cs[0].latencies)) / cs[0].elapsed.Seconds()
 	rates := map[string]float64{}
+	cpu := map[string]float64{}
 	for _, c := range cs {
 		rate := float64(len(c.latencies)) / c.elapsed.Seconds()
 		rates[c.name] = rate
 		b.ReportMetric(rate, c.name+"-req/s")
 		b.ReportMetric(float64(p99(c.latencies).Microseconds()), c.name+"-p99-µs")
+		n := float64(len(c.latencies))
+		cpu[c.name] = float64((c.cpuSelf + c.cpuServer).Microseconds()) / n
+		b.ReportMetric(float64(c.cpuSelf.Microseconds())/n, c.name+"-go-cpu-µs/req")
+		b.ReportMetric(float64(c.cpuServer.Microseconds())/n, c.name+"-db-cpu-µs/req")
 		if c.name != cs[0].name {
 			b.ReportMetric(rate/base, c.name+"/"+cs[0].name)
 		}
@@ -364,6 +380,9 @@ func benchInterleaved(b *testing.B, cs []contender) {
 	// The goal's figure: transactional mode against its control.
 	if ctl, ok := rates["bare+row"]; ok && rates["tx"] > 0 {
 		b.ReportMetric(rates["tx"]/ctl, "tx/bare+row")
+	}
+	if ctl, ok := cpu["bare+row"]; ok && cpu["tx"] > 0 {
+		b.ReportMetric(ctl/cpu["tx"], "tx/bare+row-by-cpu")
 	}
 }
 
