@@ -102,25 +102,6 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 const scopeAndLockSQL = `SELECT set_config('` + rls.Setting + `', $1, true), now(),
        pg_try_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
 
-// entrySQL reads the entry of key $2 of tenant $1, no row when there is
-// none. It runs after scopeAndLockSQL, as a statement of its own, so
-// row-level security sees the tenant that statement set. The request's
-// transaction needs no scope check of lookupSQL's: it set the scope itself.
-const entrySQL = `SELECT ` + entryColumnsSQL + `
-FROM platform.idempotency_keys k WHERE k.tenant_id = $1::uuid AND k.key = $2`
-
-// scanEntry scans the row of entrySQL into e, if there is one; without
-// one e stays empty, which decode reads as ErrNotFound.
-func scanEntry(rows pgx.Rows, e *entryRow) error {
-	if rows.Next() {
-		if err := rows.Scan(e.dest()...); err != nil {
-			return err
-		}
-	}
-	rows.Close()
-	return rows.Err()
-}
-
 // decide answers the request from the key's entry, read under the advisory
 // lock when row.locked is true: the key is free (a zero Claim), or an entry
 // or another holder decides it. A stale entry (expired, or a dead holder's

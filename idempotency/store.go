@@ -426,6 +426,26 @@ FROM ` + scopeSQL + ` s
 LEFT JOIN platform.idempotency_keys k
        ON ` + scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid AND k.key = $2`
 
+// entrySQL reads the entry of key $2 of tenant $1, no row when there is
+// none, for a caller that scoped the transaction or batch to $1 itself in
+// an earlier statement (a statement of its own, so that row-level security
+// sees the tenant): the scope check of lookupSQL, and its outer join, have
+// nothing to do there.
+const entrySQL = `SELECT ` + entryColumnsSQL + `
+FROM platform.idempotency_keys k WHERE k.tenant_id = $1::uuid AND k.key = $2`
+
+// scanEntry scans the row of entrySQL into e, if there is one; without
+// one e stays empty, which decode reads as ErrNotFound.
+func scanEntry(rows pgx.Rows, e *entryRow) error {
+	if rows.Next() {
+		if err := rows.Scan(e.dest()...); err != nil {
+			return err
+		}
+	}
+	rows.Close()
+	return rows.Err()
+}
+
 // lockName is the advisory lock's name for a key, computed in SQL from the
 // transaction's tenant (s.tenant) and the key ($2). Transactional mode
 // takes the same lock under the same name (scopeAndLockSQL), so it and
