@@ -49,7 +49,7 @@ func faultsServer(t *testing.T, db *pgtest.DB, key []byte, mutate ...func(*serve
 		JWTHMACKey:        key,
 		CORSOrigins:       []string{allowedOrigin},
 		RateLimit:         ratelimit.Rate{Requests: 1_000_000, Window: time.Minute},
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	}
 	for _, m := range mutate {
 		m(&cfg)
