@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/durable"
@@ -70,7 +71,8 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	insertFinished(t, db, "old", 5, 48*time.Hour)
-	long, err := durable.NewSweeper(db.System, durable.SweeperConfig{
+	batches := &batchSignal{Execer: db.System, done: make(chan struct{}, 16)}
+	long, err := durable.NewSweeper(batches, durable.SweeperConfig{
 		Retention: 24 * time.Hour, BatchSize: 2, BatchPause: time.Hour,
 		Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -86,8 +88,11 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 		n, err := long.SweepOnce(ctx)
 		once <- result{n, err}
 	}()
-	// The first batch runs at once; the sweep then waits an hour.
-	require.Eventually(t, func() bool { return countAll(t, db, "durable_runs") == 3 }, 30*time.Second, 10*time.Millisecond)
+	// The first batch runs at once; the sweep then waits an hour. The
+	// context ends once that batch has returned: ended during the
+	// statement, it could cancel a delete the server had already made.
+	batches.await(t)
+	require.Equal(t, 3, countAll(t, db, "durable_runs"))
 	cancel()
 	select {
 	case r := <-once:
@@ -129,4 +134,28 @@ func TestSweeperBatchPauseMustNotBeNegative(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(5), n)
 	require.Zero(t, countAll(t, db, "durable_runs"))
+}
+
+// batchSignal is the sweeper's database, reporting each statement once it
+// has returned to the sweeper.
+type batchSignal struct {
+	durable.Execer
+	done chan struct{}
+}
+
+// Exec implements durable.Execer.
+func (b *batchSignal) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := b.Execer.Exec(ctx, sql, args...)
+	b.done <- struct{}{}
+	return tag, err
+}
+
+// await waits for the next statement to return.
+func (b *batchSignal) await(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no sweep batch returned within 30s")
+	}
 }

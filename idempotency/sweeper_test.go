@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dealix/platform/idempotency"
@@ -142,7 +143,8 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	expireFilled(t, b, "old", 5)
-	long, err := idempotency.NewSweeper(b.db.System, idempotency.SweeperConfig{
+	batches := &batchSignal{Execer: b.db.System, done: make(chan struct{}, 16)}
+	long, err := idempotency.NewSweeper(batches, idempotency.SweeperConfig{
 		BatchSize: 2, BatchPause: time.Hour, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
@@ -157,8 +159,11 @@ func TestSweeperBatchPauseStopsWithTheContext(t *testing.T) {
 		n, err := long.SweepOnce(ctx)
 		once <- result{n, err}
 	}()
-	// The first batch runs at once; the sweep then waits an hour.
-	require.Eventually(t, func() bool { return countKeys(t, b.db) == 3 }, 30*time.Second, 10*time.Millisecond)
+	// The first batch runs at once; the sweep then waits an hour. The
+	// context ends once that batch has returned: ended during the
+	// statement, it could cancel a delete the server had already made.
+	batches.await(t)
+	require.Equal(t, 3, countKeys(t, b.db))
 	cancel()
 	select {
 	case r := <-once:
@@ -198,4 +203,38 @@ func TestSweeperBatchPauseMustNotBeNegative(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 5, n)
 	require.Zero(t, countKeys(t, b.db))
+}
+
+// batchSignal is the sweeper's database, reporting each batch once its
+// result has been read.
+type batchSignal struct {
+	idempotency.Execer
+	done chan struct{}
+}
+
+// QueryRow implements idempotency.Execer.
+func (b *batchSignal) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return signalledRow{Row: b.Execer.QueryRow(ctx, sql, args...), done: b.done}
+}
+
+type signalledRow struct {
+	pgx.Row
+	done chan struct{}
+}
+
+// Scan implements pgx.Row.
+func (r signalledRow) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	r.done <- struct{}{}
+	return err
+}
+
+// await waits for the next batch to return.
+func (b *batchSignal) await(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no sweep batch returned within 30s")
+	}
 }
