@@ -203,6 +203,22 @@ func faultsCount(t *testing.T, db *pgtest.DB, sql string, args ...any) int {
 	return n
 }
 
+// faultsSendUntilAccepted sends a keyed request as faultsSend does, and
+// again with the same key while the idempotency middleware answers that
+// its store is unavailable, as a client honouring Retry-After does, for up
+// to wait: a burst on cold pools can keep a request waiting for a
+// connection past the store's acquire timeout on a loaded machine.
+func faultsSendUntilAccepted(wait time.Duration, base, method, path, body, token string, headers ...string) faultsAnswer {
+	deadline := time.Now().Add(wait)
+	for {
+		a := faultsSend(base, method, path, body, token, headers...)
+		if !faultsIdempotencyUnavailable(a) || time.Now().After(deadline) {
+			return a
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // faultsIdempotencyUnavailable tells the idempotency middleware's own
 // 503s (its store could not claim or commit the key) from the server's.
 func faultsIdempotencyUnavailable(a faultsAnswer) bool {

@@ -42,7 +42,7 @@ func TestFaultsThreeInstancesRunEachJobAndStepOnce(t *testing.T) {
 	for i := range leads {
 		wg.Go(func() {
 			tn := i % len(tokens)
-			a := faultsSend(inst[i%3].url, http.MethodPost, "/api/v1/leads",
+			a := faultsSendUntilAccepted(time.Minute, inst[i%3].url, http.MethodPost, "/api/v1/leads",
 				fmt.Sprintf(`{"name":"Lead %d %s","company":"Instances Co"}`, i, uuid.NewString()[:8]),
 				tokens[tn], "Idempotency-Key", uuid.NewString())
 			if a.status != http.StatusCreated {
@@ -67,14 +67,14 @@ func TestFaultsThreeInstancesRunEachJobAndStepOnce(t *testing.T) {
 		wg.Go(func() {
 			lead := leadIDs[i]
 			tn := leadTenant[lead]
-			d := faultsSend(inst[i%3].url, http.MethodPost, "/api/v1/deals",
+			d := faultsSendUntilAccepted(time.Minute, inst[i%3].url, http.MethodPost, "/api/v1/deals",
 				fmt.Sprintf(`{"lead_id":%q,"title":"Deal %d","amount":150000,"currency":"SAR"}`, lead, i),
 				tokens[tn], "Idempotency-Key", uuid.NewString())
 			if d.status != http.StatusCreated {
 				errs <- fmt.Errorf("create deal on instance %d: %d %v %s", i%3, d.status, d.err, d.detail)
 				return
 			}
-			c := faultsSend(inst[(i+1)%3].url, http.MethodPost, "/api/v1/deals/"+d.id+"/close", `{"outcome":"won"}`,
+			c := faultsSendUntilAccepted(time.Minute, inst[(i+1)%3].url, http.MethodPost, "/api/v1/deals/"+d.id+"/close", `{"outcome":"won"}`,
 				tokens[tn], "Idempotency-Key", uuid.NewString())
 			if c.status != http.StatusOK {
 				errs <- fmt.Errorf("close deal on instance %d: %d %v %s", (i+1)%3, c.status, c.err, c.detail)

@@ -36,9 +36,9 @@ func TestAdminGatesServesTheLaunchReport(t *testing.T) {
 		} `json:"results"`
 	}
 	r.json(t, &report)
-	status := map[string]string{}
+	status, reason := map[string]string{}, map[string]string{}
 	for _, gr := range report.Results {
-		status[gr.Gate.ID] = gr.Result.Status
+		status[gr.Gate.ID], reason[gr.Gate.ID] = gr.Result.Status, gr.Result.Reason
 		if gr.Result.Status == "closed" && gr.Result.Evidence == "" {
 			t.Errorf("%s closed without evidence", gr.Gate.ID)
 		}
@@ -52,7 +52,7 @@ func TestAdminGatesServesTheLaunchReport(t *testing.T) {
 	// this test binary does not.)
 	for _, id := range []string{"T1", "G1", "S2", "S6"} {
 		if status[id] != "closed" {
-			t.Errorf("%s: %s, want closed", id, status[id])
+			t.Errorf("%s: %s (%s), want closed", id, status[id], reason[id])
 		}
 	}
 	if status["S7"] != "blocked" || status["G5"] != "blocked" {
