@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAdminGatesServesTheLaunchReport(t *testing.T) {
@@ -14,6 +15,20 @@ func TestAdminGatesServesTheLaunchReport(t *testing.T) {
 
 	wantProblem(t, e.do("GET", "/admin/gates", ""), http.StatusUnauthorized)
 	wantProblem(t, e.do("GET", "/admin/gates", "", bearer(e.token(tenant, "leads"))...), http.StatusForbidden)
+
+	// The run probes this server's /health/deep, whose checks time out at
+	// 2 s: let the new server's pools open their first connections first,
+	// which on a loaded machine (SCRAM, -race) can take longer than that.
+	deepOK := func() bool {
+		d := e.do("GET", "/health/deep", "")
+		var doc struct {
+			Status string `json:"status"`
+		}
+		return d.StatusCode == http.StatusOK && json.Unmarshal(d.body, &doc) == nil && doc.Status == "ok"
+	}
+	for deadline := time.Now().Add(time.Minute); !deepOK() && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	admin := bearer(e.token(tenant, "admin", "leads"))
 	r := e.do("GET", "/admin/gates", "", admin...)
