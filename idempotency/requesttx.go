@@ -70,7 +70,6 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 		b   pgx.Batch
 		row scopedRow
 	)
-	row.tenant = &tenant
 	b.BeginTx(pgx.TxOptions{})
 	b.Queue(scopeAndLockSQL, tenant, key).QueryRow(func(r pgx.Row) error {
 		return r.Scan(nil, &row.now, &row.locked)

@@ -1,6 +1,9 @@
 package webhooksig
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // maxSignatures bounds the signatures one header may carry: senders send
 // one per active secret, and the bound keeps the work per request small.
@@ -66,14 +69,11 @@ func trimSpace(s string) string {
 	if s == "" {
 		return s
 	}
-	if first, last := s[0], s[len(s)-1]; first < utf8RuneSelf && last < utf8RuneSelf && !asciiSpace[first] && !asciiSpace[last] {
+	if first, last := s[0], s[len(s)-1]; first < utf8.RuneSelf && last < utf8.RuneSelf && !asciiSpace[first] && !asciiSpace[last] {
 		return s
 	}
 	return strings.TrimSpace(s)
 }
-
-// utf8RuneSelf is utf8.RuneSelf: bytes below it are ASCII.
-const utf8RuneSelf = 0x80
 
 // asciiSpace marks the ASCII bytes strings.TrimSpace removes.
 var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
