@@ -139,6 +139,12 @@ func benchDatabase(b *testing.B) (*pgxpool.Pool, *idempotency.Store) {
 	db := pgtest.New(b)
 	createOrders(b, db)
 	createEntryShapedTable(b, db)
+	return benchStore(b, db)
+}
+
+// benchStore returns a pool of 2×benchClients app-role connections to db
+// and a store with the defaults on it.
+func benchStore(b *testing.B, db *pgtest.DB) (*pgxpool.Pool, *idempotency.Store) {
 	cfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
 	require.NoError(b, err)
 	cfg.MaxConns = 2 * benchClients
@@ -178,14 +184,7 @@ func BenchmarkStateChecks(b *testing.B) {
 			    DROP CONSTRAINT idempotency_keys_completed_has_response`)
 			require.NoError(b, err)
 		}
-		cfg, err := pgxpool.ParseConfig(db.URL(pgtest.RoleApp))
-		require.NoError(b, err)
-		cfg.MaxConns = 2 * benchClients
-		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-		require.NoError(b, err)
-		b.Cleanup(pool.Close)
-		store, err := idempotency.NewStore(pool, idempotency.StoreConfig{})
-		require.NoError(b, err)
+		pool, store := benchStore(b, db)
 		claim, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet})
 		require.NoError(b, err)
 		tx, err := idempotency.NewMiddleware(store, idempotency.Config{Logger: quiet, Transactional: true})
