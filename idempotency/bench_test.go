@@ -284,19 +284,14 @@ func createEntryShapedTable(b *testing.B, db *pgtest.DB) {
 // round trip as the order: the control that shows what one more such write
 // costs a request, whoever makes it.
 func createOrderAndRow(pool *pgxpool.Pool, key func() string) http.Handler {
-	fingerprint := make([]byte, 32)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		tenant, _ := tenancy.TenantFrom(r.Context())
-		now := time.Now()
 		var id int64
 		err := tenancy.InTx(r.Context(), pool, func(tx pgx.Tx) error {
-			var batch pgx.Batch
-			batch.Queue(orderSQL,
-				tenant, string(body)).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
-			batch.Queue(benchRowSQL, tenant, key(), fingerprint, []byte(`{"Location":["/orders/1"],"Content-Type":["application/json"]}`),
-				[]byte(`{"id":1}`), now, now.Add(24*time.Hour))
-			return tx.SendBatch(r.Context(), &batch).Close()
+			var err error
+			id, err = writeOrderAndEntry(r.Context(), tx, []any{tenant, string(body)}, entryArgs(tenant, key()))
+			return err
 		})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -337,6 +332,28 @@ const benchRowSQL = `INSERT INTO platform.bench_rows
      body_omitted, created_at, completed_at, expires_at)
     VALUES ($1, $2, $3, 'completed', 201, $4, $5, false, $6, $6, $7)`
 
+// benchFingerprint is the fingerprint of every entry-shaped row.
+var benchFingerprint = make([]byte, 32)
+
+// entryArgs returns benchRowSQL's arguments for key of tenant: a stored
+// 201 response with two headers, expiring in 24 hours.
+func entryArgs(tenant, key string) []any {
+	now := time.Now()
+	return []any{tenant, key, benchFingerprint, []byte(`{"Location":["/orders/1"],"Content-Type":["application/json"]}`),
+		[]byte(`{"id":1}`), now, now.Add(24 * time.Hour)}
+}
+
+// writeOrderAndEntry writes the order (orderSQL with order) and the entry
+// (benchRowSQL with entry) in tx in one round trip, and returns the order's
+// id.
+func writeOrderAndEntry(ctx context.Context, tx pgx.Tx, order, entry []any) (int64, error) {
+	var id int64
+	var writes pgx.Batch
+	writes.Queue(orderSQL, order...).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
+	writes.Queue(benchRowSQL, entry...)
+	return id, tx.SendBatch(ctx, &writes).Close()
+}
+
 // finishFunc writes the order (orderSQL with order) and the entry
 // (benchRowSQL with entry) in tx, which beginWithLookup opened on conn,
 // and commits; it returns the order's id.
@@ -345,12 +362,11 @@ type finishFunc func(ctx context.Context, conn *pgxpool.Conn, tx pgx.Tx, order, 
 // handWritten is the handler of a contender that keeps its own keys in
 // platform.bench_rows: the lookup, then finish.
 func handWritten(pool *pgxpool.Pool, key func() string, finish finishFunc) http.Handler {
-	fingerprint := make([]byte, 32)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		body, _ := io.ReadAll(r.Body)
 		tenant, _ := tenancy.TenantFrom(ctx)
-		k, now := key(), time.Now()
+		k := key()
 		conn, err := pool.Acquire(ctx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -362,8 +378,7 @@ func handWritten(pool *pgxpool.Pool, key func() string, finish finishFunc) http.
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		id, err := finish(ctx, conn, tx, []any{tenant, string(body)}, []any{tenant, k, fingerprint,
-			[]byte(`{"Location":["/orders/1"],"Content-Type":["application/json"]}`), []byte(`{"id":1}`), now, now.Add(24 * time.Hour)})
+		id, err := finish(ctx, conn, tx, []any{tenant, string(body)}, entryArgs(tenant, k))
 		if err != nil {
 			// Only after a failure: a COMMIT sent in a batch ends the
 			// transaction without pgx knowing, and a Rollback then would
@@ -415,11 +430,8 @@ func beginWithLookup(ctx context.Context, conn *pgxpool.Conn, tenant, key string
 // writeBatchedThenCommit is the minimum's finishFunc: both writes in one
 // round trip, then COMMIT, as the control.
 func writeBatchedThenCommit(ctx context.Context, _ *pgxpool.Conn, tx pgx.Tx, order, entry []any) (int64, error) {
-	var id int64
-	var writes pgx.Batch
-	writes.Queue(orderSQL, order...).QueryRow(func(row pgx.Row) error { return row.Scan(&id) })
-	writes.Queue(benchRowSQL, entry...)
-	if err := tx.SendBatch(ctx, &writes).Close(); err != nil {
+	id, err := writeOrderAndEntry(ctx, tx, order, entry)
+	if err != nil {
 		return 0, err
 	}
 	return id, tx.Commit(ctx)

@@ -94,12 +94,12 @@ func (s *Store) beginRequest(ctx context.Context, key string, fp Fingerprint) (*
 
 // scopeAndLockSQL opens a request's transaction: it scopes the
 // transaction to tenant $1 (as rls.SetTenantSQL does), tries the advisory
-// lock on key $2 under the name ClaimTx uses (lockName, with the tenant the
-// transaction is now scoped to) and reads the transaction's time, in one
-// statement. Nothing in it reads a table, so nothing depends on the order
-// in which PostgreSQL evaluates its columns.
-const scopeAndLockSQL = `SELECT set_config('` + rls.Setting + `', $1, true), now(),
-       pg_try_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`
+// lock on key $2 under the name ClaimTx uses (lockNameOf, with the tenant
+// the transaction is now scoped to) and reads the transaction's time, in
+// one statement. Nothing in it reads a table, so nothing depends on the
+// order in which PostgreSQL evaluates its columns.
+var scopeAndLockSQL = `SELECT set_config('` + rls.Setting + `', $1, true), now(),
+       pg_try_advisory_xact_lock(` + lockNameOf("$1") + `)`
 
 // decide answers the request from the key's entry, read under the advisory
 // lock when row.locked is true: the key is free (a zero Claim), or an entry

@@ -446,18 +446,20 @@ func scanEntry(rows pgx.Rows, e *entryRow) error {
 	return rows.Err()
 }
 
-// lockName is the advisory lock's name for a key, computed in SQL from the
-// transaction's tenant (s.tenant) and the key ($2). Transactional mode
-// takes the same lock under the same name (scopeAndLockSQL), so it and
-// ClaimTx exclude each other.
-const lockName = `hashtextextended(s.tenant || '/' || $2, 0)`
+// lockNameOf is the advisory lock's name for key $2, computed in SQL from
+// tenant, an SQL expression for the tenant the transaction is scoped to.
+// ClaimTx and transactional mode both take their lock under this name, so
+// they exclude each other.
+func lockNameOf(tenant string) string {
+	return `hashtextextended(` + tenant + ` || '/' || $2, 0)`
+}
 
 // lockAndLookupSQL is lookupSQL that also tries the transaction-level
 // advisory lock on the key, only when the tenants match, so a refused call
 // leaves no lock behind.
-const lockAndLookupSQL = `
+var lockAndLookupSQL = `
 SELECT s.tenant, s.now, ` + entryColumnsSQL + `,
-       CASE WHEN ` + scopeMatchSQL + ` THEN pg_try_advisory_xact_lock(` + lockName + `) END
+       CASE WHEN ` + scopeMatchSQL + ` THEN pg_try_advisory_xact_lock(` + lockNameOf("s.tenant") + `) END
 FROM ` + scopeSQL + ` s
 LEFT JOIN platform.idempotency_keys k
        ON ` + scopeMatchSQL + ` AND k.tenant_id = s.tenant::uuid AND k.key = $2`
